@@ -1,0 +1,515 @@
+//! The entity actor: one ractor actor per aggregate instance, generic over an [`EntityKind`].
+//!
+//! It owns its aggregate and handles one message at a time, so its mailbox is the lock. For
+//! each message it asks the kind's pure handler for a decision, turns a change into ONE write
+//! set (inbox record, aggregate at version + 1, outbox entries) and hands it to the node's
+//! committer. It may go on with its next message on the new in-memory state while that write
+//! set is in flight (pipelining), but every reply — a rejection too — is released only once
+//! every write set it produced before is durable: replies ride on commit callbacks, and a reply
+//! with nothing to write waits on a committer barrier when writes are in flight.
+//!
+//! If a write set fails (its batch failed, its message was a duplicate, its version was stale),
+//! the actor reloads its aggregate from sled. A `Reload` names the epoch it was caused in, so
+//! the failures of a chain that was already superseded do not reload again.
+//! Boundary: it never returns `Err` from `handle` for a business outcome — only when its state
+//! can no longer be trusted (a reload failed), which makes the supervisor restart it.
+
+use std::fmt;
+use std::hash::Hash;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use serde::{de::DeserializeOwned, Serialize};
+use tokio::sync::oneshot;
+
+use super::error::EngineError;
+use crate::clock::Clock;
+use crate::domain::{Ctx, MessageId, NodeId};
+use crate::limits::{AGGREGATE_BYTES_MAX, MAILBOX_LEN_MAX};
+use crate::persistence::codec::{self, CodecError, Header, RecordKind};
+use crate::persistence::store::{InboxWrite, StateWrite};
+use crate::persistence::{
+    Applied, CommitResult, Committer, DeliveryError, Envelope, InboxRecord, OutboxEntry, ServiceTrees, Store,
+    StoreError, Subscriptions, Topic, WriteSet,
+};
+
+/// An event an aggregate emits; the actor wraps it in an envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Emit {
+    /// Its topic (its payload is at the topic's current schema version).
+    pub topic: Topic,
+    /// The key its subscribers route on.
+    pub routing_key: String,
+    /// The encoded event.
+    pub payload: Vec<u8>,
+}
+
+/// A kind's decision on a command.
+pub enum CommandOutcome<K: EntityKind> {
+    /// The aggregate changes: persist it (version + 1) with the events, then reply.
+    Changed {
+        /// The new state.
+        state: K::State,
+        /// The answer.
+        reply: K::Reply,
+        /// Events to publish.
+        events: Vec<Emit>,
+    },
+    /// Nothing changes (a read, a rejection, a repeat): reply once earlier writes are durable.
+    Unchanged(K::Reply),
+}
+
+/// A kind's decision on an event.
+pub enum EventOutcome<K: EntityKind> {
+    /// The aggregate moves forward.
+    Changed {
+        /// The new state.
+        state: K::State,
+        /// Events to publish.
+        events: Vec<Emit>,
+    },
+    /// The event is stale or has no effect here; it is still recorded in the inbox.
+    Ignored,
+}
+
+/// What a service's aggregate is: its key, state, commands, replies, and the pure functions
+/// that decide. Implementations live in `actors::<service>` and call into `domain`.
+pub trait EntityKind: Send + Sync + Sized + 'static {
+    /// The service: its inbox trees are `{SERVICE}/inbox…`.
+    const SERVICE: &'static str;
+    /// The aggregate: its state tree is `{SERVICE}/{AGGREGATE}`.
+    const AGGREGATE: &'static str;
+    /// The aggregate's key.
+    type Key: Clone + Eq + Hash + Send + Sync + fmt::Display + fmt::Debug + 'static;
+    /// The aggregate's state.
+    type State: Clone + Send + Sync + 'static;
+    /// What callers may ask.
+    type Command: Clone + Send + Sync + 'static;
+    /// What they get back (stored in the inbox, so that a repeated command gets the same answer).
+    type Reply: Clone + Send + Sync + Serialize + DeserializeOwned + 'static;
+
+    /// The topics this aggregate takes events from.
+    fn topics() -> &'static [Topic];
+    /// The key named by a routing key (of an event or a request).
+    fn parse_key(s: &str) -> Result<Self::Key, String>;
+    /// The state of an aggregate never stored.
+    fn initial(key: &Self::Key) -> Self::State;
+    /// Encodes the state; returns the schema version and the body.
+    fn encode_state(state: &Self::State) -> Result<(u16, Vec<u8>), CodecError>;
+    /// Decodes a stored state of any schema version this program knows (upcasting old ones).
+    fn decode_state(key: &Self::Key, schema: u16, body: &[u8]) -> Result<Self::State, CodecError>;
+    /// The status carried in emitted envelopes.
+    fn status(state: &Self::State) -> String;
+    /// Decides a command.
+    fn on_command(key: &Self::Key, state: &Self::State, cmd: Self::Command, ctx: &Ctx) -> CommandOutcome<Self>;
+    /// Decides an event. `Err` when the event cannot be understood (never retried).
+    fn on_event(key: &Self::Key, state: &Self::State, env: &Envelope, ctx: &Ctx) -> Result<EventOutcome<Self>, DeliveryError>;
+}
+
+/// What every entity of a service shares.
+pub struct EntityEnv {
+    /// The node's store.
+    pub store: Store,
+    /// The service's trees.
+    pub trees: ServiceTrees,
+    /// The node's committer.
+    pub committer: Committer,
+    /// Who subscribes to which topic (for the outbox fan-out).
+    pub subscriptions: Arc<Subscriptions>,
+    /// This node.
+    pub node: NodeId,
+    /// The node's clock.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The reply channel of a command.
+pub type CommandReply<K> = oneshot::Sender<Result<<K as EntityKind>::Reply, EngineError>>;
+
+/// Messages of an entity actor (local only: entities never cross nodes).
+pub enum EntityMsg<K: EntityKind> {
+    /// A command from a caller.
+    Command {
+        /// Its id (the inbox deduplicates on it).
+        id: MessageId,
+        /// The command.
+        cmd: K::Command,
+        /// Where the answer goes.
+        reply: CommandReply<K>,
+    },
+    /// An event from the relay; acknowledged once durable.
+    Event {
+        /// The event.
+        env: Envelope,
+        /// Where the acknowledgement goes.
+        reply: oneshot::Sender<Result<(), DeliveryError>>,
+    },
+    /// A write set failed: reload from sled (unless a newer epoch already did).
+    Reload {
+        /// The epoch the failed write set was built in.
+        epoch: u64,
+    },
+    /// Stop (the supervisor passivates this entity).
+    Passivate,
+}
+
+impl<K: EntityKind> ractor::Message for EntityMsg<K> {}
+
+/// What an entity's handle and its actor share: the mailbox count that bounds the mailbox, and
+/// the recency the supervisor passivates by.
+#[derive(Debug, Default)]
+pub struct HandleShared {
+    queued: AtomicUsize,
+    last_used_ms: AtomicU64,
+    referenced: AtomicBool,
+}
+
+impl HandleShared {
+    /// When the entity was last sent a message, ms.
+    pub fn last_used_ms(&self) -> u64 {
+        self.last_used_ms.load(Ordering::Relaxed)
+    }
+
+    /// Clears and returns the "used since the last look" bit (second-chance eviction).
+    pub fn take_referenced(&self) -> bool {
+        self.referenced.swap(false, Ordering::Relaxed)
+    }
+}
+
+/// Why a send to an entity did not enqueue.
+pub enum SendFailure<M> {
+    /// The mailbox is full.
+    Overloaded,
+    /// The actor has stopped; the message comes back.
+    Stopped(M),
+}
+
+/// A handle to a live entity actor with a bounded mailbox.
+pub struct EntityHandle<K: EntityKind> {
+    actor: ActorRef<EntityMsg<K>>,
+    shared: Arc<HandleShared>,
+}
+
+impl<K: EntityKind> Clone for EntityHandle<K> {
+    fn clone(&self) -> Self {
+        Self { actor: self.actor.clone(), shared: self.shared.clone() }
+    }
+}
+
+impl<K: EntityKind> EntityHandle<K> {
+    pub(crate) fn new(actor: ActorRef<EntityMsg<K>>, shared: Arc<HandleShared>) -> Self {
+        Self { actor, shared }
+    }
+
+    /// The actor.
+    pub fn actor(&self) -> &ActorRef<EntityMsg<K>> {
+        &self.actor
+    }
+
+    /// The shared counters.
+    pub fn shared(&self) -> &Arc<HandleShared> {
+        &self.shared
+    }
+
+    /// Whether the actor still takes messages.
+    pub fn is_alive(&self) -> bool {
+        matches!(self.actor.get_status(), ractor::ActorStatus::Running | ractor::ActorStatus::Starting | ractor::ActorStatus::Upgrading)
+    }
+
+    /// Enqueues a caller's message, refusing past `MAILBOX_LEN_MAX` queued messages.
+    pub fn send(&self, msg: EntityMsg<K>, now_ms: u64) -> Result<(), SendFailure<EntityMsg<K>>> {
+        if self.shared.queued.fetch_add(1, Ordering::AcqRel) >= MAILBOX_LEN_MAX {
+            self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(SendFailure::Overloaded);
+        }
+        self.shared.last_used_ms.store(now_ms, Ordering::Relaxed);
+        self.shared.referenced.store(true, Ordering::Relaxed);
+        match self.actor.send_message(msg) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+                match e {
+                    ractor::MessagingErr::SendErr(m) => Err(SendFailure::Stopped(m)),
+                    _ => Err(SendFailure::Overloaded),
+                }
+            }
+        }
+    }
+}
+
+/// Start-up arguments of an entity actor.
+pub struct EntityArgs<K: EntityKind> {
+    /// Its key.
+    pub key: K::Key,
+    /// The service's shared environment.
+    pub env: Arc<EntityEnv>,
+    /// Shared with its handle.
+    pub shared: Arc<HandleShared>,
+}
+
+/// The entity actor of kind `K`.
+pub struct Entity<K: EntityKind>(PhantomData<fn() -> K>);
+
+impl<K: EntityKind> Default for Entity<K> {
+    fn default() -> Self {
+        Self(PhantomData)
+    }
+}
+
+/// The state of a running entity actor.
+pub struct EntityState<K: EntityKind> {
+    key: K::Key,
+    key_bytes: Vec<u8>,
+    state: K::State,
+    version: u64,
+    epoch: u64,
+    inflight: Arc<AtomicUsize>,
+    env: Arc<EntityEnv>,
+    shared: Arc<HandleShared>,
+}
+
+/// Reads an aggregate from the store (on a blocking thread: sled's reads can wait on its lock).
+pub async fn load_state<K: EntityKind>(env: &Arc<EntityEnv>, key: &K::Key) -> Result<(K::State, u64), StoreError> {
+    let env2 = env.clone();
+    let key2 = key.clone();
+    tokio::task::spawn_blocking(move || {
+        let bytes = key2.to_string().into_bytes();
+        match env2.store.load_aggregate(&env2.trees, &bytes)? {
+            None => Ok((K::initial(&key2), 0)),
+            Some((header, body)) => {
+                let state = K::decode_state(&key2, header.schema, &body).map_err(|source| StoreError::Corrupt {
+                    tree: format!("{}/{}", K::SERVICE, K::AGGREGATE),
+                    source,
+                })?;
+                Ok((state, header.version))
+            }
+        }
+    })
+    .await
+    .map_err(|e| StoreError::Storage(format!("load task failed: {e}")))?
+}
+
+fn fresh_message_id() -> MessageId {
+    MessageId::from_bytes(*uuid::Uuid::new_v4().as_bytes())
+}
+
+impl<K: EntityKind> EntityState<K> {
+    fn ctx(&self) -> Ctx {
+        Ctx { now_ms: self.env.clock.now_ms(), node: self.env.node.clone() }
+    }
+
+    /// Builds the write set of a change (or of an inbox-only record when `next` is `None`).
+    fn write_set(
+        &self,
+        inbox: (MessageId, Option<Vec<u8>>),
+        next: Option<&K::State>,
+        events: Vec<Emit>,
+        ctx: &Ctx,
+    ) -> Result<WriteSet, CodecError> {
+        let (id, reply) = inbox;
+        let record = InboxRecord { recorded_at_ms: ctx.now_ms, reply }.encode()?;
+        let mut ws = WriteSet {
+            service: Some(self.env.trees.clone()),
+            inbox: Some(InboxWrite { id, recorded_at_ms: ctx.now_ms, record }),
+            ..WriteSet::default()
+        };
+        let Some(next) = next else { return Ok(ws) };
+        let version = self.version + 1;
+        let (schema, body) = K::encode_state(next)?;
+        let record = codec::frame(Header { kind: RecordKind::Aggregate, schema, version }, &body, AGGREGATE_BYTES_MAX)?;
+        ws.state = Some(StateWrite { key: self.key_bytes.clone(), expected_version: self.version, record });
+        let status = K::status(next);
+        for emit in events {
+            let envelope = Envelope {
+                message_id: fresh_message_id(),
+                topic: emit.topic,
+                routing_key: emit.routing_key,
+                aggregate_id: self.key.to_string(),
+                aggregate_version: version,
+                aggregate_status: status.clone(),
+                origin_node: ctx.node.clone(),
+                schema_version: emit.topic.current_schema(),
+                timestamp_ms: ctx.now_ms,
+                causation_id: Some(id),
+                request_id: None,
+                payload: emit.payload,
+            };
+            envelope.check()?;
+            for dest in self.env.subscriptions.of(emit.topic) {
+                let entry = OutboxEntry { destination: dest.clone(), attempts: 0, last_error: None, envelope: envelope.clone() };
+                ws.outbox.push(entry.encode()?);
+            }
+        }
+        Ok(ws)
+    }
+
+    /// Runs `f` now if nothing is in flight, else once everything in flight is durable.
+    async fn after_inflight(&self, f: Box<dyn FnOnce() + Send>) {
+        if self.inflight.load(Ordering::Acquire) == 0 {
+            f();
+        } else {
+            self.env.committer.barrier(f).await;
+        }
+    }
+
+    /// Submits a write set; `done` gets the outcome (and whether the actor must reload).
+    async fn submit(&mut self, myself: &ActorRef<EntityMsg<K>>, ws: WriteSet, done: impl FnOnce(CommitResult) + Send + 'static) {
+        self.inflight.fetch_add(1, Ordering::AcqRel);
+        let inflight = self.inflight.clone();
+        let me = myself.clone();
+        let epoch = self.epoch;
+        let changes_state = ws.state.is_some();
+        self.env
+            .committer
+            .submit(
+                ws,
+                Box::new(move |result: CommitResult| {
+                    inflight.fetch_sub(1, Ordering::AcqRel);
+                    let reload = match &result {
+                        Ok(Applied::Written { .. }) => false,
+                        // A duplicate of a change: the in-memory state applied it once too often.
+                        Ok(Applied::Duplicate(_)) => changes_state,
+                        Ok(Applied::Conflict(_)) | Err(_) => true,
+                    };
+                    if reload {
+                        let _ = me.send_message(EntityMsg::Reload { epoch });
+                    }
+                    done(result);
+                }),
+            )
+            .await;
+    }
+
+    async fn on_command(&mut self, myself: &ActorRef<EntityMsg<K>>, id: MessageId, cmd: K::Command, reply: CommandReply<K>) {
+        let ctx = self.ctx();
+        match K::on_command(&self.key, &self.state, cmd, &ctx) {
+            CommandOutcome::Unchanged(r) => {
+                self.after_inflight(Box::new(move || {
+                    let _ = reply.send(Ok(r));
+                }))
+                .await;
+            }
+            CommandOutcome::Changed { state, reply: r, events } => {
+                let built = codec::to_body("reply", &r, AGGREGATE_BYTES_MAX)
+                    .and_then(|bytes| self.write_set((id, Some(bytes)), Some(&state), events, &ctx));
+                let ws = match built {
+                    Ok(ws) => ws,
+                    Err(e) => {
+                        tracing::warn!(service = K::SERVICE, key = %self.key, error = %e, "change refused: it does not encode");
+                        self.after_inflight(Box::new(move || {
+                            let _ = reply.send(Err(EngineError::TooLarge(e.to_string())));
+                        }))
+                        .await;
+                        return;
+                    }
+                };
+                self.state = state;
+                self.version += 1;
+                self.submit(myself, ws, move |result| {
+                    let answer = match result {
+                        Ok(Applied::Written { .. }) => Ok(r),
+                        Ok(Applied::Duplicate(stored)) => stored_reply::<K>(&stored),
+                        Ok(Applied::Conflict(_)) => Err(EngineError::CommitFailed("the aggregate changed concurrently; retry".into())),
+                        Err(e) => Err(EngineError::CommitFailed(e.to_string())),
+                    };
+                    let _ = reply.send(answer);
+                })
+                .await;
+            }
+        }
+    }
+
+    async fn on_event(&mut self, myself: &ActorRef<EntityMsg<K>>, env: Envelope, reply: oneshot::Sender<Result<(), DeliveryError>>) {
+        let ctx = self.ctx();
+        let id = env.message_id;
+        let (next, events) = match K::on_event(&self.key, &self.state, &env, &ctx) {
+            Err(e) => {
+                self.after_inflight(Box::new(move || {
+                    let _ = reply.send(Err(e));
+                }))
+                .await;
+                return;
+            }
+            Ok(EventOutcome::Ignored) => (None, Vec::new()),
+            Ok(EventOutcome::Changed { state, events }) => (Some(state), events),
+        };
+        let ws = match self.write_set((id, None), next.as_ref(), events, &ctx) {
+            Ok(ws) => ws,
+            Err(e) => {
+                self.after_inflight(Box::new(move || {
+                    let _ = reply.send(Err(DeliveryError::Permanent(format!("the change does not encode: {e}"))));
+                }))
+                .await;
+                return;
+            }
+        };
+        if let Some(state) = next {
+            self.state = state;
+            self.version += 1;
+        }
+        self.submit(myself, ws, move |result| {
+            let ack = match result {
+                Ok(Applied::Written { .. } | Applied::Duplicate(_)) => Ok(()),
+                Ok(Applied::Conflict(_)) => Err(DeliveryError::Transient("the aggregate changed concurrently".into())),
+                Err(e) => Err(DeliveryError::Transient(e.to_string())),
+            };
+            let _ = reply.send(ack);
+        })
+        .await;
+    }
+}
+
+/// The reply a duplicate command gets: the one stored with the first.
+fn stored_reply<K: EntityKind>(record: &[u8]) -> Result<K::Reply, EngineError> {
+    let rec = InboxRecord::decode(record).map_err(|e| EngineError::Unavailable(format!("stored reply unreadable: {e}")))?;
+    match rec.reply {
+        Some(bytes) => codec::from_body::<K::Reply>("reply", &bytes)
+            .map_err(|e| EngineError::Unavailable(format!("stored reply unreadable: {e}"))),
+        None => Err(EngineError::Unavailable("the message id was used by an event, not a command".into())),
+    }
+}
+
+impl<K: EntityKind> Actor for Entity<K> {
+    type Msg = EntityMsg<K>;
+    type State = EntityState<K>;
+    type Arguments = EntityArgs<K>;
+
+    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, args: Self::Arguments) -> Result<Self::State, ActorProcessingErr> {
+        let (state, version) = load_state::<K>(&args.env, &args.key).await?;
+        Ok(EntityState {
+            key_bytes: args.key.to_string().into_bytes(),
+            key: args.key,
+            state,
+            version,
+            epoch: 0,
+            inflight: Arc::new(AtomicUsize::new(0)),
+            env: args.env,
+            shared: args.shared,
+        })
+    }
+
+    async fn handle(&self, myself: ActorRef<Self::Msg>, msg: Self::Msg, st: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        match msg {
+            EntityMsg::Command { id, cmd, reply } => {
+                st.shared.queued.fetch_sub(1, Ordering::AcqRel);
+                st.on_command(&myself, id, cmd, reply).await;
+            }
+            EntityMsg::Event { env, reply } => {
+                st.shared.queued.fetch_sub(1, Ordering::AcqRel);
+                st.on_event(&myself, env, reply).await;
+            }
+            EntityMsg::Reload { epoch } => {
+                if epoch == st.epoch {
+                    let (state, version) = load_state::<K>(&st.env, &st.key).await?;
+                    tracing::debug!(service = K::SERVICE, key = %st.key, version, "entity reloaded after a failed write");
+                    st.state = state;
+                    st.version = version;
+                    st.epoch += 1;
+                }
+            }
+            EntityMsg::Passivate => myself.stop(Some("passivated".into())),
+        }
+        Ok(())
+    }
+}

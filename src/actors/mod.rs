@@ -1,0 +1,10 @@
+//! One module per service: its entity kinds (how its aggregates take commands and events) on top
+//! of the generic entity actor. Actors stay thin: every decision is a call into `domain`.
+
+pub mod catalogue;
+pub mod entity;
+mod error;
+pub mod stock;
+
+pub use entity::{CommandOutcome, Emit, EntityKind, EventOutcome};
+pub use error::EngineError;

@@ -1,0 +1,8 @@
+//! Where a key lives: key → partition (stable hash) → owning node (rendezvous hashing over the
+//! configured nodes). Every send to an entity asks the router first, so that remote delivery
+//! (ractor_cluster) only adds a branch here. One node owning every partition is the embedded
+//! default.
+
+mod router;
+
+pub use router::{partition_of, Route, Router};

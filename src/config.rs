@@ -1,0 +1,248 @@
+//! `cluster.toml`: the cluster's shared cookie, its partition count, storage and entity settings,
+//! and each node (name, cluster address, HTTP address, data directory). Every field is checked
+//! when the file is read; a bad file is a one-line error naming the field, never a panic.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::domain::NodeId;
+use crate::limits::{ENTITY_IDLE_MS, LIVE_ENTITIES_MAX, PARTITIONS_DEFAULT, PARTITIONS_MAX, SLED_CACHE_BYTES};
+use crate::persistence::Durability;
+
+/// Why a configuration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {reason}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The file is not valid TOML or has unknown/mistyped fields.
+    #[error("invalid config: {0}")]
+    Parse(String),
+    /// A value is out of range or inconsistent.
+    #[error("invalid config: {field}: {reason}")]
+    Invalid {
+        /// The field.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn invalid(field: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { field: field.into(), reason: reason.into() }
+}
+
+/// Storage settings (`[storage]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `flush` (default), `fsync` or `none`.
+    #[serde(default = "default_durability")]
+    pub durability: Durability,
+    /// sled's page cache, bytes.
+    #[serde(default = "default_cache")]
+    pub cache_bytes: u64,
+}
+
+fn default_durability() -> Durability {
+    Durability::Flush
+}
+
+fn default_cache() -> u64 {
+    SLED_CACHE_BYTES
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self { durability: default_durability(), cache_bytes: default_cache() }
+    }
+}
+
+/// Entity settings (`[entities]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntitiesConfig {
+    /// Most live entity actors per service.
+    #[serde(default = "default_live_max")]
+    pub live_max: usize,
+    /// Idle time before passivation, ms.
+    #[serde(default = "default_idle_ms")]
+    pub idle_ms: u64,
+}
+
+fn default_live_max() -> usize {
+    LIVE_ENTITIES_MAX
+}
+
+fn default_idle_ms() -> u64 {
+    ENTITY_IDLE_MS
+}
+
+impl Default for EntitiesConfig {
+    fn default() -> Self {
+        Self { live_max: default_live_max(), idle_ms: default_idle_ms() }
+    }
+}
+
+/// One node (`[[node]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Its name (unique).
+    pub name: NodeId,
+    /// Where other nodes reach it.
+    pub cluster_addr: SocketAddr,
+    /// Where its HTTP front listens.
+    pub http_addr: SocketAddr,
+    /// Its data directory (relative paths are relative to the config file).
+    pub data_dir: PathBuf,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// Shared secret of the cluster's node handshake.
+    pub cookie: String,
+    /// Partitions of the key space (a power of two).
+    #[serde(default = "default_partitions")]
+    pub partitions: u32,
+    /// Storage settings.
+    #[serde(default)]
+    pub storage: StorageConfig,
+    /// Entity settings.
+    #[serde(default)]
+    pub entities: EntitiesConfig,
+    /// The nodes.
+    #[serde(rename = "node")]
+    pub nodes: Vec<NodeConfig>,
+}
+
+fn default_partitions() -> u32 {
+    PARTITIONS_DEFAULT
+}
+
+impl ClusterConfig {
+    /// Reads and checks a config file; relative data directories are resolved against its folder.
+    pub fn load(path: &Path) -> Result<ClusterConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::Read { path: path.display().to_string(), reason: e.to_string() })?;
+        let mut cfg = ClusterConfig::parse(&text)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for n in &mut cfg.nodes {
+            if n.data_dir.is_relative() {
+                n.data_dir = base.join(&n.data_dir);
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// Parses and checks config text.
+    pub fn parse(text: &str) -> Result<ClusterConfig, ConfigError> {
+        let cfg: ClusterConfig = toml::from_str(text).map_err(|e| ConfigError::Parse(e.message().to_owned()))?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    /// The embedded default: one node owning every partition.
+    pub fn single(name: NodeId, http_addr: SocketAddr, data_dir: PathBuf) -> ClusterConfig {
+        ClusterConfig {
+            cookie: "single-node".into(),
+            partitions: PARTITIONS_DEFAULT,
+            storage: StorageConfig::default(),
+            entities: EntitiesConfig::default(),
+            nodes: vec![NodeConfig {
+                name,
+                cluster_addr: SocketAddr::from(([127, 0, 0, 1], 7400)),
+                http_addr,
+                data_dir,
+            }],
+        }
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.cookie.trim().is_empty() {
+            return Err(invalid("cookie", "must not be empty"));
+        }
+        if !self.partitions.is_power_of_two() || self.partitions > PARTITIONS_MAX {
+            return Err(invalid("partitions", format!("a power of two from 1 to {PARTITIONS_MAX}")));
+        }
+        if self.nodes.is_empty() {
+            return Err(invalid("node", "at least one [[node]] is needed"));
+        }
+        for (i, a) in self.nodes.iter().enumerate() {
+            for b in &self.nodes[i + 1..] {
+                if a.name == b.name {
+                    return Err(invalid("node.name", format!("{} appears twice", a.name)));
+                }
+                if a.cluster_addr == b.cluster_addr || a.http_addr == b.http_addr {
+                    return Err(invalid("node", format!("{} and {} share an address", a.name, b.name)));
+                }
+                if a.data_dir == b.data_dir {
+                    return Err(invalid("node.data_dir", format!("{} and {} share a data directory", a.name, b.name)));
+                }
+            }
+        }
+        if self.entities.live_max == 0 {
+            return Err(invalid("entities.live_max", "must be at least 1"));
+        }
+        if self.storage.cache_bytes < 1024 * 1024 {
+            return Err(invalid("storage.cache_bytes", "at least 1 MiB"));
+        }
+        Ok(())
+    }
+
+    /// The node named `name`.
+    pub fn node(&self, name: &str) -> Option<&NodeConfig> {
+        self.nodes.iter().find(|n| n.name.as_str() == name)
+    }
+
+    /// Every node's name.
+    pub fn node_ids(&self) -> Vec<NodeId> {
+        self.nodes.iter().map(|n| n.name.clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_repository_cluster_toml_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster.toml");
+        let cfg = ClusterConfig::load(&path).unwrap();
+        assert_eq!(cfg.nodes.len(), 1);
+        assert_eq!(cfg.storage.durability, Durability::Flush);
+    }
+
+    #[test]
+    fn bad_configs_name_the_field() {
+        let base = r#"
+cookie = "c"
+[[node]]
+name = "a"
+cluster_addr = "127.0.0.1:7400"
+http_addr = "127.0.0.1:8080"
+data_dir = "./data"
+"#;
+        assert!(ClusterConfig::parse(base).is_ok());
+        let e = ClusterConfig::parse(&base.replace("cookie = \"c\"", "cookie = \"c\"\npartitions = 100")).unwrap_err();
+        assert!(e.to_string().contains("partitions"), "{e}");
+        let e = ClusterConfig::parse(&format!("{base}\n[storage]\ndurability = \"sometimes\"\n")).unwrap_err();
+        assert!(matches!(e, ConfigError::Parse(_)), "{e}");
+        let e = ClusterConfig::parse(&base.replace("name = \"a\"", "name = \"a b\"")).unwrap_err();
+        assert!(matches!(e, ConfigError::Parse(_)), "{e}");
+        let twice = format!("{base}{}", base.replace("cookie = \"c\"", "").replace("7400", "7401").replace("8080", "8081"));
+        let e = ClusterConfig::parse(&twice).unwrap_err();
+        assert!(e.to_string().contains("twice"), "{e}");
+        assert!(matches!(ClusterConfig::parse("cookie = \"c\"\nnode = []"), Err(ConfigError::Invalid { .. })));
+        assert!(matches!(ClusterConfig::parse("]["), Err(ConfigError::Parse(_))));
+    }
+}

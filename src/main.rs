@@ -1,0 +1,259 @@
+//! The `bazaar` command: run a node, generate load, check or repair a data directory.
+//! Thin on purpose: parsing and wiring only; everything else is in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context};
+use clap::{Parser, Subcommand};
+
+use bazaar::actors::stock::StockItemKind;
+use bazaar::config::ClusterConfig;
+use bazaar::domain::stock::{Dimensions, StockCommand};
+use bazaar::domain::{MessageId, NodeId, Qty, Sku};
+use bazaar::node::{Node, NodeBuilder, NodeOptions};
+use bazaar::persistence::{relay, Durability, Store, StoreOptions};
+
+/// bazaar: an online book store as an actor system.
+#[derive(Parser)]
+#[command(name = "bazaar", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node (with no flags: a single-node store with its data in ./data).
+    Serve(ServeArgs),
+    /// Drive the engine with a deterministic stock workload and print each acknowledged write.
+    Loadgen(LoadgenArgs),
+    /// Check every record of a data directory (the node must be stopped).
+    Verify {
+        /// The data directory.
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+    },
+    /// List or replay dead letters of a data directory (the node must be stopped).
+    DeadLetters {
+        #[command(subcommand)]
+        action: DeadLetterAction,
+    },
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// The cluster file (default: a single node).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// This node's name in the cluster file.
+    #[arg(long)]
+    node: Option<String>,
+    /// The data directory (overrides the cluster file).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Seed a demo catalogue's stock.
+    #[arg(long)]
+    demo: bool,
+}
+
+#[derive(clap::Args)]
+struct LoadgenArgs {
+    /// The data directory.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Concurrent writers (one stock item each).
+    #[arg(long, default_value_t = 8)]
+    writers: usize,
+    /// Commands per writer.
+    #[arg(long, default_value_t = 1000)]
+    ops: u64,
+    /// Seed of the message ids (the same seed again changes nothing).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// flush, fsync or none.
+    #[arg(long, default_value = "flush", value_parser = parse_durability)]
+    durability: Durability,
+}
+
+#[derive(Subcommand)]
+enum DeadLetterAction {
+    /// Print every dead letter.
+    List {
+        /// The data directory.
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+    },
+    /// Put dead letters back into the outbox (delivered at the node's next start).
+    Replay {
+        /// The data directory.
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+        /// Which dead letters (sequence numbers); none: all.
+        seq: Vec<u64>,
+    },
+}
+
+fn parse_durability(s: &str) -> Result<Durability, String> {
+    Durability::parse(s).ok_or_else(|| "expected flush, fsync or none".to_owned())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("bazaar: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("bazaar: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Loadgen(args) => loadgen(args).await,
+        Command::Verify { data_dir } => {
+            let store = Store::open(&data_dir, &StoreOptions::default())?;
+            let r = bazaar::verify::verify_store(&store)?;
+            println!(
+                "stock items {}, stock projections {}, outbox entries {}, dead letters {}",
+                r.stock_items, r.stock_projections, r.outbox_entries, r.dead_letters
+            );
+            for p in &r.problems {
+                println!("PROBLEM {p}");
+            }
+            Ok(if r.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::DeadLetters { action } => dead_letters(action).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let mut opts = match &args.config {
+        Some(path) => {
+            let cfg = ClusterConfig::load(path)?;
+            let name = match &args.node {
+                Some(n) => n.clone(),
+                None if cfg.nodes.len() == 1 => cfg.nodes[0].name.to_string(),
+                None => return Err(anyhow!("the config lists several nodes: say which with --node")),
+            };
+            NodeOptions::from_config(&cfg, &name)?
+        }
+        None => {
+            let name = NodeId::parse(args.node.as_deref().unwrap_or("node-1")).map_err(|e| anyhow!("--node: {e}"))?;
+            NodeOptions::single(name, PathBuf::from("./data"))
+        }
+    };
+    if let Some(d) = args.data_dir {
+        opts.data_dir = d;
+    }
+    let node = NodeBuilder::store(opts).start().await.context("cannot start the node")?;
+    if args.demo {
+        seed_demo(&node).await?;
+    }
+    println!("bazaar node {} running with its data in {}; Ctrl-C stops it", node.options().node, node.options().data_dir.display());
+    wait_for_stop().await;
+    println!("stopping: finishing in-flight work and flushing");
+    node.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Demo stock: received once per data directory (the message ids are fixed, so a second
+/// `--demo` start changes nothing).
+async fn seed_demo(node: &Node) -> anyhow::Result<()> {
+    let stock = node.service::<StockItemKind>().ok_or_else(|| anyhow!("no stock service"))?;
+    let items = [("book-978-0141439518", 12), ("book-978-0140449136", 7), ("book-978-0679783268", 3), ("book-978-0553213119", 25)];
+    for (sku, qty) in items {
+        let sku = Sku::parse(sku)?;
+        let dims = Dimensions { weight_g: 450, length_mm: 198, width_mm: 129, height_mm: 32 };
+        let cmd = StockCommand::Receive { qty: Qty::new(qty), dims: Some(dims) };
+        let id = MessageId::derived(&[b"demo-seed", sku.as_str().as_bytes()]);
+        let view = stock.command(&sku, id, cmd).await?.map_err(|e| anyhow!("{e}"))?;
+        println!("demo stock: {sku} free {}", view.levels.free);
+    }
+    Ok(())
+}
+
+async fn wait_for_stop() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn loadgen(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
+    let name = NodeId::parse("loadgen")?;
+    let opts = NodeOptions::single(name, args.data_dir.clone()).with_durability(args.durability);
+    let node = NodeBuilder::store(opts).start().await?;
+    let stock = node.service::<StockItemKind>().ok_or_else(|| anyhow!("no stock service"))?;
+    let on_ack: Arc<dyn Fn(usize, u64) + Send + Sync> = Arc::new(|w, n| println!("ack {w} {n}"));
+    let done = bazaar::loadgen::run(&stock, args.seed, args.writers, args.ops, Arc::new(AtomicBool::new(false)), on_ack).await?;
+    println!("done {done}");
+    node.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn dead_letters(action: DeadLetterAction) -> anyhow::Result<ExitCode> {
+    match action {
+        DeadLetterAction::List { data_dir } => {
+            let store = Store::open(&data_dir, &StoreOptions::default())?;
+            for (seq, letter) in store.dead_letters()? {
+                match letter {
+                    Ok(l) => println!(
+                        "{seq}\t{}\tattempts {}\t{}",
+                        l.destination.as_deref().unwrap_or("?"),
+                        l.attempts,
+                        l.reason
+                    ),
+                    Err(e) => println!("{seq}\tunreadable: {e}"),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DeadLetterAction::Replay { data_dir, seq } => {
+            let store = Store::open(&data_dir, &StoreOptions::default())?;
+            let committer = bazaar::persistence::Committer::start(store.clone())?;
+            let seqs = if seq.is_empty() { store.dead_letters()?.into_iter().map(|(s, _)| s).collect() } else { seq };
+            let mut failed = false;
+            for s in seqs {
+                match relay::replay_dead_letter(&store, &committer, s).await {
+                    Ok(new) => println!("dead letter {s} is back in the outbox as {new}"),
+                    Err(e) => {
+                        failed = true;
+                        println!("dead letter {s}: {e}");
+                    }
+                }
+            }
+            committer.shutdown().await;
+            Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! A running node: its store, committer, outbox relay, inbox pruner and services, wired together.
+//!
+//! Start-up order matters: the store opens once; subscriptions are collected from every
+//! service before any entity starts (an entity fans its events out to them); the relay starts
+//! last, when every subscriber is there. Shutdown runs the other way and ends with a flush.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::actors::catalogue::StockProjectionKind;
+use crate::actors::entity::{EntityEnv, EntityKind};
+use crate::actors::stock::StockItemKind;
+use crate::actors::EngineError;
+use crate::clock::{Clock, SystemClock};
+use crate::cluster::Router;
+use crate::config::ClusterConfig;
+use crate::domain::NodeId;
+use crate::limits::{INBOX_PRUNE_EVERY_MS, INBOX_RETENTION_MS, PARTITIONS_DEFAULT};
+use crate::persistence::{
+    Committer, Durability, Relay, RelayConfig, ServiceTrees, Store, StoreError, StoreOptions, Subscriber, Subscriptions,
+};
+use crate::supervisors::{EntityConfig, Service};
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A service could not start.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The configuration does not describe this node.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Everything a node needs to start.
+#[derive(Clone)]
+pub struct NodeOptions {
+    /// This node's name.
+    pub node: NodeId,
+    /// Every node of the cluster (this one included).
+    pub nodes: Vec<NodeId>,
+    /// Partitions of the key space.
+    pub partitions: u32,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// Store settings.
+    pub store: StoreOptions,
+    /// Entity settings.
+    pub entities: EntityConfig,
+    /// Relay settings.
+    pub relay: RelayConfig,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// How long inbox ids are kept, ms.
+    pub inbox_retention_ms: u64,
+}
+
+impl NodeOptions {
+    /// A single node with defaults, its data in `data_dir`.
+    pub fn single(node: NodeId, data_dir: PathBuf) -> NodeOptions {
+        NodeOptions {
+            nodes: vec![node.clone()],
+            node,
+            partitions: PARTITIONS_DEFAULT,
+            data_dir,
+            store: StoreOptions::default(),
+            entities: EntityConfig::default(),
+            relay: RelayConfig::default(),
+            clock: Arc::new(SystemClock),
+            inbox_retention_ms: INBOX_RETENTION_MS,
+        }
+    }
+
+    /// The options of node `name` of a cluster config.
+    pub fn from_config(cfg: &ClusterConfig, name: &str) -> Result<NodeOptions, NodeError> {
+        let me = cfg.node(name).ok_or_else(|| NodeError::Config(format!("no node named {name:?} in the config")))?;
+        let mut o = NodeOptions::single(me.name.clone(), me.data_dir.clone());
+        o.nodes = cfg.node_ids();
+        o.partitions = cfg.partitions;
+        o.store = StoreOptions { durability: cfg.storage.durability, cache_bytes: cfg.storage.cache_bytes };
+        o.entities = EntityConfig { live_max: cfg.entities.live_max, idle_ms: cfg.entities.idle_ms, ..EntityConfig::default() };
+        Ok(o)
+    }
+
+    /// The same options with another durability.
+    pub fn with_durability(mut self, d: Durability) -> NodeOptions {
+        self.store.durability = d;
+        self
+    }
+}
+
+type Starter = Box<dyn FnOnce(Arc<Deps>) -> BoxFuture<'static, Result<Started, NodeError>> + Send>;
+
+struct Started {
+    type_id: TypeId,
+    service: Box<dyn Any + Send + Sync>,
+    destination: String,
+    subscriber: Arc<dyn Subscriber>,
+    trees: ServiceTrees,
+    stop: Box<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>,
+}
+
+struct Deps {
+    store: Store,
+    committer: Committer,
+    subscriptions: Arc<Subscriptions>,
+    router: Arc<Router>,
+    opts: NodeOptions,
+}
+
+/// Assembles a node from services.
+pub struct NodeBuilder {
+    opts: NodeOptions,
+    subscriptions: Subscriptions,
+    starters: Vec<Starter>,
+    extra_subscribers: HashMap<String, Arc<dyn Subscriber>>,
+}
+
+impl NodeBuilder {
+    /// A node with no services yet.
+    pub fn new(opts: NodeOptions) -> NodeBuilder {
+        NodeBuilder { opts, subscriptions: Subscriptions::default(), starters: Vec::new(), extra_subscribers: HashMap::new() }
+    }
+
+    /// A node with the store's services.
+    pub fn store(opts: NodeOptions) -> NodeBuilder {
+        NodeBuilder::new(opts).service::<StockItemKind>().service::<StockProjectionKind>()
+    }
+
+    /// Adds the service of entity kind `K`.
+    pub fn service<K: EntityKind>(mut self) -> NodeBuilder {
+        for t in K::topics() {
+            self.subscriptions.add(*t, &destination::<K>());
+        }
+        self.starters.push(Box::new(|deps: Arc<Deps>| {
+            Box::pin(async move {
+                let trees = deps.store.service(K::SERVICE, K::AGGREGATE)?;
+                let env = Arc::new(EntityEnv {
+                    store: deps.store.clone(),
+                    trees: trees.clone(),
+                    committer: deps.committer.clone(),
+                    subscriptions: deps.subscriptions.clone(),
+                    node: deps.opts.node.clone(),
+                    clock: deps.opts.clock.clone(),
+                });
+                let svc = Service::<K>::start(env, deps.opts.entities, deps.router.clone()).await?;
+                let s2 = svc.clone();
+                Ok(Started {
+                    type_id: TypeId::of::<K>(),
+                    destination: destination::<K>(),
+                    subscriber: Arc::new(svc.clone()),
+                    service: Box::new(svc),
+                    trees,
+                    stop: Box::new(move || {
+                        let s = s2.clone();
+                        Box::pin(async move { s.stop().await })
+                    }),
+                })
+            })
+        }));
+        self
+    }
+
+    /// Adds a subscriber that is not an entity service (an external sink, a test probe) for
+    /// `topic`, under the service name `name`.
+    pub fn subscriber(mut self, name: &str, topic: crate::persistence::Topic, sub: Arc<dyn Subscriber>) -> NodeBuilder {
+        self.subscriptions.add(topic, name);
+        self.extra_subscribers.insert(name.to_owned(), sub);
+        self
+    }
+
+    /// Opens the store and starts everything.
+    pub async fn start(self) -> Result<Node, NodeError> {
+        let opts = self.opts.clone();
+        let store = {
+            let dir = opts.data_dir.clone();
+            let so = opts.store.clone();
+            tokio::task::spawn_blocking(move || Store::open(&dir, &so))
+                .await
+                .map_err(|e| StoreError::Storage(e.to_string()))??
+        };
+        let committer = Committer::start(store.clone())?;
+        let router = Arc::new(Router::new(opts.node.clone(), &opts.nodes, opts.partitions));
+        let deps = Arc::new(Deps {
+            store: store.clone(),
+            committer: committer.clone(),
+            subscriptions: Arc::new(self.subscriptions),
+            router: router.clone(),
+            opts: opts.clone(),
+        });
+        let mut services = HashMap::new();
+        let mut subscribers = self.extra_subscribers;
+        let mut trees = Vec::new();
+        let mut stops = Vec::new();
+        for start in self.starters {
+            let s = start(deps.clone()).await?;
+            subscribers.insert(s.destination, s.subscriber);
+            services.insert(s.type_id, s.service);
+            trees.push(s.trees);
+            stops.push(s.stop);
+        }
+        let relay = Relay::start(store.clone(), committer.clone(), subscribers.clone(), opts.clock.clone(), opts.relay.clone());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let pruner = tokio::spawn(prune_loop(store.clone(), trees.clone(), opts.clock.clone(), opts.inbox_retention_ms, stop_rx));
+        tracing::info!(node = %opts.node, dir = %opts.data_dir.display(), durability = opts.store.durability.name(), "node started");
+        Ok(Node {
+            opts,
+            store,
+            committer,
+            router,
+            relay: Some(relay),
+            subscribers,
+            services,
+            trees,
+            stops,
+            pruner: Some((stop_tx, pruner)),
+        })
+    }
+}
+
+/// The name events for aggregate kind `K` are addressed to: `{service}/{aggregate}`.
+pub fn destination<K: EntityKind>() -> String {
+    format!("{}/{}", K::SERVICE, K::AGGREGATE)
+}
+
+async fn prune_loop(store: Store, trees: Vec<ServiceTrees>, clock: Arc<dyn Clock>, retention_ms: u64, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(Duration::from_millis(INBOX_PRUNE_EVERY_MS)) => {}
+        }
+        let cutoff = clock.now_ms().saturating_sub(retention_ms);
+        let (s, t) = (store.clone(), trees.clone());
+        let r = tokio::task::spawn_blocking(move || prune_all(&s, &t, cutoff)).await;
+        match r {
+            Ok(Ok(n)) if n > 0 => tracing::info!(removed = n, "inbox ids past retention pruned"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "inbox pruning failed; will retry"),
+            _ => {}
+        }
+    }
+}
+
+fn prune_all(store: &Store, trees: &[ServiceTrees], cutoff_ms: u64) -> Result<usize, StoreError> {
+    let mut n = 0;
+    for t in trees {
+        n += store.prune_inbox(t, cutoff_ms)?;
+    }
+    Ok(n)
+}
+
+/// A running node.
+pub struct Node {
+    opts: NodeOptions,
+    store: Store,
+    committer: Committer,
+    router: Arc<Router>,
+    relay: Option<Relay>,
+    subscribers: HashMap<String, Arc<dyn Subscriber>>,
+    services: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
+    trees: Vec<ServiceTrees>,
+    stops: Vec<Box<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>>,
+    pruner: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+}
+
+impl Node {
+    /// The service of entity kind `K`, if the node runs it.
+    pub fn service<K: EntityKind>(&self) -> Option<Service<K>> {
+        self.services.get(&TypeId::of::<K>()).and_then(|b| b.downcast_ref::<Service<K>>()).cloned()
+    }
+
+    /// The node's store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The node's committer.
+    pub fn committer(&self) -> &Committer {
+        &self.committer
+    }
+
+    /// The node's router.
+    pub fn router(&self) -> &Arc<Router> {
+        &self.router
+    }
+
+    /// The options the node started with.
+    pub fn options(&self) -> &NodeOptions {
+        &self.opts
+    }
+
+    /// Removes inbox ids older than the retention window now (the pruner does it every
+    /// `INBOX_PRUNE_EVERY_MS`); returns how many went.
+    pub async fn prune_inboxes(&self) -> Result<usize, StoreError> {
+        let cutoff = self.opts.clock.now_ms().saturating_sub(self.opts.inbox_retention_ms);
+        let (s, t) = (self.store.clone(), self.trees.clone());
+        tokio::task::spawn_blocking(move || prune_all(&s, &t, cutoff))
+            .await
+            .map_err(|e| StoreError::Storage(e.to_string()))?
+    }
+
+    /// Stops the relay (entries stay in the outbox) — for tests of relay restarts.
+    pub async fn stop_relay(&mut self) {
+        if let Some(r) = self.relay.take() {
+            r.stop().await;
+        }
+    }
+
+    /// Starts the relay again after `stop_relay`, with the node's own subscribers.
+    pub fn restart_relay(&mut self) {
+        if self.relay.is_some() {
+            return;
+        }
+        self.relay = Some(Relay::start(
+            self.store.clone(),
+            self.committer.clone(),
+            self.subscribers.clone(),
+            self.opts.clock.clone(),
+            self.opts.relay.clone(),
+        ));
+    }
+
+    /// Stops everything: services, relay, pruner, then commits what is queued and flushes.
+    pub async fn shutdown(mut self) {
+        for stop in &self.stops {
+            stop().await;
+        }
+        if let Some(r) = self.relay.take() {
+            r.stop().await;
+        }
+        if let Some((tx, task)) = self.pruner.take() {
+            let _ = tx.send(true);
+            let _ = task.await;
+        }
+        self.committer.shutdown().await;
+        tracing::info!(node = %self.opts.node, "node stopped");
+    }
+}

@@ -1,0 +1,239 @@
+//! The node's commit pipeline (group commit): many write sets, one sled transaction, one flush.
+//!
+//! Entity actors hand their write sets to the one committer of the node. It runs on its own OS
+//! thread (sled's calls block), takes whatever is queued up to `COMMIT_BATCH_LEN_MAX`, commits
+//! it in ONE transaction, makes it durable with ONE flush done inline (a separate flusher would
+//! overlap nothing: sled's transaction and flush share a lock, and ≥ 7 concurrent `flush_async`
+//! calls hang), and only then runs every callback of the batch and wakes the outbox relay.
+//! So nothing a write set produced is visible to anyone before it is durable.
+//!
+//! Invariant: batches complete in submission order, so when a write set's callback runs, every
+//! write set submitted before it has completed too. A barrier (a callback with no write set)
+//! uses this: it runs once everything submitted before it is done.
+//! Boundary: callbacks run on the committer thread and must only send (never block, never
+//! call back into the committer); a panicking callback is contained and logged.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use tokio::sync::{mpsc, Notify};
+
+use super::store::{Applied, Durability, InjectedAbort, Store, StoreError, WriteSet};
+use crate::limits::{COMMIT_BATCH_LEN_MAX, COMMIT_QUEUE_LEN_MAX};
+
+/// What became of a submitted write set.
+pub type CommitResult = Result<Applied, CommitError>;
+
+/// Run once the write set is durable (or failed).
+pub type Callback = Box<dyn FnOnce(CommitResult) + Send>;
+
+/// Why a write set was not committed. The write set's aggregate must be reloaded from the store.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommitError {
+    /// The batch's transaction or its flush failed; nothing of the batch may be relied on.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The committer has stopped (the node is shutting down).
+    #[error("the node is shutting down")]
+    ShuttingDown,
+}
+
+enum Request {
+    Write(WriteSet, Callback),
+    Barrier(Box<dyn FnOnce() + Send>),
+    Stop,
+}
+
+/// Counters of the pipeline, for benches and metrics.
+#[derive(Debug, Default)]
+pub struct CommitStats {
+    /// Transactions committed.
+    pub batches: AtomicU64,
+    /// Write sets committed (duplicates and conflicts included).
+    pub write_sets: AtomicU64,
+    /// Largest batch so far.
+    pub batch_len_max: AtomicU64,
+    /// Batches that failed.
+    pub failures: AtomicU64,
+    /// Batches by size: bucket i counts batches of 2^(i-1) < len ≤ 2^i write sets.
+    pub batch_len_buckets: [AtomicU64; 10],
+}
+
+struct Shared {
+    durable_end: AtomicU64,
+    relay_wake: Arc<Notify>,
+    stats: CommitStats,
+    fault: Mutex<Option<InjectedAbort>>,
+}
+
+/// Handle to the node's committer. Clones share it.
+#[derive(Clone)]
+pub struct Committer {
+    tx: mpsc::Sender<Request>,
+    shared: Arc<Shared>,
+    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl Committer {
+    /// Starts the committer thread for `store`.
+    pub fn start(store: Store) -> Result<Committer, StoreError> {
+        let next_seq = store.next_outbox_seq()?;
+        if store.durability() == Durability::None {
+            tracing::warn!("durability = \"none\": acknowledged writes are NOT on disk and are lost on a crash; use only for tests and benches");
+        }
+        let (tx, rx) = mpsc::channel(COMMIT_QUEUE_LEN_MAX);
+        let shared = Arc::new(Shared {
+            durable_end: AtomicU64::new(next_seq),
+            relay_wake: Arc::new(Notify::new()),
+            stats: CommitStats::default(),
+            fault: Mutex::new(None),
+        });
+        let s2 = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("bazaar-committer".into())
+            .spawn(move || run(store, rx, s2, next_seq))
+            .map_err(|e| StoreError::Storage(format!("cannot start the committer thread: {e}")))?;
+        Ok(Committer { tx, shared, thread: Arc::new(Mutex::new(Some(thread))) })
+    }
+
+    /// Queues a write set; `callback` runs once it is durable or failed. Waits while the queue
+    /// is full (backpressure). After shutdown the callback gets `ShuttingDown` at once.
+    pub async fn submit(&self, ws: WriteSet, callback: Callback) {
+        if let Err(mpsc::error::SendError(Request::Write(_, cb))) = self.tx.send(Request::Write(ws, callback)).await {
+            cb(Err(CommitError::ShuttingDown));
+        }
+    }
+
+    /// Runs `f` once everything submitted before it has completed.
+    pub async fn barrier(&self, f: Box<dyn FnOnce() + Send>) {
+        if let Err(mpsc::error::SendError(Request::Barrier(f))) = self.tx.send(Request::Barrier(f)).await {
+            f();
+        }
+    }
+
+    /// Outbox entries with a sequence number below this are durable (the relay reads only those).
+    pub fn durable_end(&self) -> u64 {
+        self.shared.durable_end.load(Ordering::Acquire)
+    }
+
+    /// Notified after every durable batch that appended to the outbox.
+    pub fn relay_wake(&self) -> Arc<Notify> {
+        self.shared.relay_wake.clone()
+    }
+
+    /// The pipeline's counters.
+    pub fn stats(&self) -> &CommitStats {
+        &self.shared.stats
+    }
+
+    /// Makes the next batch's transaction abort after `fault.after_written` write sets
+    /// (failure injection for tests).
+    pub fn inject_abort(&self, fault: InjectedAbort) {
+        if let Ok(mut f) = self.shared.fault.lock() {
+            *f = Some(fault);
+        }
+    }
+
+    /// Commits everything queued, then stops the thread. Later submissions fail with
+    /// `ShuttingDown`.
+    pub async fn shutdown(&self) {
+        let _ = self.tx.send(Request::Stop).await;
+        let handle = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(h) = handle {
+            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
+    }
+}
+
+fn call_contained(f: impl FnOnce()) {
+    if catch_unwind(AssertUnwindSafe(f)).is_err() {
+        tracing::error!("a commit callback panicked; the committer goes on");
+    }
+}
+
+fn run(store: Store, mut rx: mpsc::Receiver<Request>, shared: Arc<Shared>, mut next_seq: u64) {
+    let mut pending: Vec<Request> = Vec::with_capacity(COMMIT_BATCH_LEN_MAX);
+    let mut stop = false;
+    while !stop {
+        let Some(first) = rx.blocking_recv() else { break };
+        pending.push(first);
+        let mut writes = usize::from(matches!(pending[0], Request::Write(..)));
+        while writes < COMMIT_BATCH_LEN_MAX {
+            match rx.try_recv() {
+                Ok(r) => {
+                    writes += usize::from(matches!(r, Request::Write(..)));
+                    pending.push(r);
+                }
+                Err(_) => break,
+            }
+        }
+        stop = process(&store, &shared, &mut next_seq, &mut pending);
+    }
+    // Anything still queued after a stop is refused, never silently dropped.
+    rx.close();
+    while let Ok(r) = rx.try_recv() {
+        match r {
+            Request::Write(_, cb) => call_contained(|| cb(Err(CommitError::ShuttingDown))),
+            Request::Barrier(f) => call_contained(f),
+            Request::Stop => {}
+        }
+    }
+    if let Err(e) = store.flush() {
+        tracing::error!(error = %e, "final flush failed");
+    }
+}
+
+/// Commits one batch and completes its requests; returns whether a stop was requested.
+fn process(store: &Store, shared: &Shared, next_seq: &mut u64, pending: &mut Vec<Request>) -> bool {
+    let mut stop = false;
+    let mut writes: Vec<(WriteSet, Callback)> = Vec::new();
+    let mut barriers: Vec<Box<dyn FnOnce() + Send>> = Vec::new();
+    for r in pending.drain(..) {
+        match r {
+            Request::Write(ws, cb) => writes.push((ws, cb)),
+            Request::Barrier(f) => barriers.push(f),
+            Request::Stop => stop = true,
+        }
+    }
+    if !writes.is_empty() {
+        let fault = shared.fault.lock().ok().and_then(|mut f| f.take());
+        let refs: Vec<&WriteSet> = writes.iter().map(|(ws, _)| ws).collect();
+        let outcome = store.commit(&refs, *next_seq, fault).and_then(|(applied, new_seq)| {
+            // The entries are committed (and numbered) even if the flush fails below.
+            *next_seq = new_seq;
+            store.make_durable().map(|()| applied)
+        });
+        let stats = &shared.stats;
+        let n = writes.len() as u64;
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats.write_sets.fetch_add(n, Ordering::Relaxed);
+        stats.batch_len_max.fetch_max(n, Ordering::Relaxed);
+        let bucket = (u64::BITS - n.saturating_sub(1).leading_zeros()).min(9) as usize;
+        stats.batch_len_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        match outcome {
+            Ok(applied) => {
+                let before = shared.durable_end.swap(*next_seq, Ordering::AcqRel);
+                for ((_, cb), a) in writes.into_iter().zip(applied) {
+                    call_contained(|| cb(Ok(a)));
+                }
+                if *next_seq > before {
+                    shared.relay_wake.notify_one();
+                }
+            }
+            Err(e) => {
+                stats.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, write_sets = n, "commit batch failed; its entities reload from the store");
+                for (_, cb) in writes {
+                    let e = e.clone();
+                    call_contained(|| cb(Err(CommitError::Store(e))));
+                }
+            }
+        }
+    }
+    for f in barriers {
+        call_contained(f);
+    }
+    stop
+}

@@ -1,0 +1,231 @@
+use std::collections::{BTreeMap, BTreeSet};
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::persistence::codec::Header;
+
+fn open(dir: &Path) -> Store {
+    Store::open(dir, &StoreOptions { durability: Durability::Flush, cache_bytes: 8 << 20 }).unwrap()
+}
+
+fn id(n: u8) -> MessageId {
+    MessageId::from_bytes([n; 16])
+}
+
+fn agg(version: u64, value: u64) -> Vec<u8> {
+    codec::encode(Header { kind: RecordKind::Aggregate, schema: 1, version }, &value, 1024).unwrap()
+}
+
+fn inbox_write(n: u8, at: u64) -> InboxWrite {
+    InboxWrite { id: id(n), recorded_at_ms: at, record: InboxRecord { recorded_at_ms: at, reply: Some(vec![n]) }.encode().unwrap() }
+}
+
+fn ws(t: &ServiceTrees, msg: u8, key: &str, expected: u64, value: u64, outbox: usize) -> WriteSet {
+    WriteSet {
+        service: Some(t.clone()),
+        inbox: Some(inbox_write(msg, 1000 + u64::from(msg))),
+        state: Some(StateWrite { key: key.as_bytes().to_vec(), expected_version: expected, record: agg(expected + 1, value) }),
+        outbox: (0..outbox).map(|i| vec![msg, u8::try_from(i).unwrap()]).collect(),
+        dead_letter_removals: vec![],
+    }
+}
+
+fn value_of(store: &Store, t: &ServiceTrees, key: &str) -> Option<(u64, u64)> {
+    store.load_aggregate(t, key.as_bytes()).unwrap().map(|(h, body)| (h.version, codec::from_body::<u64>("v", &body).unwrap()))
+}
+
+#[test]
+fn a_batch_skips_duplicates_and_stale_versions_without_aborting_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let t = store.service("svc", "agg").unwrap();
+    let first = ws(&t, 1, "a", 0, 10, 1);
+    let (applied, next) = store.commit(&[&first], 0, None).unwrap();
+    assert_eq!(applied, vec![Applied::Written { first_seq: 0, count: 1 }]);
+    assert_eq!(next, 1);
+    let dup = ws(&t, 1, "b", 0, 99, 1); // same message id: dropped even though "b" is new
+    let stale = ws(&t, 2, "a", 0, 11, 1); // "a" is at version 1, not 0
+    let good = ws(&t, 3, "a", 1, 12, 2);
+    let dup_in_batch = ws(&t, 3, "c", 0, 13, 1); // same id as `good`, in the same batch
+    let (applied, next) = store.commit(&[&dup, &stale, &good, &dup_in_batch], next, None).unwrap();
+    assert!(matches!(applied[0], Applied::Duplicate(_)));
+    assert_eq!(applied[1], Applied::Conflict(Some(1)));
+    assert_eq!(applied[2], Applied::Written { first_seq: 1, count: 2 });
+    assert!(matches!(applied[3], Applied::Duplicate(_)));
+    assert_eq!(next, 3);
+    assert_eq!(value_of(&store, &t, "a"), Some((2, 12)));
+    assert_eq!(value_of(&store, &t, "b"), None);
+    assert_eq!(value_of(&store, &t, "c"), None);
+    assert_eq!(store.outbox_len(), 3);
+    assert_eq!(store.next_outbox_seq().unwrap(), 3);
+    let rec = store.inbox_record(&t, &id(1)).unwrap().unwrap();
+    assert_eq!(rec.reply, Some(vec![1]));
+}
+
+#[test]
+fn an_aborted_batch_leaves_nothing_of_any_write_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let t = store.service("svc", "agg").unwrap();
+    let a = ws(&t, 1, "a", 0, 1, 1);
+    let b = ws(&t, 2, "b", 0, 2, 1);
+    let c = ws(&t, 3, "c", 0, 3, 1);
+    let r = store.commit(&[&a, &b, &c], 0, Some(InjectedAbort { after_written: 2 }));
+    assert!(matches!(r, Err(StoreError::Injected(_))));
+    for key in ["a", "b", "c"] {
+        assert_eq!(value_of(&store, &t, key), None, "{key} must not be written");
+    }
+    assert_eq!(store.outbox_len(), 0);
+    assert_eq!(store.inbox_len(&t), 0);
+    assert_eq!(store.next_outbox_seq().unwrap(), 0);
+    // The same batch then commits whole.
+    let (applied, _) = store.commit(&[&a, &b, &c], 0, None).unwrap();
+    assert!(applied.iter().all(|a| matches!(a, Applied::Written { .. })));
+}
+
+#[test]
+fn inbox_ids_are_kept_inside_the_retention_window_and_pruned_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let t = store.service("svc", "agg").unwrap();
+    for n in 0..5u8 {
+        let w = WriteSet { service: Some(t.clone()), inbox: Some(inbox_write(n, 1000 + u64::from(n))), ..WriteSet::default() };
+        store.commit(&[&w], 0, None).unwrap();
+    }
+    // Cut-off 1002: ids recorded at 1000 and 1001 go; 1002.. stay.
+    assert_eq!(store.prune_inbox(&t, 1002).unwrap(), 2);
+    assert!(store.inbox_record(&t, &id(0)).unwrap().is_none());
+    assert!(store.inbox_record(&t, &id(1)).unwrap().is_none());
+    for n in 2..5 {
+        assert!(store.inbox_record(&t, &id(n)).unwrap().is_some(), "id {n} is inside the window");
+    }
+    assert_eq!(store.prune_inbox(&t, 1002).unwrap(), 0);
+    assert_eq!(store.inbox_len(&t), 3);
+}
+
+#[test]
+fn corrupt_stored_bytes_are_typed_errors_and_nothing_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let t = store.service("svc", "agg").unwrap();
+    store.commit(&[&ws(&t, 1, "good", 0, 7, 0)], 0, None).unwrap();
+    t.state.insert("bad", &b"\xBA\x01\x01garbage-garbage-garbage"[..]).unwrap();
+    t.state.insert("short", &b"\x00"[..]).unwrap();
+    t.inbox.insert(id(9).as_bytes(), &b"junk"[..]).unwrap();
+    assert!(matches!(store.load_aggregate(&t, b"bad"), Err(StoreError::Corrupt { .. })));
+    assert!(matches!(store.load_aggregate(&t, b"short"), Err(StoreError::Corrupt { .. })));
+    assert!(matches!(store.inbox_record(&t, &id(9)), Err(StoreError::Corrupt { .. })));
+    assert_eq!(value_of(&store, &t, "good"), Some((1, 7)));
+    let scanned: Vec<_> = store.scan_aggregates(&t).collect();
+    assert_eq!(scanned.len(), 3);
+    assert_eq!(scanned.iter().filter(|r| r.is_err()).count(), 2);
+    // A write set against a corrupt aggregate is a conflict, not a panic and not an overwrite.
+    let (applied, _) = store.commit(&[&ws(&t, 2, "bad", 0, 1, 0)], 0, None).unwrap();
+    assert!(matches!(applied[..], [Applied::Conflict(_)]), "{applied:?}");
+    assert!(matches!(store.load_aggregate(&t, b"bad"), Err(StoreError::Corrupt { .. })));
+}
+
+#[test]
+fn a_second_open_of_a_held_directory_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let _held = open(dir.path());
+    let err = Store::open(dir.path(), &StoreOptions::default()).err().unwrap();
+    assert!(matches!(err, StoreError::Locked(_)), "{err}");
+    assert!(err.to_string().contains("in use"), "{err}");
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Commit(Vec<(u8, u8, bool, usize)>),
+    Restart,
+    Prune(u64),
+}
+
+fn arb_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => prop::collection::vec((0u8..24, 0u8..4, any::<bool>(), 0usize..3), 1..6).prop_map(Op::Commit),
+        1 => Just(Op::Restart),
+        1 => (1000u64..1030).prop_map(Op::Prune),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// The store against a BTreeMap model, through commits (with duplicates and stale
+    /// versions), restarts and pruning.
+    #[test]
+    fn the_store_behaves_like_its_model(ops in prop::collection::vec(arb_op(), 1..25)) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path());
+        let mut t = store.service("svc", "agg").unwrap();
+        let mut states: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        let mut inbox: BTreeMap<u8, u64> = BTreeMap::new();
+        let mut outbox: BTreeSet<u64> = BTreeSet::new();
+        let mut next = store.next_outbox_seq().unwrap();
+        let mut value = 0u64;
+        for op in ops {
+            match op {
+                Op::Commit(specs) => {
+                    let mut batch = Vec::new();
+                    let mut pending_states = states.clone();
+                    let mut pending_inbox = inbox.clone();
+                    let mut expect = Vec::new();
+                    let mut seq = next;
+                    for (msg, key, stale, n_out) in specs {
+                        value += 1;
+                        let key = format!("k{key}");
+                        let cur = pending_states.get(&key).map_or(0, |s| s.0);
+                        let expected = if stale { cur + 1 } else { cur };
+                        batch.push(ws(&t, msg, &key, expected, value, n_out));
+                        if pending_inbox.contains_key(&msg) {
+                            expect.push("dup");
+                        } else if stale {
+                            expect.push("conflict");
+                        } else {
+                            pending_inbox.insert(msg, 1000 + u64::from(msg));
+                            pending_states.insert(key, (cur + 1, value));
+                            for _ in 0..n_out {
+                                outbox.insert(seq);
+                                seq += 1;
+                            }
+                            expect.push("written");
+                        }
+                    }
+                    let refs: Vec<&WriteSet> = batch.iter().collect();
+                    let (applied, new_next) = store.commit(&refs, next, None).unwrap();
+                    store.make_durable().unwrap();
+                    for (a, e) in applied.iter().zip(&expect) {
+                        let got = match a { Applied::Written { .. } => "written", Applied::Duplicate(_) => "dup", Applied::Conflict(_) => "conflict" };
+                        prop_assert_eq!(got, *e);
+                    }
+                    prop_assert_eq!(new_next, seq);
+                    next = new_next;
+                    states = pending_states;
+                    inbox = pending_inbox;
+                }
+                Op::Restart => {
+                    drop(t);
+                    drop(store);
+                    store = open(dir.path());
+                    t = store.service("svc", "agg").unwrap();
+                    prop_assert_eq!(store.next_outbox_seq().unwrap(), next);
+                }
+                Op::Prune(cutoff) => {
+                    store.prune_inbox(&t, cutoff).unwrap();
+                    inbox.retain(|_, at| *at >= cutoff);
+                }
+            }
+            for k in 0..4 {
+                let key = format!("k{k}");
+                prop_assert_eq!(value_of(&store, &t, &key), states.get(&key).copied());
+            }
+            for m in 0..24u8 {
+                prop_assert_eq!(store.inbox_record(&t, &id(m)).unwrap().is_some(), inbox.contains_key(&m));
+            }
+            let stored: BTreeSet<u64> = store.outbox_scan(0, u64::MAX, usize::MAX).unwrap().into_iter().map(|(s, _)| s).collect();
+            prop_assert_eq!(&stored, &outbox);
+        }
+    }
+}

@@ -1,0 +1,438 @@
+//! A service's supervisor and the handle callers use to reach its entities.
+//!
+//! The supervisor activates an entity on its first message (state loaded from sled), keeps at
+//! most `live_max` of them alive (second-chance eviction: an entity used since the last look is
+//! spared once), passivates those idle longer than `idle_ms`, and notices when one stops or
+//! panics. It overrides `handle_supervisor_evt`: ractor's default would stop the whole service
+//! when one entity stops.
+//!
+//! Invariant: at most one incarnation of an entity runs at a time, and a new one loads its
+//! state only after every write set the old one submitted has completed (the supervisor waits
+//! for a committer barrier after the old one stopped). So a restart after a panic or a
+//! passivation always sees the latest durable state.
+//! Invariant: live incarnations (running or stopping) never exceed `live_max`; an activation
+//! past it waits for a passivation to finish.
+//!
+//! Callers go through [`Service`]: it looks the entity up in a shared registry (no hop through
+//! the supervisor once the entity is live), bounds its mailbox, and retries a send that raced
+//! with a passivation or a crash — the message id makes the retry idempotent.
+
+use std::collections::{HashMap, VecDeque};
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+use tokio::sync::oneshot;
+
+use crate::actors::entity::{Entity, EntityArgs, EntityEnv, EntityHandle, EntityKind, EntityMsg, HandleShared, SendFailure};
+use crate::actors::EngineError;
+use crate::cluster::{Route, Router};
+use crate::domain::MessageId;
+use crate::limits::{ENTITY_IDLE_MS, ENTITY_IDLE_SWEEP_MS, ENTITY_SEND_ATTEMPTS_MAX, LIVE_ENTITIES_MAX, MAILBOX_LEN_MAX};
+use crate::persistence::{DeliveryError, Envelope, Subscriber};
+
+/// How many entities a service keeps alive and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntityConfig {
+    /// Most live entity actors of one service.
+    pub live_max: usize,
+    /// Idle time after which an entity is passivated, ms.
+    pub idle_ms: u64,
+    /// How often idle entities are looked for, ms.
+    pub sweep_ms: u64,
+}
+
+impl Default for EntityConfig {
+    fn default() -> Self {
+        Self { live_max: LIVE_ENTITIES_MAX, idle_ms: ENTITY_IDLE_MS, sweep_ms: ENTITY_IDLE_SWEEP_MS }
+    }
+}
+
+/// Counters of one service's supervisor.
+#[derive(Debug, Default)]
+pub struct ServiceStats {
+    /// Entity actors alive now (running or stopping).
+    pub live: AtomicUsize,
+    /// The most that were ever alive at once.
+    pub live_peak: AtomicUsize,
+    /// Activations (actor starts).
+    pub activations: AtomicU64,
+    /// Passivations requested (idle or over the cap).
+    pub passivations: AtomicU64,
+    /// Entity actors that failed (panicked or returned `Err`).
+    pub failures: AtomicU64,
+}
+
+type Registry<K> = Mutex<HashMap<<K as EntityKind>::Key, EntityHandle<K>>>;
+type Waiter<K> = oneshot::Sender<Result<EntityHandle<K>, EngineError>>;
+
+/// Messages of a service supervisor (local only).
+pub enum SupervisorMsg<K: EntityKind> {
+    /// Find or start the entity.
+    Activate {
+        /// Its key.
+        key: K::Key,
+        /// Where its handle goes.
+        reply: Waiter<K>,
+    },
+    /// Look for idle entities.
+    Sweep,
+    /// Everything the stopped incarnation of `key` submitted has completed.
+    BarrierPassed {
+        /// The key.
+        key: K::Key,
+    },
+}
+
+impl<K: EntityKind> ractor::Message for SupervisorMsg<K> {}
+
+/// The supervisor actor of kind `K`'s service.
+pub struct ServiceSupervisor<K: EntityKind>(PhantomData<fn() -> K>);
+
+/// Start-up arguments of a supervisor.
+pub struct SupervisorArgs<K: EntityKind> {
+    env: Arc<EntityEnv>,
+    registry: Arc<Registry<K>>,
+    stats: Arc<ServiceStats>,
+    config: EntityConfig,
+    pending: Arc<AtomicUsize>,
+}
+
+/// The supervisor's state.
+pub struct SupervisorState<K: EntityKind> {
+    args: SupervisorArgs<K>,
+    /// Every incarnation not yet terminated, by actor id.
+    actors: HashMap<ActorId, K::Key>,
+    /// Live keys in activation order (the eviction clock).
+    clock: VecDeque<K::Key>,
+    /// Keys whose old incarnation is stopping: activations wait here.
+    blocked: HashMap<K::Key, Vec<Waiter<K>>>,
+    /// Activations waiting for a free slot under `live_max`.
+    waiting: VecDeque<(K::Key, Waiter<K>)>,
+}
+
+impl<K: EntityKind> SupervisorState<K> {
+    fn registry(&self) -> std::sync::MutexGuard<'_, HashMap<K::Key, EntityHandle<K>>> {
+        // A poisoned lock means a panic while holding it, and the map is still consistent
+        // (every critical section is a single insert, remove or lookup).
+        self.args.registry.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_live(&self) {
+        let n = self.actors.len();
+        self.args.stats.live.store(n, Ordering::Relaxed);
+        self.args.stats.live_peak.fetch_max(n, Ordering::Relaxed);
+    }
+
+    async fn activate(&mut self, myself: &ActorRef<SupervisorMsg<K>>, key: K::Key, reply: Waiter<K>) {
+        let existing = self.registry().get(&key).cloned();
+        if let Some(h) = existing {
+            if h.is_alive() {
+                let _ = reply.send(Ok(h));
+                return;
+            }
+            // It is stopping; its termination will unblock the key.
+            self.blocked.entry(key).or_default().push(reply);
+            return;
+        }
+        if let Some(w) = self.blocked.get_mut(&key) {
+            w.push(reply);
+            return;
+        }
+        if self.actors.len() >= self.args.config.live_max {
+            self.waiting.push_back((key, reply));
+            self.evict_one();
+            return;
+        }
+        let result = self.spawn(myself, key).await;
+        let _ = reply.send(result);
+    }
+
+    async fn spawn(&mut self, myself: &ActorRef<SupervisorMsg<K>>, key: K::Key) -> Result<EntityHandle<K>, EngineError> {
+        let shared = Arc::new(HandleShared::default());
+        let args = EntityArgs { key: key.clone(), env: self.args.env.clone(), shared: shared.clone() };
+        match Actor::spawn_linked(None, Entity::<K>::default(), args, myself.get_cell()).await {
+            Ok((actor, _join)) => {
+                let handle = EntityHandle::new(actor.clone(), shared);
+                self.registry().insert(key.clone(), handle.clone());
+                self.actors.insert(actor.get_id(), key.clone());
+                self.clock.push_back(key);
+                self.args.stats.activations.fetch_add(1, Ordering::Relaxed);
+                self.set_live();
+                Ok(handle)
+            }
+            Err(e) => {
+                tracing::error!(service = K::SERVICE, key = %key, error = %e, "entity failed to start");
+                Err(EngineError::Unavailable(format!("{} {key} cannot start: {e}", K::SERVICE)))
+            }
+        }
+    }
+
+    /// Passivates one live entity chosen by the second-chance clock; false if none could be.
+    fn evict_one(&mut self) -> bool {
+        let mut budget = 2 * self.clock.len();
+        while budget > 0 {
+            budget -= 1;
+            let Some(key) = self.clock.pop_front() else { return false };
+            let handle = self.registry().get(&key).cloned();
+            let Some(h) = handle else { continue };
+            if h.shared().take_referenced() {
+                self.clock.push_back(key);
+                continue;
+            }
+            self.passivate(key, &h);
+            return true;
+        }
+        false
+    }
+
+    fn passivate(&mut self, key: K::Key, handle: &EntityHandle<K>) {
+        self.registry().remove(&key);
+        self.blocked.entry(key).or_default();
+        self.args.stats.passivations.fetch_add(1, Ordering::Relaxed);
+        let _ = handle.actor().send_message(EntityMsg::Passivate);
+    }
+
+    fn sweep(&mut self) {
+        let now = self.args.env.clock.now_ms();
+        let idle: Vec<(K::Key, EntityHandle<K>)> = self
+            .registry()
+            .iter()
+            .filter(|(_, h)| now.saturating_sub(h.shared().last_used_ms()) >= self.args.config.idle_ms)
+            .map(|(k, h)| (k.clone(), h.clone()))
+            .collect();
+        for (key, h) in idle {
+            self.passivate(key, &h);
+        }
+        self.clock.retain(|k| self.args.registry.lock().map(|r| r.contains_key(k)).unwrap_or(true));
+    }
+
+    async fn stopped(&mut self, myself: &ActorRef<SupervisorMsg<K>>, id: ActorId) {
+        let Some(key) = self.actors.remove(&id) else { return };
+        self.set_live();
+        {
+            let mut reg = self.registry();
+            if reg.get(&key).is_some_and(|h| h.actor().get_id() == id) {
+                reg.remove(&key);
+            }
+        }
+        self.blocked.entry(key.clone()).or_default();
+        let me = myself.clone();
+        self.args
+            .env
+            .committer
+            .barrier(Box::new(move || {
+                let _ = me.send_message(SupervisorMsg::BarrierPassed { key });
+            }))
+            .await;
+    }
+
+    async fn unblocked(&mut self, myself: &ActorRef<SupervisorMsg<K>>, key: K::Key) {
+        let waiters = self.blocked.remove(&key).unwrap_or_default();
+        for w in waiters {
+            self.waiting.push_front((key.clone(), w));
+        }
+        self.serve_waiting(myself).await;
+    }
+
+    async fn serve_waiting(&mut self, myself: &ActorRef<SupervisorMsg<K>>) {
+        while self.actors.len() < self.args.config.live_max {
+            let Some((key, w)) = self.waiting.pop_front() else { break };
+            self.activate(myself, key, w).await;
+        }
+        if !self.waiting.is_empty() && self.actors.len() >= self.args.config.live_max {
+            self.evict_one();
+        }
+    }
+}
+
+impl<K: EntityKind> Actor for ServiceSupervisor<K> {
+    type Msg = SupervisorMsg<K>;
+    type State = SupervisorState<K>;
+    type Arguments = SupervisorArgs<K>;
+
+    async fn pre_start(&self, myself: ActorRef<Self::Msg>, args: Self::Arguments) -> Result<Self::State, ActorProcessingErr> {
+        let period = Duration::from_millis(args.config.sweep_ms);
+        myself.send_interval(period, || SupervisorMsg::Sweep);
+        Ok(SupervisorState {
+            args,
+            actors: HashMap::new(),
+            clock: VecDeque::new(),
+            blocked: HashMap::new(),
+            waiting: VecDeque::new(),
+        })
+    }
+
+    async fn handle(&self, myself: ActorRef<Self::Msg>, msg: Self::Msg, st: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        match msg {
+            SupervisorMsg::Activate { key, reply } => {
+                st.args.pending.fetch_sub(1, Ordering::AcqRel);
+                st.activate(&myself, key, reply).await;
+            }
+            SupervisorMsg::Sweep => st.sweep(),
+            SupervisorMsg::BarrierPassed { key } => st.unblocked(&myself, key).await,
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(&self, myself: ActorRef<Self::Msg>, evt: SupervisionEvent, st: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        match evt {
+            SupervisionEvent::ActorTerminated(cell, _, _) => st.stopped(&myself, cell.get_id()).await,
+            SupervisionEvent::ActorFailed(cell, err) => {
+                st.args.stats.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(service = K::SERVICE, actor = %cell.get_id(), error = %err, "entity failed; it restarts from its stored state on its next message");
+                st.stopped(&myself, cell.get_id()).await;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// The handle callers use to reach a service's entities. Clones share it.
+pub struct Service<K: EntityKind> {
+    env: Arc<EntityEnv>,
+    registry: Arc<Registry<K>>,
+    supervisor: ActorRef<SupervisorMsg<K>>,
+    router: Arc<Router>,
+    stats: Arc<ServiceStats>,
+    pending: Arc<AtomicUsize>,
+}
+
+impl<K: EntityKind> Clone for Service<K> {
+    fn clone(&self) -> Self {
+        Self {
+            env: self.env.clone(),
+            registry: self.registry.clone(),
+            supervisor: self.supervisor.clone(),
+            router: self.router.clone(),
+            stats: self.stats.clone(),
+            pending: self.pending.clone(),
+        }
+    }
+}
+
+enum Sent<T> {
+    Answer(T),
+    /// Not enqueued (the actor had stopped): safe to retry.
+    Retry,
+    /// Enqueued, but the actor stopped before answering.
+    Lost,
+}
+
+impl<K: EntityKind> Service<K> {
+    /// Starts the service's supervisor.
+    pub async fn start(env: Arc<EntityEnv>, config: EntityConfig, router: Arc<Router>) -> Result<Service<K>, EngineError> {
+        let registry: Arc<Registry<K>> = Arc::new(Mutex::new(HashMap::new()));
+        let stats = Arc::new(ServiceStats::default());
+        let pending = Arc::new(AtomicUsize::new(0));
+        let args = SupervisorArgs { env: env.clone(), registry: registry.clone(), stats: stats.clone(), config, pending: pending.clone() };
+        let (supervisor, _) = Actor::spawn(None, ServiceSupervisor::<K>(PhantomData), args)
+            .await
+            .map_err(|e| EngineError::Unavailable(format!("{} supervisor cannot start: {e}", K::SERVICE)))?;
+        Ok(Service { env, registry, supervisor, router, stats, pending })
+    }
+
+    /// The supervisor's counters.
+    pub fn stats(&self) -> &ServiceStats {
+        &self.stats
+    }
+
+    /// The service's shared environment.
+    pub fn env(&self) -> &Arc<EntityEnv> {
+        &self.env
+    }
+
+    /// Stops the supervisor and with it every entity (their in-flight write sets still complete).
+    pub async fn stop(&self) {
+        let _ = self.supervisor.stop_and_wait(Some("node stopping".into()), Some(Duration::from_secs(10))).await;
+    }
+
+    fn check_route(&self, key: &K::Key) -> Result<(), EngineError> {
+        match self.router.route(key.to_string().as_bytes()) {
+            Route::Local { .. } => Ok(()),
+            Route::Remote { partition, node } => Err(EngineError::NotLocal { partition, node: node.to_string() }),
+        }
+    }
+
+    async fn handle_for(&self, key: &K::Key) -> Result<EntityHandle<K>, EngineError> {
+        let found = self.registry.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned();
+        if let Some(h) = found {
+            return Ok(h);
+        }
+        if self.pending.fetch_add(1, Ordering::AcqRel) >= 4 * MAILBOX_LEN_MAX {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            return Err(EngineError::Overloaded { service: K::SERVICE.into(), key: key.to_string() });
+        }
+        let (tx, rx) = oneshot::channel();
+        if self.supervisor.send_message(SupervisorMsg::Activate { key: key.clone(), reply: tx }).is_err() {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            return Err(EngineError::ShuttingDown);
+        }
+        rx.await.map_err(|_| EngineError::ShuttingDown)?
+    }
+
+    async fn send_once<T>(&self, key: &K::Key, make: impl FnOnce(oneshot::Sender<T>) -> EntityMsg<K>) -> Result<Sent<T>, EngineError> {
+        let handle = self.handle_for(key).await?;
+        let (tx, rx) = oneshot::channel();
+        match handle.send(make(tx), self.env.clock.now_ms()) {
+            Ok(()) => Ok(match rx.await {
+                Ok(answer) => Sent::Answer(answer),
+                Err(_) => Sent::Lost,
+            }),
+            Err(SendFailure::Overloaded) => Err(EngineError::Overloaded { service: K::SERVICE.into(), key: key.to_string() }),
+            Err(SendFailure::Stopped(_)) => Ok(Sent::Retry),
+        }
+    }
+
+    /// Sends a command to the entity `key` and waits for its answer, which arrives only once
+    /// everything the entity wrote before it is durable. A command whose id already took effect
+    /// gets the first answer again and changes nothing.
+    pub async fn command(&self, key: &K::Key, id: MessageId, cmd: K::Command) -> Result<K::Reply, EngineError> {
+        self.check_route(key)?;
+        let mut lost = 0;
+        for _ in 0..ENTITY_SEND_ATTEMPTS_MAX {
+            let c = cmd.clone();
+            match self.send_once(key, |reply| EntityMsg::Command { id, cmd: c, reply }).await? {
+                Sent::Answer(a) => return a,
+                Sent::Retry => continue,
+                // The entity stopped with the command in its mailbox (a passivation race), or
+                // crashed on it: one more try, then give up rather than crash it again.
+                Sent::Lost => {
+                    lost += 1;
+                    if lost > 1 {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(EngineError::Unavailable(format!("{} {key} stopped before answering", K::SERVICE)))
+    }
+
+    /// Delivers an event to the entity its routing key names; resolves once it took effect
+    /// durably (or was a duplicate).
+    pub async fn deliver(&self, env: Envelope) -> Result<(), DeliveryError> {
+        let key = K::parse_key(&env.routing_key).map_err(|e| DeliveryError::Permanent(format!("bad routing key: {e}")))?;
+        self.check_route(&key).map_err(|e| DeliveryError::Transient(e.to_string()))?;
+        for _ in 0..ENTITY_SEND_ATTEMPTS_MAX {
+            let e = env.clone();
+            match self.send_once(&key, |reply| EntityMsg::Event { env: e, reply }).await {
+                Ok(Sent::Answer(a)) => return a,
+                Ok(Sent::Retry) => continue,
+                Ok(Sent::Lost) => return Err(DeliveryError::Transient(format!("{} {key} stopped before acknowledging", K::SERVICE))),
+                Err(e) => return Err(DeliveryError::Transient(e.to_string())),
+            }
+        }
+        Err(DeliveryError::Transient(format!("{} {key} kept stopping", K::SERVICE)))
+    }
+}
+
+impl<K: EntityKind> Subscriber for Service<K> {
+    fn deliver(&self, envelope: Envelope) -> BoxFuture<'static, Result<(), DeliveryError>> {
+        let me = self.clone();
+        Box::pin(async move { Service::deliver(&me, envelope).await })
+    }
+}
