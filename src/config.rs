@@ -239,7 +239,8 @@ data_dir = "./data"
         assert!(matches!(e, ConfigError::Parse(_)), "{e}");
         let e = ClusterConfig::parse(&base.replace("name = \"a\"", "name = \"a b\"")).unwrap_err();
         assert!(matches!(e, ConfigError::Parse(_)), "{e}");
-        let twice = format!("{base}{}", base.replace("cookie = \"c\"", "").replace("7400", "7401").replace("8080", "8081"));
+        let twice =
+            format!("{base}{}", base.replace("cookie = \"c\"", "").replace("7400", "7401").replace("8080", "8081"));
         let e = ClusterConfig::parse(&twice).unwrap_err();
         assert!(e.to_string().contains("twice"), "{e}");
         assert!(matches!(ClusterConfig::parse("cookie = \"c\"\nnode = []"), Err(ConfigError::Invalid { .. })));

@@ -14,6 +14,10 @@ pub const COMMIT_BATCH_LEN_MAX: usize = 256;
 /// Write sets queued for the committer before senders wait (backpressure, not loss).
 pub const COMMIT_QUEUE_LEN_MAX: usize = 8 * COMMIT_BATCH_LEN_MAX;
 
+/// Aggregate versions the committer remembers (it writes every aggregate, so it knows them
+/// exactly); each hit saves a read inside the transaction. ~100 bytes each: ~20 MiB at most.
+pub const VERSION_CACHE_LEN_MAX: usize = 200_000;
+
 /// Messages queued in one entity's mailbox before a sender gets `Overloaded`.
 ///
 /// ractor's mailboxes are unbounded; this bound is ours. 1,024 queued commands at ~30 µs each
@@ -44,8 +48,10 @@ pub const INBOX_RETENTION_MS: u64 = 7 * 24 * 60 * 60 * 1000;
 /// How often the inbox pruner runs, in ms.
 pub const INBOX_PRUNE_EVERY_MS: u64 = 60 * 1000;
 
-/// Inbox ids removed per pruning transaction, so pruning never holds sled's lock for long.
-pub const INBOX_PRUNE_CHUNK_LEN_MAX: usize = 1_000;
+/// Width of one inbox generation tree, in ms of recording time. Pruning drops whole
+/// generations, so an id lives between `INBOX_RETENTION_MS` and that plus one generation; a
+/// duplicate check reads every live generation (two, normally).
+pub const INBOX_GENERATION_MS: u64 = INBOX_RETENTION_MS;
 
 /// Delivery attempts of one outbox entry before it moves to the dead-letter tree.
 pub const RELAY_ATTEMPTS_MAX: u32 = 8;
@@ -110,4 +116,5 @@ const _: () = assert!(RELAY_BACKOFF_MS_MAX < RELAY_DELIVERY_TIMEOUT_MS);
 const _: () = assert!(PARTITIONS_DEFAULT.is_power_of_two());
 const _: () = assert!(PARTITIONS_DEFAULT <= PARTITIONS_MAX);
 const _: () = assert!(INBOX_PRUNE_EVERY_MS < INBOX_RETENTION_MS);
+const _: () = assert!(INBOX_GENERATION_MS > 0 && INBOX_GENERATION_MS <= INBOX_RETENTION_MS);
 const _: () = assert!(ENTITY_IDLE_SWEEP_MS < ENTITY_IDLE_MS);

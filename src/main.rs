@@ -7,6 +7,11 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::{anyhow, Context};
+
+// sled allocates on every operation; mimalloc is measurably faster than glibc's malloc for it
+// (see BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand};
 
 use bazaar::actors::stock::StockItemKind;
@@ -165,7 +170,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if args.demo {
         seed_demo(&node).await?;
     }
-    println!("bazaar node {} running with its data in {}; Ctrl-C stops it", node.options().node, node.options().data_dir.display());
+    println!(
+        "bazaar node {} running with its data in {}; Ctrl-C stops it",
+        node.options().node,
+        node.options().data_dir.display()
+    );
     wait_for_stop().await;
     println!("stopping: finishing in-flight work and flushing");
     node.shutdown().await;
@@ -176,7 +185,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 /// `--demo` start changes nothing).
 async fn seed_demo(node: &Node) -> anyhow::Result<()> {
     let stock = node.service::<StockItemKind>().ok_or_else(|| anyhow!("no stock service"))?;
-    let items = [("book-978-0141439518", 12), ("book-978-0140449136", 7), ("book-978-0679783268", 3), ("book-978-0553213119", 25)];
+    let items = [
+        ("book-978-0141439518", 12),
+        ("book-978-0140449136", 7),
+        ("book-978-0679783268", 3),
+        ("book-978-0553213119", 25),
+    ];
     for (sku, qty) in items {
         let sku = Sku::parse(sku)?;
         let dims = Dimensions { weight_g: 450, length_mm: 198, width_mm: 129, height_mm: 32 };
@@ -215,7 +229,9 @@ async fn loadgen(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
     let node = NodeBuilder::store(opts).start().await?;
     let stock = node.service::<StockItemKind>().ok_or_else(|| anyhow!("no stock service"))?;
     let on_ack: Arc<dyn Fn(usize, u64) + Send + Sync> = Arc::new(|w, n| println!("ack {w} {n}"));
-    let done = bazaar::loadgen::run(&stock, args.seed, args.writers, args.ops, Arc::new(AtomicBool::new(false)), on_ack).await?;
+    let done =
+        bazaar::loadgen::run(&stock, args.seed, args.writers, args.ops, Arc::new(AtomicBool::new(false)), on_ack)
+            .await?;
     println!("done {done}");
     node.shutdown().await;
     Ok(ExitCode::SUCCESS)

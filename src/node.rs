@@ -87,8 +87,13 @@ impl NodeOptions {
         let mut o = NodeOptions::single(me.name.clone(), me.data_dir.clone());
         o.nodes = cfg.node_ids();
         o.partitions = cfg.partitions;
-        o.store = StoreOptions { durability: cfg.storage.durability, cache_bytes: cfg.storage.cache_bytes };
-        o.entities = EntityConfig { live_max: cfg.entities.live_max, idle_ms: cfg.entities.idle_ms, ..EntityConfig::default() };
+        o.store = StoreOptions {
+            durability: cfg.storage.durability,
+            cache_bytes: cfg.storage.cache_bytes,
+            ..StoreOptions::default()
+        };
+        o.entities =
+            EntityConfig { live_max: cfg.entities.live_max, idle_ms: cfg.entities.idle_ms, ..EntityConfig::default() };
         Ok(o)
     }
 
@@ -129,7 +134,12 @@ pub struct NodeBuilder {
 impl NodeBuilder {
     /// A node with no services yet.
     pub fn new(opts: NodeOptions) -> NodeBuilder {
-        NodeBuilder { opts, subscriptions: Subscriptions::default(), starters: Vec::new(), extra_subscribers: HashMap::new() }
+        NodeBuilder {
+            opts,
+            subscriptions: Subscriptions::default(),
+            starters: Vec::new(),
+            extra_subscribers: HashMap::new(),
+        }
     }
 
     /// A node with the store's services.
@@ -209,9 +219,16 @@ impl NodeBuilder {
             trees.push(s.trees);
             stops.push(s.stop);
         }
-        let relay = Relay::start(store.clone(), committer.clone(), subscribers.clone(), opts.clock.clone(), opts.relay.clone());
+        let relay =
+            Relay::start(store.clone(), committer.clone(), subscribers.clone(), opts.clock.clone(), opts.relay.clone());
         let (stop_tx, stop_rx) = watch::channel(false);
-        let pruner = tokio::spawn(prune_loop(store.clone(), trees.clone(), opts.clock.clone(), opts.inbox_retention_ms, stop_rx));
+        let pruner = tokio::spawn(prune_loop(
+            store.clone(),
+            trees.clone(),
+            opts.clock.clone(),
+            opts.inbox_retention_ms,
+            stop_rx,
+        ));
         tracing::info!(node = %opts.node, dir = %opts.data_dir.display(), durability = opts.store.durability.name(), "node started");
         Ok(Node {
             opts,
@@ -233,7 +250,13 @@ pub fn destination<K: EntityKind>() -> String {
     format!("{}/{}", K::SERVICE, K::AGGREGATE)
 }
 
-async fn prune_loop(store: Store, trees: Vec<ServiceTrees>, clock: Arc<dyn Clock>, retention_ms: u64, mut stop: watch::Receiver<bool>) {
+async fn prune_loop(
+    store: Store,
+    trees: Vec<ServiceTrees>,
+    clock: Arc<dyn Clock>,
+    retention_ms: u64,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             _ = stop.changed() => return,
@@ -330,6 +353,8 @@ impl Node {
     }
 
     /// Stops everything: services, relay, pruner, then commits what is queued and flushes.
+    /// The data directory is released once every service handle obtained from the node is
+    /// dropped too.
     pub async fn shutdown(mut self) {
         for stop in &self.stops {
             stop().await;
@@ -342,6 +367,15 @@ impl Node {
             let _ = task.await;
         }
         self.committer.shutdown().await;
-        tracing::info!(node = %self.opts.node, "node stopped");
+        // Stopped entity actors drop their store handles as they finish: give them a moment, so
+        // the directory is released when this returns. Service handles a caller still holds keep
+        // it open until dropped.
+        let Node { store, services, subscribers, trees, stops, .. } = self;
+        drop((services, subscribers, trees, stops));
+        let closed = tokio::task::spawn_blocking(move || store.close(Duration::from_secs(1))).await.unwrap_or(false);
+        if !closed {
+            tracing::debug!("store handles outlive the node (a caller holds a service handle)");
+        }
+        tracing::info!("node stopped");
     }
 }

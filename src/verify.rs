@@ -53,9 +53,9 @@ pub fn verify_store(store: &Store) -> Result<VerifyReport, StoreError> {
             Ok((key, header, body)) => {
                 r.stock_projections += 1;
                 let key = String::from_utf8_lossy(&key).into_owned();
-                let decoded = Sku::parse(&key)
-                    .map_err(|e| e.to_string())
-                    .and_then(|sku| StockProjectionKind::decode_state(&sku, header.schema, &body).map_err(|e| e.to_string()));
+                let decoded = Sku::parse(&key).map_err(|e| e.to_string()).and_then(|sku| {
+                    StockProjectionKind::decode_state(&sku, header.schema, &body).map_err(|e| e.to_string())
+                });
                 if let Err(e) = decoded {
                     r.problems.push(format!("stock projection {key}: {e}"));
                 }

@@ -80,7 +80,12 @@ impl EntityKind for StockProjectionKind {
         }
     }
 
-    fn on_event(key: &Sku, state: &StockProjection, env: &Envelope, _ctx: &Ctx) -> Result<EventOutcome<Self>, DeliveryError> {
+    fn on_event(
+        key: &Sku,
+        state: &StockProjection,
+        env: &Envelope,
+        _ctx: &Ctx,
+    ) -> Result<EventOutcome<Self>, DeliveryError> {
         match env.topic {
             Topic::StockItem => {
                 let event = events::decode_stock_item(env.schema_version, &env.payload)

@@ -105,7 +105,12 @@ pub trait EntityKind: Send + Sync + Sized + 'static {
     /// Decides a command.
     fn on_command(key: &Self::Key, state: &Self::State, cmd: Self::Command, ctx: &Ctx) -> CommandOutcome<Self>;
     /// Decides an event. `Err` when the event cannot be understood (never retried).
-    fn on_event(key: &Self::Key, state: &Self::State, env: &Envelope, ctx: &Ctx) -> Result<EventOutcome<Self>, DeliveryError>;
+    fn on_event(
+        key: &Self::Key,
+        state: &Self::State,
+        env: &Envelope,
+        ctx: &Ctx,
+    ) -> Result<EventOutcome<Self>, DeliveryError>;
 }
 
 /// What every entity of a service shares.
@@ -178,11 +183,12 @@ impl HandleShared {
 }
 
 /// Why a send to an entity did not enqueue.
-pub enum SendFailure<M> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendFailure {
     /// The mailbox is full.
     Overloaded,
-    /// The actor has stopped; the message comes back.
-    Stopped(M),
+    /// The actor has stopped (nothing was enqueued: safe to send again elsewhere).
+    Stopped,
 }
 
 /// A handle to a live entity actor with a bounded mailbox.
@@ -214,11 +220,14 @@ impl<K: EntityKind> EntityHandle<K> {
 
     /// Whether the actor still takes messages.
     pub fn is_alive(&self) -> bool {
-        matches!(self.actor.get_status(), ractor::ActorStatus::Running | ractor::ActorStatus::Starting | ractor::ActorStatus::Upgrading)
+        matches!(
+            self.actor.get_status(),
+            ractor::ActorStatus::Running | ractor::ActorStatus::Starting | ractor::ActorStatus::Upgrading
+        )
     }
 
     /// Enqueues a caller's message, refusing past `MAILBOX_LEN_MAX` queued messages.
-    pub fn send(&self, msg: EntityMsg<K>, now_ms: u64) -> Result<(), SendFailure<EntityMsg<K>>> {
+    pub fn send(&self, msg: EntityMsg<K>, now_ms: u64) -> Result<(), SendFailure> {
         if self.shared.queued.fetch_add(1, Ordering::AcqRel) >= MAILBOX_LEN_MAX {
             self.shared.queued.fetch_sub(1, Ordering::AcqRel);
             return Err(SendFailure::Overloaded);
@@ -230,7 +239,7 @@ impl<K: EntityKind> EntityHandle<K> {
             Err(e) => {
                 self.shared.queued.fetch_sub(1, Ordering::AcqRel);
                 match e {
-                    ractor::MessagingErr::SendErr(m) => Err(SendFailure::Stopped(m)),
+                    ractor::MessagingErr::SendErr(_) | ractor::MessagingErr::ChannelClosed => Err(SendFailure::Stopped),
                     _ => Err(SendFailure::Overloaded),
                 }
             }
@@ -337,7 +346,12 @@ impl<K: EntityKind> EntityState<K> {
             };
             envelope.check()?;
             for dest in self.env.subscriptions.of(emit.topic) {
-                let entry = OutboxEntry { destination: dest.clone(), attempts: 0, last_error: None, envelope: envelope.clone() };
+                let entry = OutboxEntry {
+                    destination: dest.clone(),
+                    attempts: 0,
+                    last_error: None,
+                    envelope: envelope.clone(),
+                };
                 ws.outbox.push(entry.encode()?);
             }
         }
@@ -354,7 +368,12 @@ impl<K: EntityKind> EntityState<K> {
     }
 
     /// Submits a write set; `done` gets the outcome (and whether the actor must reload).
-    async fn submit(&mut self, myself: &ActorRef<EntityMsg<K>>, ws: WriteSet, done: impl FnOnce(CommitResult) + Send + 'static) {
+    async fn submit(
+        &mut self,
+        myself: &ActorRef<EntityMsg<K>>,
+        ws: WriteSet,
+        done: impl FnOnce(CommitResult) + Send + 'static,
+    ) {
         self.inflight.fetch_add(1, Ordering::AcqRel);
         let inflight = self.inflight.clone();
         let me = myself.clone();
@@ -381,7 +400,13 @@ impl<K: EntityKind> EntityState<K> {
             .await;
     }
 
-    async fn on_command(&mut self, myself: &ActorRef<EntityMsg<K>>, id: MessageId, cmd: K::Command, reply: CommandReply<K>) {
+    async fn on_command(
+        &mut self,
+        myself: &ActorRef<EntityMsg<K>>,
+        id: MessageId,
+        cmd: K::Command,
+        reply: CommandReply<K>,
+    ) {
         let ctx = self.ctx();
         match K::on_command(&self.key, &self.state, cmd, &ctx) {
             CommandOutcome::Unchanged(r) => {
@@ -410,7 +435,9 @@ impl<K: EntityKind> EntityState<K> {
                     let answer = match result {
                         Ok(Applied::Written { .. }) => Ok(r),
                         Ok(Applied::Duplicate(stored)) => stored_reply::<K>(&stored),
-                        Ok(Applied::Conflict(_)) => Err(EngineError::CommitFailed("the aggregate changed concurrently; retry".into())),
+                        Ok(Applied::Conflict(_)) => {
+                            Err(EngineError::CommitFailed("the aggregate changed concurrently; retry".into()))
+                        }
                         Err(e) => Err(EngineError::CommitFailed(e.to_string())),
                     };
                     let _ = reply.send(answer);
@@ -420,7 +447,12 @@ impl<K: EntityKind> EntityState<K> {
         }
     }
 
-    async fn on_event(&mut self, myself: &ActorRef<EntityMsg<K>>, env: Envelope, reply: oneshot::Sender<Result<(), DeliveryError>>) {
+    async fn on_event(
+        &mut self,
+        myself: &ActorRef<EntityMsg<K>>,
+        env: Envelope,
+        reply: oneshot::Sender<Result<(), DeliveryError>>,
+    ) {
         let ctx = self.ctx();
         let id = env.message_id;
         let (next, events) = match K::on_event(&self.key, &self.state, &env, &ctx) {
@@ -462,7 +494,8 @@ impl<K: EntityKind> EntityState<K> {
 
 /// The reply a duplicate command gets: the one stored with the first.
 fn stored_reply<K: EntityKind>(record: &[u8]) -> Result<K::Reply, EngineError> {
-    let rec = InboxRecord::decode(record).map_err(|e| EngineError::Unavailable(format!("stored reply unreadable: {e}")))?;
+    let rec =
+        InboxRecord::decode(record).map_err(|e| EngineError::Unavailable(format!("stored reply unreadable: {e}")))?;
     match rec.reply {
         Some(bytes) => codec::from_body::<K::Reply>("reply", &bytes)
             .map_err(|e| EngineError::Unavailable(format!("stored reply unreadable: {e}"))),
@@ -475,7 +508,11 @@ impl<K: EntityKind> Actor for Entity<K> {
     type State = EntityState<K>;
     type Arguments = EntityArgs<K>;
 
-    async fn pre_start(&self, _myself: ActorRef<Self::Msg>, args: Self::Arguments) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
         let (state, version) = load_state::<K>(&args.env, &args.key).await?;
         Ok(EntityState {
             key_bytes: args.key.to_string().into_bytes(),
@@ -489,7 +526,12 @@ impl<K: EntityKind> Actor for Entity<K> {
         })
     }
 
-    async fn handle(&self, myself: ActorRef<Self::Msg>, msg: Self::Msg, st: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        st: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             EntityMsg::Command { id, cmd, reply } => {
                 st.shared.queued.fetch_sub(1, Ordering::AcqRel);

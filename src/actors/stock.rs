@@ -6,10 +6,10 @@ use serde::{Deserialize, Serialize};
 use super::entity::{CommandOutcome, Emit, EntityKind, EventOutcome};
 use crate::domain::stock::{Dimensions, StockCommand, StockItem, StockLevels};
 use crate::domain::{Ctx, DomainError, Sku};
+use crate::limits::AGGREGATE_BYTES_MAX;
 use crate::persistence::codec::{self, CodecError};
 use crate::persistence::events::{self, Topic};
 use crate::persistence::{DeliveryError, Envelope};
-use crate::limits::AGGREGATE_BYTES_MAX;
 
 /// Schema of stored stock items.
 const STATE_SCHEMA: u16 = 1;
@@ -29,7 +29,12 @@ pub struct StockItemView {
 
 impl StockItemView {
     fn of(item: &StockItem) -> Self {
-        Self { sku: item.sku().clone(), levels: item.levels(), dims: item.dims(), open_bookings: item.bookings().count() }
+        Self {
+            sku: item.sku().clone(),
+            levels: item.levels(),
+            dims: item.dims(),
+            open_bookings: item.bookings().count(),
+        }
     }
 }
 
@@ -67,7 +72,10 @@ impl EntityKind for StockItemKind {
         }
         let item: StockItem = codec::from_body("stock item", body)?;
         if item.sku() != key {
-            return Err(CodecError::Malformed { what: "stock item", reason: format!("stored under {key} but names {}", item.sku()) });
+            return Err(CodecError::Malformed {
+                what: "stock item",
+                reason: format!("stored under {key} but names {}", item.sku()),
+            });
         }
         Ok(item)
     }
@@ -84,9 +92,14 @@ impl EntityKind for StockItemKind {
                 let mut emits = Vec::with_capacity(evs.len());
                 for e in &evs {
                     match events::encode_stock_item(e) {
-                        Ok(payload) => emits.push(Emit { topic: Topic::StockItem, routing_key: e.sku.to_string(), payload }),
+                        Ok(payload) => {
+                            emits.push(Emit { topic: Topic::StockItem, routing_key: e.sku.to_string(), payload })
+                        }
                         Err(err) => {
-                            return CommandOutcome::Unchanged(Err(DomainError::Invalid { field: "event".into(), reason: err.to_string() }))
+                            return CommandOutcome::Unchanged(Err(DomainError::Invalid {
+                                field: "event".into(),
+                                reason: err.to_string(),
+                            }))
                         }
                     }
                 }
@@ -95,7 +108,12 @@ impl EntityKind for StockItemKind {
         }
     }
 
-    fn on_event(_key: &Sku, _state: &StockItem, env: &Envelope, _ctx: &Ctx) -> Result<EventOutcome<Self>, DeliveryError> {
+    fn on_event(
+        _key: &Sku,
+        _state: &StockItem,
+        env: &Envelope,
+        _ctx: &Ctx,
+    ) -> Result<EventOutcome<Self>, DeliveryError> {
         Err(DeliveryError::Permanent(format!("stock items take no {} events", env.topic.name())))
     }
 }

@@ -39,9 +39,7 @@ fn check_id(kind: &'static str, s: &str) -> Result<(), IdError> {
     if s.len() > ID_BYTES_MAX {
         return Err(IdError::TooLong { kind, max: ID_BYTES_MAX });
     }
-    let ok = s
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+    let ok = s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
     if !ok {
         return Err(IdError::BadChar { kind });
     }

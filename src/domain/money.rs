@@ -22,10 +22,7 @@ impl Currency {
         if b.len() == 3 && b.iter().all(u8::is_ascii_uppercase) {
             Ok(Currency([b[0], b[1], b[2]]))
         } else {
-            Err(DomainError::Invalid {
-                field: "currency".into(),
-                reason: "three upper-case letters, e.g. EUR".into(),
-            })
+            Err(DomainError::Invalid { field: "currency".into(), reason: "three upper-case letters, e.g. EUR".into() })
         }
     }
 
@@ -78,21 +75,21 @@ impl Money {
     }
 
     /// `self + other` in the same currency, checked.
-    pub fn add(self, other: Money) -> Result<Money, DomainError> {
+    pub fn checked_add(self, other: Money) -> Result<Money, DomainError> {
         self.same_currency(other)?;
         let minor = self.minor.checked_add(other.minor).ok_or(DomainError::QuantityOverflow)?;
         Ok(Money { minor, ..self })
     }
 
     /// `self - other` in the same currency, checked (may go negative: a balance can).
-    pub fn sub(self, other: Money) -> Result<Money, DomainError> {
+    pub fn checked_sub(self, other: Money) -> Result<Money, DomainError> {
         self.same_currency(other)?;
         let minor = self.minor.checked_sub(other.minor).ok_or(DomainError::QuantityOverflow)?;
         Ok(Money { minor, ..self })
     }
 
     /// `self × n`, checked.
-    pub fn times(self, n: u32) -> Result<Money, DomainError> {
+    pub fn checked_mul(self, n: u32) -> Result<Money, DomainError> {
         let minor = self.minor.checked_mul(i64::from(n)).ok_or(DomainError::QuantityOverflow)?;
         Ok(Money { minor, ..self })
     }
@@ -124,11 +121,11 @@ mod tests {
     #[test]
     fn money_adds_in_one_currency_and_refuses_to_mix() {
         let a = Money::new(1250, Currency::EUR);
-        assert_eq!(a.times(3).unwrap().minor(), 3750);
-        assert_eq!(a.add(a).unwrap().to_string(), "25.00 EUR");
+        assert_eq!(a.checked_mul(3).unwrap().minor(), 3750);
+        assert_eq!(a.checked_add(a).unwrap().to_string(), "25.00 EUR");
         let usd = Money::new(1, Currency::parse("USD").unwrap());
-        assert!(a.add(usd).is_err());
-        assert_eq!(Money::new(i64::MAX, Currency::EUR).add(a), Err(DomainError::QuantityOverflow));
+        assert!(a.checked_add(usd).is_err());
+        assert_eq!(Money::new(i64::MAX, Currency::EUR).checked_add(a), Err(DomainError::QuantityOverflow));
         assert_eq!(Money::new(-5, Currency::EUR).to_string(), "-0.05 EUR");
     }
 

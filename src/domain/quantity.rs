@@ -36,12 +36,12 @@ impl Qty {
     }
 
     /// `self + other`, or `QuantityOverflow`.
-    pub fn add(self, other: Qty) -> Result<Qty, DomainError> {
+    pub fn checked_add(self, other: Qty) -> Result<Qty, DomainError> {
         self.0.checked_add(other.0).map(Qty).ok_or(DomainError::QuantityOverflow)
     }
 
     /// `self - other`, or `QuantityOverflow` when it would go below zero.
-    pub fn sub(self, other: Qty) -> Result<Qty, DomainError> {
+    pub fn checked_sub(self, other: Qty) -> Result<Qty, DomainError> {
         self.0.checked_sub(other.0).map(Qty).ok_or(DomainError::QuantityOverflow)
     }
 

@@ -17,10 +17,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use tokio::sync::{mpsc, Notify};
 
-use super::store::{Applied, Durability, InjectedAbort, Store, StoreError, WriteSet};
+use super::store::{Applied, Durability, InjectedAbort, Store, StoreError, VersionCache, WriteSet};
 use crate::limits::{COMMIT_BATCH_LEN_MAX, COMMIT_QUEUE_LEN_MAX};
 
 /// What became of a submitted write set.
@@ -57,6 +58,10 @@ pub struct CommitStats {
     pub batch_len_max: AtomicU64,
     /// Batches that failed.
     pub failures: AtomicU64,
+    /// Microseconds spent inside sled transactions.
+    pub transaction_us: AtomicU64,
+    /// Microseconds spent making batches durable (flush, fsync).
+    pub durable_us: AtomicU64,
     /// Batches by size: bucket i counts batches of 2^(i-1) < len ≤ 2^i write sets.
     pub batch_len_buckets: [AtomicU64; 10],
 }
@@ -147,6 +152,10 @@ impl Committer {
     }
 }
 
+fn micros(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
 fn call_contained(f: impl FnOnce()) {
     if catch_unwind(AssertUnwindSafe(f)).is_err() {
         tracing::error!("a commit callback panicked; the committer goes on");
@@ -154,10 +163,13 @@ fn call_contained(f: impl FnOnce()) {
 }
 
 fn run(store: Store, mut rx: mpsc::Receiver<Request>, shared: Arc<Shared>, mut next_seq: u64) {
+    let mut versions = VersionCache::default();
     let mut pending: Vec<Request> = Vec::with_capacity(COMMIT_BATCH_LEN_MAX);
     let mut stop = false;
     while !stop {
-        let Some(first) = rx.blocking_recv() else { break };
+        let Some(first) = rx.blocking_recv() else {
+            break;
+        };
         pending.push(first);
         let mut writes = usize::from(matches!(pending[0], Request::Write(..)));
         while writes < COMMIT_BATCH_LEN_MAX {
@@ -169,7 +181,7 @@ fn run(store: Store, mut rx: mpsc::Receiver<Request>, shared: Arc<Shared>, mut n
                 Err(_) => break,
             }
         }
-        stop = process(&store, &shared, &mut next_seq, &mut pending);
+        stop = process(&store, &shared, &mut next_seq, &mut versions, &mut pending);
     }
     // Anything still queued after a stop is refused, never silently dropped.
     rx.close();
@@ -186,7 +198,13 @@ fn run(store: Store, mut rx: mpsc::Receiver<Request>, shared: Arc<Shared>, mut n
 }
 
 /// Commits one batch and completes its requests; returns whether a stop was requested.
-fn process(store: &Store, shared: &Shared, next_seq: &mut u64, pending: &mut Vec<Request>) -> bool {
+fn process(
+    store: &Store,
+    shared: &Shared,
+    next_seq: &mut u64,
+    versions: &mut VersionCache,
+    pending: &mut Vec<Request>,
+) -> bool {
     let mut stop = false;
     let mut writes: Vec<(WriteSet, Callback)> = Vec::new();
     let mut barriers: Vec<Box<dyn FnOnce() + Send>> = Vec::new();
@@ -200,17 +218,22 @@ fn process(store: &Store, shared: &Shared, next_seq: &mut u64, pending: &mut Vec
     if !writes.is_empty() {
         let fault = shared.fault.lock().ok().and_then(|mut f| f.take());
         let refs: Vec<&WriteSet> = writes.iter().map(|(ws, _)| ws).collect();
-        let outcome = store.commit(&refs, *next_seq, fault).and_then(|(applied, new_seq)| {
+        let stats = &shared.stats;
+        let t0 = Instant::now();
+        let outcome = store.commit(&refs, *next_seq, fault, versions).and_then(|(applied, new_seq)| {
+            let t1 = Instant::now();
+            stats.transaction_us.fetch_add(micros(t1 - t0), Ordering::Relaxed);
             // The entries are committed (and numbered) even if the flush fails below.
             *next_seq = new_seq;
-            store.make_durable().map(|()| applied)
+            let durable = store.make_durable().map(|()| applied);
+            stats.durable_us.fetch_add(micros(t1.elapsed()), Ordering::Relaxed);
+            durable
         });
-        let stats = &shared.stats;
-        let n = writes.len() as u64;
+        let n = u64::try_from(writes.len()).unwrap_or(u64::MAX);
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.write_sets.fetch_add(n, Ordering::Relaxed);
         stats.batch_len_max.fetch_max(n, Ordering::Relaxed);
-        let bucket = (u64::BITS - n.saturating_sub(1).leading_zeros()).min(9) as usize;
+        let bucket = usize::try_from(u64::BITS - n.saturating_sub(1).leading_zeros()).unwrap_or(9).min(9);
         stats.batch_len_buckets[bucket].fetch_add(1, Ordering::Relaxed);
         match outcome {
             Ok(applied) => {

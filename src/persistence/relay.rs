@@ -162,10 +162,10 @@ struct Worker {
     acked: Vec<u64>,
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| StoreError::Storage(format!("blocking task failed: {e}")))?
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Storage(format!("blocking task failed: {e}")))?
 }
 
 impl Worker {
@@ -252,7 +252,9 @@ impl Worker {
     }
 
     fn start(&mut self, seq: u64, inflight: &mut FuturesUnordered<Delivery>) {
-        let Some(item) = self.items.get(&seq) else { return };
+        let Some(item) = self.items.get(&seq) else {
+            return;
+        };
         let timeout = Duration::from_millis(self.config.delivery_timeout_ms);
         let delivery = match self.subscribers.get(&item.entry.destination) {
             Some(sub) => sub.deliver(item.entry.envelope.clone()),
@@ -269,7 +271,12 @@ impl Worker {
         }));
     }
 
-    async fn finished(&mut self, seq: u64, result: Result<(), DeliveryError>, inflight: &mut FuturesUnordered<Delivery>) {
+    async fn finished(
+        &mut self,
+        seq: u64,
+        result: Result<(), DeliveryError>,
+        inflight: &mut FuturesUnordered<Delivery>,
+    ) {
         match result {
             Ok(()) => {
                 self.acked.push(seq);
@@ -277,7 +284,9 @@ impl Worker {
             }
             Err(DeliveryError::Permanent(reason)) => self.give_up(seq, reason, inflight).await,
             Err(DeliveryError::Transient(reason)) => {
-                let Some(item) = self.items.get_mut(&seq) else { return };
+                let Some(item) = self.items.get_mut(&seq) else {
+                    return;
+                };
                 item.entry.attempts = item.entry.attempts.saturating_add(1);
                 item.entry.last_error = Some(reason.clone());
                 let attempts = item.entry.attempts;
@@ -301,7 +310,9 @@ impl Worker {
     }
 
     async fn give_up(&mut self, seq: u64, reason: String, inflight: &mut FuturesUnordered<Delivery>) {
-        let Some(item) = self.items.get(&seq) else { return };
+        let Some(item) = self.items.get(&seq) else {
+            return;
+        };
         tracing::warn!(seq, destination = %item.entry.destination, %reason, "outbox entry moved to dead letters");
         let raw = item.entry.encode().unwrap_or_default();
         let letter = DeadLetter {
@@ -325,7 +336,9 @@ impl Worker {
 
     /// Removes `seq` from its lane and starts the lane's next entry.
     fn advance(&mut self, seq: u64, inflight: &mut FuturesUnordered<Delivery>) {
-        let Some(item) = self.items.remove(&seq) else { return };
+        let Some(item) = self.items.remove(&seq) else {
+            return;
+        };
         let next = match self.lanes.get_mut(&item.lane) {
             Some(queue) => {
                 if queue.front() == Some(&seq) {
@@ -377,16 +390,21 @@ pub enum ReplayError {
 /// one write set through the committer so it is durable and numbered like any other entry.
 pub async fn replay_dead_letter(store: &Store, committer: &Committer, seq: u64) -> Result<u64, ReplayError> {
     let letter = store.dead_letter_get(seq)?.ok_or(ReplayError::NotFound(seq))?;
-    let mut entry = OutboxEntry::decode(&letter.entry).map_err(|e| ReplayError::Unreadable { seq, reason: e.to_string() })?;
+    let mut entry =
+        OutboxEntry::decode(&letter.entry).map_err(|e| ReplayError::Unreadable { seq, reason: e.to_string() })?;
     entry.attempts = 0;
     entry.last_error = None;
     let bytes = entry.encode().map_err(|e| ReplayError::Unreadable { seq, reason: e.to_string() })?;
     let ws = WriteSet { outbox: vec![bytes], dead_letter_removals: vec![seq], ..WriteSet::default() };
     let (tx, rx) = tokio::sync::oneshot::channel();
-    committer.submit(ws, Box::new(move |r| {
-        let _ = tx.send(r);
-    }))
-    .await;
+    committer
+        .submit(
+            ws,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        )
+        .await;
     match rx.await.map_err(|_| CommitError::ShuttingDown)?? {
         Applied::Written { first_seq, .. } => Ok(first_seq),
         other => Err(ReplayError::Unreadable { seq, reason: format!("unexpected outcome {other:?}") }),

@@ -1,8 +1,13 @@
 //! The node's one sled database and every call into sled.
 //!
-//! Trees: per aggregate `{service}/{aggregate}` (states by key); per service `{service}/inbox` (message id →
-//! `InboxRecord`) and `{service}/inbox_time` (recorded-at ‖ message id, for pruning); per node
-//! `outbox` (sequence number → `OutboxEntry`), `dead_letters` and `meta`.
+//! Trees: per aggregate `{service}/{aggregate}` (states by key); per service the inbox, split in
+//! generation trees `{service}/inbox/{generation}` (message id → `InboxRecord`), one per
+//! `inbox_generation_ms` of recording time; per node `outbox` (sequence number → `OutboxEntry`),
+//! `dead_letters` and `meta`.
+//!
+//! Why generations: a duplicate check looks in every live generation (two, normally), a new id
+//! goes into its own, and pruning drops whole generations older than the retention window — no
+//! per-id deletes, no time index, one insert less per write set.
 //! Keys that order are big-endian. No other module calls sled; nothing here sends, spawns or
 //! knows about actors. A transaction closure may run more than once, so it has no side effects.
 
@@ -17,7 +22,7 @@ use sled::{Transactional, Tree};
 use super::codec::{self, CodecError, RecordKind};
 use super::records::{DeadLetter, InboxRecord};
 use crate::domain::MessageId;
-use crate::limits::{INBOX_PRUNE_CHUNK_LEN_MAX, SLED_CACHE_BYTES};
+use crate::limits::{INBOX_GENERATION_MS, SLED_CACHE_BYTES, VERSION_CACHE_LEN_MAX};
 
 /// When an acknowledged write is safe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -96,21 +101,37 @@ pub struct StoreOptions {
     pub durability: Durability,
     /// sled's page cache in bytes.
     pub cache_bytes: u64,
+    /// Width of one inbox generation, ms (ids are kept at least this long past the retention
+    /// cut-off's generation; see `prune_inbox`).
+    pub inbox_generation_ms: u64,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { durability: Durability::Flush, cache_bytes: SLED_CACHE_BYTES }
+        Self { durability: Durability::Flush, cache_bytes: SLED_CACHE_BYTES, inbox_generation_ms: INBOX_GENERATION_MS }
     }
 }
 
-/// The trees of one service. Cheap to clone; opaque outside this module.
+/// A service's inbox: its live generation trees by generation number.
+#[derive(Default)]
+struct Inbox {
+    gens: std::sync::RwLock<std::collections::BTreeMap<u64, Tree>>,
+}
+
+impl Inbox {
+    fn live(&self) -> Vec<Tree> {
+        let g = self.gens.read().unwrap_or_else(|p| p.into_inner());
+        g.values().rev().cloned().collect()
+    }
+}
+
+/// The trees of one aggregate and its service's inbox. Cheap to clone; opaque outside this module.
 #[derive(Clone)]
 pub struct ServiceTrees {
     name: Arc<str>,
+    service: Arc<str>,
     state: Tree,
-    inbox: Tree,
-    inbox_time: Tree,
+    inbox: Arc<Inbox>,
 }
 
 impl ServiceTrees {
@@ -131,7 +152,7 @@ impl std::fmt::Debug for ServiceTrees {
 pub struct InboxWrite {
     /// The incoming message.
     pub id: MessageId,
-    /// When, ms (also the pruning key).
+    /// When, ms (chooses the inbox generation).
     pub recorded_at_ms: u64,
     /// The encoded `InboxRecord`.
     pub record: Vec<u8>,
@@ -188,6 +209,42 @@ pub struct InjectedAbort {
 
 const META_NEXT_SEQ: &[u8] = b"outbox.next_seq";
 
+/// A dead letter as read: decoded, or the error its bytes give.
+pub type DeadLetterRead = Result<DeadLetter, CodecError>;
+
+/// Where one write set goes inside a batch's transaction: its state tree, the inbox generation
+/// it writes to, and every live generation it must not be a duplicate in (tree indices).
+type Placement = (usize, usize, Arc<[usize]>);
+
+/// The committer's record of the aggregate versions it wrote (it is their only writer, so each
+/// entry is exact). Bounded: past `VERSION_CACHE_LEN_MAX` entries it starts over, and a miss
+/// reads sled.
+#[derive(Debug, Default)]
+pub struct VersionCache {
+    map: HashMap<Vec<u8>, u64>,
+}
+
+impl VersionCache {
+    fn key(tree: &str, key: &[u8]) -> Vec<u8> {
+        let mut k = Vec::with_capacity(tree.len() + 1 + key.len());
+        k.extend_from_slice(tree.as_bytes());
+        k.push(0);
+        k.extend_from_slice(key);
+        k
+    }
+
+    fn get(&self, key: &[u8]) -> Option<u64> {
+        self.map.get(key).copied()
+    }
+
+    fn record(&mut self, key: Vec<u8>, version: u64) {
+        if self.map.len() >= VERSION_CACHE_LEN_MAX && !self.map.contains_key(&key) {
+            self.map.clear();
+        }
+        self.map.insert(key, version);
+    }
+}
+
 struct Inner {
     db: sled::Db,
     dir: PathBuf,
@@ -195,6 +252,8 @@ struct Inner {
     outbox: Tree,
     dead: Tree,
     services: Mutex<HashMap<String, ServiceTrees>>,
+    inboxes: Mutex<HashMap<String, Arc<Inbox>>>,
+    generation_ms: u64,
     db_file: Option<File>,
     durability: Durability,
 }
@@ -222,21 +281,19 @@ fn seq_of(key: &[u8]) -> Option<u64> {
 impl Store {
     /// Opens (or creates) the database in `dir`.
     pub fn open(dir: &Path, opts: &StoreOptions) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Storage(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Storage(format!("cannot create {}: {e}", dir.display())))?;
         // With `none` sled's own flusher is the only one, so keep it; otherwise every commit
         // flushes and a background flush would only contend for sled's lock.
         let flush_every = match opts.durability {
             Durability::None => Some(1_000),
             Durability::Flush | Durability::Fsync => None,
         };
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(opts.cache_bytes)
-            .flush_every_ms(flush_every)
-            .open()?;
+        let db = sled::Config::new().path(dir).cache_capacity(opts.cache_bytes).flush_every_ms(flush_every).open()?;
         let db_file = match opts.durability {
             Durability::Fsync => Some(
-                File::open(dir.join("db")).map_err(|e| StoreError::Storage(format!("cannot open db file for fsync: {e}")))?,
+                File::open(dir.join("db"))
+                    .map_err(|e| StoreError::Storage(format!("cannot open db file for fsync: {e}")))?,
             ),
             _ => None,
         };
@@ -247,6 +304,8 @@ impl Store {
             db,
             dir: dir.to_owned(),
             services: Mutex::new(HashMap::new()),
+            inboxes: Mutex::new(HashMap::new()),
+            generation_ms: opts.inbox_generation_ms.max(1),
             db_file,
             durability: opts.durability,
         };
@@ -267,32 +326,79 @@ impl Store {
     /// `{service}/{aggregate}` and the service's inbox.
     pub fn service(&self, service: &str, aggregate: &str) -> Result<ServiceTrees, StoreError> {
         let name = format!("{service}/{aggregate}");
-        let name = name.as_str();
         let mut map = self.inner.services.lock().map_err(|_| StoreError::Storage("service map poisoned".into()))?;
-        if let Some(t) = map.get(name) {
+        if let Some(t) = map.get(&name) {
             return Ok(t.clone());
         }
-        let db = &self.inner.db;
+        let inbox = self.inbox_of(service)?;
         let trees = ServiceTrees {
-            name: Arc::from(name),
-            state: db.open_tree(name)?,
-            inbox: db.open_tree(format!("{service}/inbox"))?,
-            inbox_time: db.open_tree(format!("{service}/inbox_time"))?,
+            name: Arc::from(name.as_str()),
+            service: Arc::from(service),
+            state: self.inner.db.open_tree(&name)?,
+            inbox,
         };
-        map.insert(name.to_owned(), trees.clone());
+        map.insert(name, trees.clone());
         Ok(trees)
     }
 
+    /// A service's inbox, with the generations already on disk.
+    fn inbox_of(&self, service: &str) -> Result<Arc<Inbox>, StoreError> {
+        let mut map = self.inner.inboxes.lock().map_err(|_| StoreError::Storage("inbox map poisoned".into()))?;
+        if let Some(i) = map.get(service) {
+            return Ok(i.clone());
+        }
+        let prefix = format!("{service}/inbox/");
+        let inbox = Arc::new(Inbox::default());
+        {
+            let mut gens = inbox.gens.write().unwrap_or_else(|p| p.into_inner());
+            for name in self.inner.db.tree_names() {
+                let Some(rest) = name.strip_prefix(prefix.as_bytes()) else {
+                    continue;
+                };
+                let generation = std::str::from_utf8(rest).ok().and_then(|g| g.parse::<u64>().ok());
+                if let Some(g) = generation {
+                    gens.insert(g, self.inner.db.open_tree(&name)?);
+                }
+            }
+        }
+        map.insert(service.to_owned(), inbox.clone());
+        Ok(inbox)
+    }
+
+    /// The inbox generation tree for ids recorded at `at_ms` (created on first use).
+    fn generation_tree(&self, trees: &ServiceTrees, at_ms: u64) -> Result<Tree, StoreError> {
+        let g = at_ms / self.inner.generation_ms;
+        if let Some(t) = trees.inbox.gens.read().unwrap_or_else(|p| p.into_inner()).get(&g) {
+            return Ok(t.clone());
+        }
+        let mut gens = trees.inbox.gens.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = gens.get(&g) {
+            return Ok(t.clone());
+        }
+        let t = self.inner.db.open_tree(format!("{}/inbox/{g:020}", trees.service))?;
+        gens.insert(g, t.clone());
+        Ok(t)
+    }
+
     /// The stored aggregate record under `key`, checked (magic, kind, checksum) but not decoded.
-    pub fn load_aggregate(&self, trees: &ServiceTrees, key: &[u8]) -> Result<Option<(codec::Header, Vec<u8>)>, StoreError> {
-        let Some(bytes) = trees.state.get(key)? else { return Ok(None) };
+    pub fn load_aggregate(
+        &self,
+        trees: &ServiceTrees,
+        key: &[u8],
+    ) -> Result<Option<(codec::Header, Vec<u8>)>, StoreError> {
+        let Some(bytes) = trees.state.get(key)? else {
+            return Ok(None);
+        };
         let (header, body) = codec::open(RecordKind::Aggregate, &bytes).map_err(|e| corrupt(&trees.name, e))?;
         Ok(Some((header, body.to_vec())))
     }
 
     /// Every stored aggregate of a service, in key order, as (key, checked header, body) or the
     /// error that record gives.
-    pub fn scan_aggregates(&self, trees: &ServiceTrees) -> impl Iterator<Item = Result<(Vec<u8>, codec::Header, Vec<u8>), StoreError>> {
+    pub fn scan_aggregates(
+        &self,
+        trees: &ServiceTrees,
+    ) -> impl Iterator<Item = Result<(Vec<u8>, codec::Header, Vec<u8>), StoreError>> {
         let tree_name = trees.name.to_string();
         trees.state.iter().map(move |item| {
             let (k, v) = item?;
@@ -303,49 +409,44 @@ impl Store {
 
     /// The inbox record of a message, if it took effect (and was not pruned).
     pub fn inbox_record(&self, trees: &ServiceTrees, id: &MessageId) -> Result<Option<InboxRecord>, StoreError> {
-        let Some(bytes) = trees.inbox.get(id.as_bytes())? else { return Ok(None) };
-        InboxRecord::decode(&bytes).map(Some).map_err(|e| corrupt(&format!("{}/inbox", trees.name), e))
-    }
-
-    /// How many message ids a service's inbox holds.
-    pub fn inbox_len(&self, trees: &ServiceTrees) -> usize {
-        trees.inbox.len()
-    }
-
-    /// Removes inbox ids recorded before `cutoff_ms`, at most `INBOX_PRUNE_CHUNK_LEN_MAX` per
-    /// transaction, and returns how many went. Ids recorded at or after the cutoff stay.
-    pub fn prune_inbox(&self, trees: &ServiceTrees, cutoff_ms: u64) -> Result<usize, StoreError> {
-        let mut removed = 0;
-        loop {
-            let end = cutoff_ms.to_be_bytes();
-            let chunk: Vec<sled::IVec> = trees
-                .inbox_time
-                .range(..&end[..])
-                .keys()
-                .take(INBOX_PRUNE_CHUNK_LEN_MAX)
-                .collect::<Result<_, _>>()?;
-            if chunk.is_empty() {
-                return Ok(removed);
+        for t in trees.inbox.live() {
+            if let Some(bytes) = t.get(id.as_bytes())? {
+                return InboxRecord::decode(&bytes)
+                    .map(Some)
+                    .map_err(|e| corrupt(&format!("{}/inbox", trees.service), e));
             }
-            (&trees.inbox, &trees.inbox_time)
-                .transaction(|(inbox, time)| {
-                    for k in &chunk {
-                        if k.len() == 24 {
-                            inbox.remove(&k[8..])?;
-                        }
-                        time.remove(k)?;
-                    }
-                    Ok(())
-                })
-                .map_err(|e: TransactionError<()>| StoreError::Storage(format!("inbox prune: {e:?}")))?;
-            removed += chunk.len();
         }
+        Ok(None)
+    }
+
+    /// How many message ids a service's inbox holds (counts every key: for tests and tools).
+    pub fn inbox_len(&self, trees: &ServiceTrees) -> usize {
+        trees.inbox.live().iter().map(Tree::len).sum()
+    }
+
+    /// Drops the inbox generations recorded wholly before `cutoff_ms` and returns how many.
+    /// Every id recorded at or after the cut-off stays; an older one may stay up to one
+    /// generation longer.
+    pub fn prune_inbox(&self, trees: &ServiceTrees, cutoff_ms: u64) -> Result<usize, StoreError> {
+        let w = self.inner.generation_ms;
+        let dead: Vec<u64> = {
+            let gens = trees.inbox.gens.read().unwrap_or_else(|p| p.into_inner());
+            gens.keys().copied().filter(|g| g.saturating_add(1).saturating_mul(w) <= cutoff_ms).collect()
+        };
+        for g in &dead {
+            // Out of the live set first, so no commit checks a tree being dropped.
+            trees.inbox.gens.write().unwrap_or_else(|p| p.into_inner()).remove(g);
+            self.inner.db.drop_tree(format!("{}/inbox/{g:020}", trees.service))?;
+        }
+        Ok(dead.len())
     }
 
     /// The next free outbox sequence number (after every stored and every deleted entry).
     pub fn next_outbox_seq(&self) -> Result<u64, StoreError> {
         let from_meta = match self.inner.meta.get(META_NEXT_SEQ)? {
-            Some(v) => seq_of(&v).ok_or_else(|| corrupt("meta", CodecError::NotARecord("outbox.next_seq is not 8 bytes")))?,
+            Some(v) => {
+                seq_of(&v).ok_or_else(|| corrupt("meta", CodecError::NotARecord("outbox.next_seq is not 8 bytes")))?
+            }
             None => 0,
         };
         let from_keys = match self.inner.outbox.last()? {
@@ -400,7 +501,8 @@ impl Store {
     /// Rewrites an outbox entry in place (its attempt count), if it is still there.
     pub fn outbox_update(&self, seq: u64, bytes: &[u8]) -> Result<(), StoreError> {
         let key = seq_key(seq);
-        (&self.inner.outbox)
+        self.inner
+            .outbox
             .transaction(|t| {
                 if t.get(key)?.is_some() {
                     t.insert(&key[..], bytes)?;
@@ -425,7 +527,7 @@ impl Store {
     }
 
     /// Every dead letter, in sequence order, each decoded or with the error it gives.
-    pub fn dead_letters(&self) -> Result<Vec<(u64, Result<DeadLetter, CodecError>)>, StoreError> {
+    pub fn dead_letters(&self) -> Result<Vec<(u64, DeadLetterRead)>, StoreError> {
         let mut out = Vec::new();
         for item in self.inner.dead.iter() {
             let (k, v) = item?;
@@ -448,56 +550,99 @@ impl Store {
     /// Each write set is checked inside the transaction (inbox duplicate, aggregate version);
     /// one that fails its check is skipped without aborting the others. Returns what became of
     /// each and the next free sequence number. Not durable until `make_durable`.
-    pub fn commit(&self, batch: &[&WriteSet], next_seq: u64, fault: Option<InjectedAbort>) -> Result<(Vec<Applied>, u64), StoreError> {
-        // Trees 0..3 are the node's; each write set's service trees are added once (by name), so
-        // two write sets of one service see each other's inserts inside the transaction.
+    ///
+    /// `versions` is the caller's cache of stored aggregate versions: the committer is the only
+    /// writer of aggregates, so what it recorded is exact, and a hit saves a read inside the
+    /// transaction (which holds sled's process-wide lock).
+    pub fn commit(
+        &self,
+        batch: &[&WriteSet],
+        next_seq: u64,
+        fault: Option<InjectedAbort>,
+        versions: &mut VersionCache,
+    ) -> Result<(Vec<Applied>, u64), StoreError> {
+        // Trees 0..3 are the node's; each write set's trees are added once (by name), so two
+        // write sets of one service see each other's inserts inside the transaction.
         let mut trees: Vec<Tree> = vec![self.inner.outbox.clone(), self.inner.meta.clone(), self.inner.dead.clone()];
+        let mut names: Vec<sled::IVec> = trees.iter().map(Tree::name).collect();
         let mut index_of = |t: &Tree| -> usize {
             let name = t.name();
-            match trees.iter().position(|x| x.name() == name) {
+            match names.iter().position(|x| *x == name) {
                 Some(i) => i,
                 None => {
+                    names.push(name);
                     trees.push(t.clone());
                     trees.len() - 1
                 }
             }
         };
-        let ix: Vec<Option<[usize; 3]>> = batch
+        // Per write set: its state tree, the inbox generation it writes to, and every live
+        // generation it must not be a duplicate in — resolved once per service and generation.
+        let mut resolved: Vec<(Arc<str>, u64, Placement)> = Vec::new();
+        let mut ix: Vec<Option<Placement>> = Vec::with_capacity(batch.len());
+        for ws in batch {
+            let Some(s) = &ws.service else {
+                ix.push(None);
+                continue;
+            };
+            let g = ws.inbox.as_ref().map_or(0, |i| i.recorded_at_ms / self.inner.generation_ms);
+            let hit = resolved.iter().find(|r| Arc::ptr_eq(&r.0, &s.name) && r.1 == g);
+            let entry = match hit {
+                Some(r) => r.2.clone(),
+                None => {
+                    let target = index_of(&self.generation_tree(s, g.saturating_mul(self.inner.generation_ms))?);
+                    let checks: Arc<[usize]> = s.inbox.live().iter().map(&mut index_of).collect();
+                    let state = index_of(&s.state);
+                    resolved.push((s.name.clone(), g, (state, target, checks.clone())));
+                    (state, target, checks)
+                }
+            };
+            ix.push(Some(entry));
+        }
+        let cache_keys: Vec<Option<Vec<u8>>> = batch
             .iter()
-            .map(|ws| ws.service.as_ref().map(|s| [index_of(&s.state), index_of(&s.inbox), index_of(&s.inbox_time)]))
+            .map(|ws| match (&ws.service, &ws.state) {
+                (Some(s), Some(st)) => Some(VersionCache::key(&s.name, &st.key)),
+                _ => None,
+            })
             .collect();
+        let cache = &*versions;
         let result = trees.as_slice().transaction(|tx: &Vec<TransactionalTree>| {
             let mut applied = Vec::with_capacity(batch.len());
+            let mut in_batch: HashMap<&[u8], u64> = HashMap::new();
             let mut seq = next_seq;
             let mut written = 0usize;
-            for (ws, at) in batch.iter().zip(&ix) {
-                let [state_t, inbox_t, time_t] = match at {
-                    Some(at) => *at,
-                    None if ws.inbox.is_none() && ws.state.is_none() => [0, 0, 0],
+            'sets: for ((ws, at), ck) in batch.iter().zip(&ix).zip(&cache_keys) {
+                let (state_t, inbox_t, checks) = match at {
+                    Some((s, i, c)) => (*s, *i, &c[..]),
+                    None if ws.inbox.is_none() && ws.state.is_none() => (0, 0, &[][..]),
                     None => return abort(StoreError::Storage("write set without service trees".into())),
                 };
                 if let Some(inb) = &ws.inbox {
-                    if let Some(prev) = tx[inbox_t].get(inb.id.as_bytes())? {
-                        applied.push(Applied::Duplicate(prev.to_vec()));
-                        continue;
+                    for &t in checks {
+                        if let Some(prev) = tx[t].get(inb.id.as_bytes())? {
+                            applied.push(Applied::Duplicate(prev.to_vec()));
+                            continue 'sets;
+                        }
                     }
                 }
-                if let Some(st) = &ws.state {
-                    let stored = match tx[state_t].get(&st.key)? {
-                        None => Some(0),
-                        Some(b) => codec::peek(RecordKind::Aggregate, &b).ok().map(|h| h.version),
+                if let (Some(st), Some(ck)) = (&ws.state, ck) {
+                    let known = in_batch.get(ck.as_slice()).copied().or_else(|| cache.get(ck));
+                    let stored = match known {
+                        Some(v) => Some(v),
+                        None => match tx[state_t].get(&st.key)? {
+                            None => Some(0),
+                            Some(b) => codec::peek(RecordKind::Aggregate, &b).ok().map(|h| h.version),
+                        },
                     };
                     if stored != Some(st.expected_version) {
                         applied.push(Applied::Conflict(stored));
                         continue;
                     }
+                    in_batch.insert(ck.as_slice(), st.expected_version + 1);
                 }
                 if let Some(inb) = &ws.inbox {
                     tx[inbox_t].insert(&inb.id.as_bytes()[..], inb.record.as_slice())?;
-                    let mut tkey = [0u8; 24];
-                    tkey[..8].copy_from_slice(&inb.recorded_at_ms.to_be_bytes());
-                    tkey[8..].copy_from_slice(inb.id.as_bytes());
-                    tx[time_t].insert(&tkey[..], &[][..])?;
                 }
                 if let Some(st) = &ws.state {
                     tx[state_t].insert(st.key.as_slice(), st.record.as_slice())?;
@@ -523,11 +668,17 @@ impl Store {
             }
             Ok((applied, seq))
         });
-        match result {
-            Ok(r) => Ok(r),
-            Err(TransactionError::Abort(e)) => Err(e),
-            Err(TransactionError::Storage(e)) => Err(e.into()),
+        let (applied, seq) = match result {
+            Ok(r) => r,
+            Err(TransactionError::Abort(e)) => return Err(e),
+            Err(TransactionError::Storage(e)) => return Err(e.into()),
+        };
+        for ((ws, a), ck) in batch.iter().zip(&applied).zip(cache_keys) {
+            if let (Applied::Written { .. }, Some(st), Some(ck)) = (a, &ws.state, ck) {
+                versions.record(ck, st.expected_version + 1);
+            }
         }
+        Ok((applied, seq))
     }
 
     /// Makes every committed write durable, as the durability setting says.
@@ -549,6 +700,23 @@ impl Store {
     pub fn flush(&self) -> Result<(), StoreError> {
         self.inner.db.flush()?;
         Ok(())
+    }
+
+    /// Waits (up to `wait`) until this is the last handle to the database, then closes it, so
+    /// the directory can be opened again (sled holds a lock on it while any handle lives).
+    /// Returns false if other handles remained.
+    pub fn close(self, wait: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + wait;
+        while Arc::strong_count(&self.inner) > 1 {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        if let Err(e) = self.flush() {
+            tracing::error!(error = %e, "flush at close failed");
+        }
+        true
     }
 
     /// Bytes the database takes on disk.

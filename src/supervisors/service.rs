@@ -27,11 +27,15 @@ use futures::future::BoxFuture;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::oneshot;
 
-use crate::actors::entity::{Entity, EntityArgs, EntityEnv, EntityHandle, EntityKind, EntityMsg, HandleShared, SendFailure};
+use crate::actors::entity::{
+    Entity, EntityArgs, EntityEnv, EntityHandle, EntityKind, EntityMsg, HandleShared, SendFailure,
+};
 use crate::actors::EngineError;
 use crate::cluster::{Route, Router};
 use crate::domain::MessageId;
-use crate::limits::{ENTITY_IDLE_MS, ENTITY_IDLE_SWEEP_MS, ENTITY_SEND_ATTEMPTS_MAX, LIVE_ENTITIES_MAX, MAILBOX_LEN_MAX};
+use crate::limits::{
+    ENTITY_IDLE_MS, ENTITY_IDLE_SWEEP_MS, ENTITY_SEND_ATTEMPTS_MAX, LIVE_ENTITIES_MAX, MAILBOX_LEN_MAX,
+};
 use crate::persistence::{DeliveryError, Envelope, Subscriber};
 
 /// How many entities a service keeps alive and for how long.
@@ -151,7 +155,11 @@ impl<K: EntityKind> SupervisorState<K> {
         let _ = reply.send(result);
     }
 
-    async fn spawn(&mut self, myself: &ActorRef<SupervisorMsg<K>>, key: K::Key) -> Result<EntityHandle<K>, EngineError> {
+    async fn spawn(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg<K>>,
+        key: K::Key,
+    ) -> Result<EntityHandle<K>, EngineError> {
         let shared = Arc::new(HandleShared::default());
         let args = EntityArgs { key: key.clone(), env: self.args.env.clone(), shared: shared.clone() };
         match Actor::spawn_linked(None, Entity::<K>::default(), args, myself.get_cell()).await {
@@ -176,7 +184,9 @@ impl<K: EntityKind> SupervisorState<K> {
         let mut budget = 2 * self.clock.len();
         while budget > 0 {
             budget -= 1;
-            let Some(key) = self.clock.pop_front() else { return false };
+            let Some(key) = self.clock.pop_front() else {
+                return false;
+            };
             let handle = self.registry().get(&key).cloned();
             let Some(h) = handle else { continue };
             if h.shared().take_referenced() {
@@ -211,7 +221,9 @@ impl<K: EntityKind> SupervisorState<K> {
     }
 
     async fn stopped(&mut self, myself: &ActorRef<SupervisorMsg<K>>, id: ActorId) {
-        let Some(key) = self.actors.remove(&id) else { return };
+        let Some(key) = self.actors.remove(&id) else {
+            return;
+        };
         self.set_live();
         {
             let mut reg = self.registry();
@@ -240,7 +252,9 @@ impl<K: EntityKind> SupervisorState<K> {
 
     async fn serve_waiting(&mut self, myself: &ActorRef<SupervisorMsg<K>>) {
         while self.actors.len() < self.args.config.live_max {
-            let Some((key, w)) = self.waiting.pop_front() else { break };
+            let Some((key, w)) = self.waiting.pop_front() else {
+                break;
+            };
             self.activate(myself, key, w).await;
         }
         if !self.waiting.is_empty() && self.actors.len() >= self.args.config.live_max {
@@ -254,7 +268,11 @@ impl<K: EntityKind> Actor for ServiceSupervisor<K> {
     type State = SupervisorState<K>;
     type Arguments = SupervisorArgs<K>;
 
-    async fn pre_start(&self, myself: ActorRef<Self::Msg>, args: Self::Arguments) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: Self::Arguments,
+    ) -> Result<Self::State, ActorProcessingErr> {
         let period = Duration::from_millis(args.config.sweep_ms);
         myself.send_interval(period, || SupervisorMsg::Sweep);
         Ok(SupervisorState {
@@ -266,7 +284,12 @@ impl<K: EntityKind> Actor for ServiceSupervisor<K> {
         })
     }
 
-    async fn handle(&self, myself: ActorRef<Self::Msg>, msg: Self::Msg, st: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        st: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match msg {
             SupervisorMsg::Activate { key, reply } => {
                 st.args.pending.fetch_sub(1, Ordering::AcqRel);
@@ -278,7 +301,12 @@ impl<K: EntityKind> Actor for ServiceSupervisor<K> {
         Ok(())
     }
 
-    async fn handle_supervisor_evt(&self, myself: ActorRef<Self::Msg>, evt: SupervisionEvent, st: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        evt: SupervisionEvent,
+        st: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         match evt {
             SupervisionEvent::ActorTerminated(cell, _, _) => st.stopped(&myself, cell.get_id()).await,
             SupervisionEvent::ActorFailed(cell, err) => {
@@ -325,11 +353,21 @@ enum Sent<T> {
 
 impl<K: EntityKind> Service<K> {
     /// Starts the service's supervisor.
-    pub async fn start(env: Arc<EntityEnv>, config: EntityConfig, router: Arc<Router>) -> Result<Service<K>, EngineError> {
+    pub async fn start(
+        env: Arc<EntityEnv>,
+        config: EntityConfig,
+        router: Arc<Router>,
+    ) -> Result<Service<K>, EngineError> {
         let registry: Arc<Registry<K>> = Arc::new(Mutex::new(HashMap::new()));
         let stats = Arc::new(ServiceStats::default());
         let pending = Arc::new(AtomicUsize::new(0));
-        let args = SupervisorArgs { env: env.clone(), registry: registry.clone(), stats: stats.clone(), config, pending: pending.clone() };
+        let args = SupervisorArgs {
+            env: env.clone(),
+            registry: registry.clone(),
+            stats: stats.clone(),
+            config,
+            pending: pending.clone(),
+        };
         let (supervisor, _) = Actor::spawn(None, ServiceSupervisor::<K>(PhantomData), args)
             .await
             .map_err(|e| EngineError::Unavailable(format!("{} supervisor cannot start: {e}", K::SERVICE)))?;
@@ -375,7 +413,11 @@ impl<K: EntityKind> Service<K> {
         rx.await.map_err(|_| EngineError::ShuttingDown)?
     }
 
-    async fn send_once<T>(&self, key: &K::Key, make: impl FnOnce(oneshot::Sender<T>) -> EntityMsg<K>) -> Result<Sent<T>, EngineError> {
+    async fn send_once<T>(
+        &self,
+        key: &K::Key,
+        make: impl FnOnce(oneshot::Sender<T>) -> EntityMsg<K>,
+    ) -> Result<Sent<T>, EngineError> {
         let handle = self.handle_for(key).await?;
         let (tx, rx) = oneshot::channel();
         match handle.send(make(tx), self.env.clock.now_ms()) {
@@ -383,8 +425,10 @@ impl<K: EntityKind> Service<K> {
                 Ok(answer) => Sent::Answer(answer),
                 Err(_) => Sent::Lost,
             }),
-            Err(SendFailure::Overloaded) => Err(EngineError::Overloaded { service: K::SERVICE.into(), key: key.to_string() }),
-            Err(SendFailure::Stopped(_)) => Ok(Sent::Retry),
+            Err(SendFailure::Overloaded) => {
+                Err(EngineError::Overloaded { service: K::SERVICE.into(), key: key.to_string() })
+            }
+            Err(SendFailure::Stopped) => Ok(Sent::Retry),
         }
     }
 
@@ -415,14 +459,17 @@ impl<K: EntityKind> Service<K> {
     /// Delivers an event to the entity its routing key names; resolves once it took effect
     /// durably (or was a duplicate).
     pub async fn deliver(&self, env: Envelope) -> Result<(), DeliveryError> {
-        let key = K::parse_key(&env.routing_key).map_err(|e| DeliveryError::Permanent(format!("bad routing key: {e}")))?;
+        let key =
+            K::parse_key(&env.routing_key).map_err(|e| DeliveryError::Permanent(format!("bad routing key: {e}")))?;
         self.check_route(&key).map_err(|e| DeliveryError::Transient(e.to_string()))?;
         for _ in 0..ENTITY_SEND_ATTEMPTS_MAX {
             let e = env.clone();
             match self.send_once(&key, |reply| EntityMsg::Event { env: e, reply }).await {
                 Ok(Sent::Answer(a)) => return a,
                 Ok(Sent::Retry) => continue,
-                Ok(Sent::Lost) => return Err(DeliveryError::Transient(format!("{} {key} stopped before acknowledging", K::SERVICE))),
+                Ok(Sent::Lost) => {
+                    return Err(DeliveryError::Transient(format!("{} {key} stopped before acknowledging", K::SERVICE)))
+                }
                 Err(e) => return Err(DeliveryError::Transient(e.to_string())),
             }
         }

@@ -229,8 +229,8 @@ impl StockItem {
             StockCommand::Receive { qty, dims } => {
                 Qty::positive(qty.get())?;
                 // Reject now what `apply` would reject later, so a receipt never half-lands.
-                self.levels.received.add(*qty)?;
-                self.levels.free.add(*qty)?;
+                self.levels.received.checked_add(*qty)?;
+                self.levels.free.checked_add(*qty)?;
                 StockChange::Received { qty: *qty, dims: *dims }
             }
             StockCommand::Book { order, qty } => {
@@ -239,13 +239,21 @@ impl StockItem {
                     if booked == qty {
                         return Ok(None);
                     }
-                    return Err(DomainError::BookingConflict { sku: sku.clone(), order: order.clone(), booked: *booked });
+                    return Err(DomainError::BookingConflict {
+                        sku: sku.clone(),
+                        order: order.clone(),
+                        booked: *booked,
+                    });
                 }
                 if self.bookings.len() >= STOCK_BOOKINGS_MAX {
                     return Err(DomainError::TooManyBookings { sku: sku.clone() });
                 }
                 if self.levels.free < *qty {
-                    return Err(DomainError::InsufficientStock { sku: sku.clone(), requested: *qty, free: self.levels.free });
+                    return Err(DomainError::InsufficientStock {
+                        sku: sku.clone(),
+                        requested: *qty,
+                        free: self.levels.free,
+                    });
                 }
                 StockChange::Booked { order: order.clone(), qty: *qty }
             }
@@ -260,14 +268,22 @@ impl StockItem {
             StockCommand::AcceptReturn { order, qty } => {
                 Qty::positive(qty.get())?;
                 if self.levels.shipped < *qty {
-                    return Err(DomainError::ReturnExceedsShipped { sku: sku.clone(), requested: *qty, shipped: self.levels.shipped });
+                    return Err(DomainError::ReturnExceedsShipped {
+                        sku: sku.clone(),
+                        requested: *qty,
+                        shipped: self.levels.shipped,
+                    });
                 }
                 StockChange::ReturnAccepted { order: order.clone(), qty: *qty }
             }
             StockCommand::ReturnToSupplier { qty } => {
                 Qty::positive(qty.get())?;
                 if self.levels.free < *qty {
-                    return Err(DomainError::ReturnExceedsFree { sku: sku.clone(), requested: *qty, free: self.levels.free });
+                    return Err(DomainError::ReturnExceedsFree {
+                        sku: sku.clone(),
+                        requested: *qty,
+                        free: self.levels.free,
+                    });
                 }
                 StockChange::ReturnedToSupplier { qty: *qty }
             }
@@ -281,34 +297,34 @@ impl StockItem {
         let mut l = self.levels;
         match change {
             StockChange::Received { qty, dims } => {
-                l.received = l.received.add(*qty)?;
-                l.free = l.free.add(*qty)?;
+                l.received = l.received.checked_add(*qty)?;
+                l.free = l.free.checked_add(*qty)?;
                 if dims.is_some() {
                     self.dims = *dims;
                 }
             }
             StockChange::Booked { order, qty } => {
-                l.free = l.free.sub(*qty)?;
-                l.booked = l.booked.add(*qty)?;
+                l.free = l.free.checked_sub(*qty)?;
+                l.booked = l.booked.checked_add(*qty)?;
                 self.bookings.insert(order.clone(), *qty);
             }
             StockChange::Released { order, qty, .. } => {
                 self.take_booking(order, *qty)?;
-                l.booked = l.booked.sub(*qty)?;
-                l.free = l.free.add(*qty)?;
+                l.booked = l.booked.checked_sub(*qty)?;
+                l.free = l.free.checked_add(*qty)?;
             }
             StockChange::Shipped { order, qty } => {
                 self.take_booking(order, *qty)?;
-                l.booked = l.booked.sub(*qty)?;
-                l.shipped = l.shipped.add(*qty)?;
+                l.booked = l.booked.checked_sub(*qty)?;
+                l.shipped = l.shipped.checked_add(*qty)?;
             }
             StockChange::ReturnAccepted { qty, .. } => {
-                l.shipped = l.shipped.sub(*qty)?;
-                l.free = l.free.add(*qty)?;
+                l.shipped = l.shipped.checked_sub(*qty)?;
+                l.free = l.free.checked_add(*qty)?;
             }
             StockChange::ReturnedToSupplier { qty } => {
-                l.free = l.free.sub(*qty)?;
-                l.returned = l.returned.add(*qty)?;
+                l.free = l.free.checked_sub(*qty)?;
+                l.returned = l.returned.checked_add(*qty)?;
             }
         }
         self.levels = l;

@@ -62,10 +62,7 @@ fn a_booking_holds_units_until_released_or_shipped() {
 #[test]
 fn never_books_more_than_is_free() {
     let (item, _, results) = check(&[receive(2), book(1, 2), book(2, 1)]);
-    assert_eq!(
-        results[2],
-        Err(DomainError::InsufficientStock { sku: sku(), requested: Qty::new(1), free: Qty::ZERO })
-    );
+    assert_eq!(results[2], Err(DomainError::InsufficientStock { sku: sku(), requested: Qty::new(1), free: Qty::ZERO }));
     assert_eq!(item.levels().free, Qty::ZERO);
 }
 
@@ -86,10 +83,7 @@ fn repeated_booking_and_release_are_harmless() {
 #[test]
 fn a_second_booking_of_another_quantity_is_a_conflict() {
     let (_, _, results) = check(&[receive(5), book(1, 2), book(1, 3)]);
-    assert_eq!(
-        results[2],
-        Err(DomainError::BookingConflict { sku: sku(), order: order(1), booked: Qty::new(2) })
-    );
+    assert_eq!(results[2], Err(DomainError::BookingConflict { sku: sku(), order: order(1), booked: Qty::new(2) }));
 }
 
 #[test]
@@ -154,11 +148,8 @@ fn arb_command() -> impl Strategy<Value = StockCommand> {
 
 /// Random command sequences in which some commands are delivered twice (a redelivery).
 fn arb_commands_with_duplicates() -> impl Strategy<Value = Vec<StockCommand>> {
-    prop::collection::vec((arb_command(), any::<bool>()), 0..80).prop_map(|v| {
-        v.into_iter()
-            .flat_map(|(c, twice)| if twice { vec![c.clone(), c] } else { vec![c] })
-            .collect()
-    })
+    prop::collection::vec((arb_command(), any::<bool>()), 0..80)
+        .prop_map(|v| v.into_iter().flat_map(|(c, twice)| if twice { vec![c.clone(), c] } else { vec![c] }).collect())
 }
 
 proptest! {

@@ -14,7 +14,8 @@ fn fixture(name: &str, fresh: &[u8]) -> Vec<u8> {
     if !path.exists() && std::env::var("BAZAAR_BLESS").as_deref() == Ok("1") {
         std::fs::write(&path, fresh).unwrap();
     }
-    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {} missing ({e}); run with BAZAAR_BLESS=1 once", path.display()))
+    std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("fixture {} missing ({e}); run with BAZAAR_BLESS=1 once", path.display()))
 }
 
 fn levels() -> StockLevels {

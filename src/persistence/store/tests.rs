@@ -6,7 +6,8 @@ use super::*;
 use crate::persistence::codec::Header;
 
 fn open(dir: &Path) -> Store {
-    Store::open(dir, &StoreOptions { durability: Durability::Flush, cache_bytes: 8 << 20 }).unwrap()
+    Store::open(dir, &StoreOptions { durability: Durability::Flush, cache_bytes: 8 << 20, inbox_generation_ms: 10 })
+        .unwrap()
 }
 
 fn id(n: u8) -> MessageId {
@@ -18,21 +19,32 @@ fn agg(version: u64, value: u64) -> Vec<u8> {
 }
 
 fn inbox_write(n: u8, at: u64) -> InboxWrite {
-    InboxWrite { id: id(n), recorded_at_ms: at, record: InboxRecord { recorded_at_ms: at, reply: Some(vec![n]) }.encode().unwrap() }
+    InboxWrite {
+        id: id(n),
+        recorded_at_ms: at,
+        record: InboxRecord { recorded_at_ms: at, reply: Some(vec![n]) }.encode().unwrap(),
+    }
 }
 
 fn ws(t: &ServiceTrees, msg: u8, key: &str, expected: u64, value: u64, outbox: usize) -> WriteSet {
     WriteSet {
         service: Some(t.clone()),
         inbox: Some(inbox_write(msg, 1000 + u64::from(msg))),
-        state: Some(StateWrite { key: key.as_bytes().to_vec(), expected_version: expected, record: agg(expected + 1, value) }),
+        state: Some(StateWrite {
+            key: key.as_bytes().to_vec(),
+            expected_version: expected,
+            record: agg(expected + 1, value),
+        }),
         outbox: (0..outbox).map(|i| vec![msg, u8::try_from(i).unwrap()]).collect(),
         dead_letter_removals: vec![],
     }
 }
 
 fn value_of(store: &Store, t: &ServiceTrees, key: &str) -> Option<(u64, u64)> {
-    store.load_aggregate(t, key.as_bytes()).unwrap().map(|(h, body)| (h.version, codec::from_body::<u64>("v", &body).unwrap()))
+    store
+        .load_aggregate(t, key.as_bytes())
+        .unwrap()
+        .map(|(h, body)| (h.version, codec::from_body::<u64>("v", &body).unwrap()))
 }
 
 #[test]
@@ -40,21 +52,25 @@ fn a_batch_skips_duplicates_and_stale_versions_without_aborting_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let t = store.service("svc", "agg").unwrap();
+    let mut versions = VersionCache::default();
     let first = ws(&t, 1, "a", 0, 10, 1);
-    let (applied, next) = store.commit(&[&first], 0, None).unwrap();
+    let (applied, next) = store.commit(&[&first], 0, None, &mut versions).unwrap();
     assert_eq!(applied, vec![Applied::Written { first_seq: 0, count: 1 }]);
     assert_eq!(next, 1);
     let dup = ws(&t, 1, "b", 0, 99, 1); // same message id: dropped even though "b" is new
     let stale = ws(&t, 2, "a", 0, 11, 1); // "a" is at version 1, not 0
     let good = ws(&t, 3, "a", 1, 12, 2);
     let dup_in_batch = ws(&t, 3, "c", 0, 13, 1); // same id as `good`, in the same batch
-    let (applied, next) = store.commit(&[&dup, &stale, &good, &dup_in_batch], next, None).unwrap();
+    let (applied, next) = store.commit(&[&dup, &stale, &good, &dup_in_batch], next, None, &mut versions).unwrap();
     assert!(matches!(applied[0], Applied::Duplicate(_)));
     assert_eq!(applied[1], Applied::Conflict(Some(1)));
     assert_eq!(applied[2], Applied::Written { first_seq: 1, count: 2 });
     assert!(matches!(applied[3], Applied::Duplicate(_)));
     assert_eq!(next, 3);
     assert_eq!(value_of(&store, &t, "a"), Some((2, 12)));
+    // The same stale write is refused by a fresh cache too (read from sled this time).
+    let (applied, _) = store.commit(&[&ws(&t, 4, "a", 0, 11, 1)], next, None, &mut VersionCache::default()).unwrap();
+    assert_eq!(applied[0], Applied::Conflict(Some(2)));
     assert_eq!(value_of(&store, &t, "b"), None);
     assert_eq!(value_of(&store, &t, "c"), None);
     assert_eq!(store.outbox_len(), 3);
@@ -71,7 +87,7 @@ fn an_aborted_batch_leaves_nothing_of_any_write_set() {
     let a = ws(&t, 1, "a", 0, 1, 1);
     let b = ws(&t, 2, "b", 0, 2, 1);
     let c = ws(&t, 3, "c", 0, 3, 1);
-    let r = store.commit(&[&a, &b, &c], 0, Some(InjectedAbort { after_written: 2 }));
+    let r = store.commit(&[&a, &b, &c], 0, Some(InjectedAbort { after_written: 2 }), &mut VersionCache::default());
     assert!(matches!(r, Err(StoreError::Injected(_))));
     for key in ["a", "b", "c"] {
         assert_eq!(value_of(&store, &t, key), None, "{key} must not be written");
@@ -80,28 +96,46 @@ fn an_aborted_batch_leaves_nothing_of_any_write_set() {
     assert_eq!(store.inbox_len(&t), 0);
     assert_eq!(store.next_outbox_seq().unwrap(), 0);
     // The same batch then commits whole.
-    let (applied, _) = store.commit(&[&a, &b, &c], 0, None).unwrap();
+    let (applied, _) = store.commit(&[&a, &b, &c], 0, None, &mut VersionCache::default()).unwrap();
     assert!(applied.iter().all(|a| matches!(a, Applied::Written { .. })));
 }
 
 #[test]
 fn inbox_ids_are_kept_inside_the_retention_window_and_pruned_after() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    let store = open(dir.path()); // generations of 10 ms
     let t = store.service("svc", "agg").unwrap();
-    for n in 0..5u8 {
-        let w = WriteSet { service: Some(t.clone()), inbox: Some(inbox_write(n, 1000 + u64::from(n))), ..WriteSet::default() };
-        store.commit(&[&w], 0, None).unwrap();
+    for (n, at) in [(0u8, 1000u64), (1, 1009), (2, 1010), (3, 1019), (4, 1025)] {
+        let w = WriteSet { service: Some(t.clone()), inbox: Some(inbox_write(n, at)), ..WriteSet::default() };
+        let (applied, _) = store.commit(&[&w], 0, None, &mut VersionCache::default()).unwrap();
+        assert!(matches!(applied[0], Applied::Written { .. }));
     }
-    // Cut-off 1002: ids recorded at 1000 and 1001 go; 1002.. stay.
-    assert_eq!(store.prune_inbox(&t, 1002).unwrap(), 2);
+    // A cut-off inside a generation keeps that generation whole: nothing recorded at or after
+    // the cut-off is ever pruned.
+    assert_eq!(store.prune_inbox(&t, 1009).unwrap(), 0);
+    assert!(store.inbox_record(&t, &id(0)).unwrap().is_some());
+    // Cut-off 1010: the generation [1000, 1010) is wholly before it and goes.
+    assert_eq!(store.prune_inbox(&t, 1010).unwrap(), 1);
     assert!(store.inbox_record(&t, &id(0)).unwrap().is_none());
     assert!(store.inbox_record(&t, &id(1)).unwrap().is_none());
     for n in 2..5 {
         assert!(store.inbox_record(&t, &id(n)).unwrap().is_some(), "id {n} is inside the window");
     }
-    assert_eq!(store.prune_inbox(&t, 1002).unwrap(), 0);
+    assert_eq!(store.prune_inbox(&t, 1010).unwrap(), 0);
     assert_eq!(store.inbox_len(&t), 3);
+    // A duplicate is recognised across generations (recorded at 1019, repeated at 1025).
+    let again = WriteSet { service: Some(t.clone()), inbox: Some(inbox_write(3, 1025)), ..WriteSet::default() };
+    let (applied, _) = store.commit(&[&again], 0, None, &mut VersionCache::default()).unwrap();
+    assert!(matches!(applied[0], Applied::Duplicate(_)));
+    // Generations survive a restart, and pruning still finds them.
+    drop(again);
+    drop(t);
+    drop(store);
+    let store = open(dir.path());
+    let t = store.service("svc", "agg").unwrap();
+    assert!(store.inbox_record(&t, &id(3)).unwrap().is_some());
+    assert_eq!(store.prune_inbox(&t, 1030).unwrap(), 2);
+    assert_eq!(store.inbox_len(&t), 0);
 }
 
 #[test]
@@ -109,10 +143,10 @@ fn corrupt_stored_bytes_are_typed_errors_and_nothing_is_lost() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let t = store.service("svc", "agg").unwrap();
-    store.commit(&[&ws(&t, 1, "good", 0, 7, 0)], 0, None).unwrap();
+    store.commit(&[&ws(&t, 1, "good", 0, 7, 0)], 0, None, &mut VersionCache::default()).unwrap();
     t.state.insert("bad", &b"\xBA\x01\x01garbage-garbage-garbage"[..]).unwrap();
     t.state.insert("short", &b"\x00"[..]).unwrap();
-    t.inbox.insert(id(9).as_bytes(), &b"junk"[..]).unwrap();
+    store.generation_tree(&t, 1000).unwrap().insert(id(9).as_bytes(), &b"junk"[..]).unwrap();
     assert!(matches!(store.load_aggregate(&t, b"bad"), Err(StoreError::Corrupt { .. })));
     assert!(matches!(store.load_aggregate(&t, b"short"), Err(StoreError::Corrupt { .. })));
     assert!(matches!(store.inbox_record(&t, &id(9)), Err(StoreError::Corrupt { .. })));
@@ -121,7 +155,7 @@ fn corrupt_stored_bytes_are_typed_errors_and_nothing_is_lost() {
     assert_eq!(scanned.len(), 3);
     assert_eq!(scanned.iter().filter(|r| r.is_err()).count(), 2);
     // A write set against a corrupt aggregate is a conflict, not a panic and not an overwrite.
-    let (applied, _) = store.commit(&[&ws(&t, 2, "bad", 0, 1, 0)], 0, None).unwrap();
+    let (applied, _) = store.commit(&[&ws(&t, 2, "bad", 0, 1, 0)], 0, None, &mut VersionCache::default()).unwrap();
     assert!(matches!(applied[..], [Applied::Conflict(_)]), "{applied:?}");
     assert!(matches!(store.load_aggregate(&t, b"bad"), Err(StoreError::Corrupt { .. })));
 }
@@ -165,6 +199,7 @@ proptest! {
         let mut outbox: BTreeSet<u64> = BTreeSet::new();
         let mut next = store.next_outbox_seq().unwrap();
         let mut value = 0u64;
+        let mut versions = VersionCache::default();
         for op in ops {
             match op {
                 Op::Commit(specs) => {
@@ -184,7 +219,7 @@ proptest! {
                         } else if stale {
                             expect.push("conflict");
                         } else {
-                            pending_inbox.insert(msg, 1000 + u64::from(msg));
+                            pending_inbox.entry(msg).or_insert(1000 + u64::from(msg));
                             pending_states.insert(key, (cur + 1, value));
                             for _ in 0..n_out {
                                 outbox.insert(seq);
@@ -194,7 +229,7 @@ proptest! {
                         }
                     }
                     let refs: Vec<&WriteSet> = batch.iter().collect();
-                    let (applied, new_next) = store.commit(&refs, next, None).unwrap();
+                    let (applied, new_next) = store.commit(&refs, next, None, &mut versions).unwrap();
                     store.make_durable().unwrap();
                     for (a, e) in applied.iter().zip(&expect) {
                         let got = match a { Applied::Written { .. } => "written", Applied::Duplicate(_) => "dup", Applied::Conflict(_) => "conflict" };
@@ -208,13 +243,15 @@ proptest! {
                 Op::Restart => {
                     drop(t);
                     drop(store);
+                    versions = VersionCache::default();
                     store = open(dir.path());
                     t = store.service("svc", "agg").unwrap();
                     prop_assert_eq!(store.next_outbox_seq().unwrap(), next);
                 }
                 Op::Prune(cutoff) => {
                     store.prune_inbox(&t, cutoff).unwrap();
-                    inbox.retain(|_, at| *at >= cutoff);
+                    // Generations of 10 ms wholly before the cut-off go.
+                    inbox.retain(|_, at| (*at / 10 + 1) * 10 > cutoff);
                 }
             }
             for k in 0..4 {

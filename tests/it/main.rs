@@ -1,0 +1,9 @@
+//! The integration crate: the real engine on temporary data directories, and the real binary
+//! for the crash tests.
+
+mod crash;
+mod engine;
+mod lifecycle;
+mod relay;
+mod support;
+mod tidy;
