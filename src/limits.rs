@@ -11,6 +11,15 @@
 /// one transaction under ~6 ms, which bounds the latency a write set can wait behind a batch.
 pub const COMMIT_BATCH_LEN_MAX: usize = 256;
 
+/// How long the committer waits, once per batch, for more write sets when others are committing
+/// concurrently, in µs. Measured on 2 vCPUs at 64 writers: batches grew from ~35 to ~45 write
+/// sets and throughput by ~7% (A/B runs interleaved); a single writer never waits.
+pub const COMMIT_DELAY_US: u64 = 100;
+
+/// The previous batch's size from which the committer considers the load concurrent and
+/// applies `COMMIT_DELAY_US`.
+pub const COMMIT_SIBLINGS_MIN: usize = 8;
+
 /// Write sets queued for the committer before senders wait (backpressure, not loss).
 pub const COMMIT_QUEUE_LEN_MAX: usize = 8 * COMMIT_BATCH_LEN_MAX;
 
@@ -107,6 +116,8 @@ pub const PARTITIONS_MAX: u32 = 65_536;
 pub const SLED_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 const _: () = assert!(COMMIT_QUEUE_LEN_MAX >= COMMIT_BATCH_LEN_MAX);
+const _: () = assert!(COMMIT_SIBLINGS_MIN > 1 && COMMIT_SIBLINGS_MIN <= COMMIT_BATCH_LEN_MAX);
+const _: () = assert!(COMMIT_DELAY_US < 1_000);
 const _: () = assert!(ENVELOPE_BYTES_MAX + 4 * 1024 <= RECORD_BYTES_MAX);
 const _: () = assert!(AGGREGATE_BYTES_MAX <= RECORD_BYTES_MAX);
 const _: () = assert!(RECORD_BYTES_MAX < CLUSTER_FRAME_BYTES_MAX);

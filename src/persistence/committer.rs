@@ -5,7 +5,9 @@
 //! it in ONE transaction, makes it durable with ONE flush done inline (a separate flusher would
 //! overlap nothing: sled's transaction and flush share a lock, and ≥ 7 concurrent `flush_async`
 //! calls hang), and only then runs every callback of the batch and wakes the outbox relay.
-//! So nothing a write set produced is visible to anyone before it is durable.
+//! So nothing a write set produced is visible to anyone before it is durable. Under concurrent
+//! load (the previous batch had at least `COMMIT_SIBLINGS_MIN` write sets) it waits once,
+//! `COMMIT_DELAY_US`, for stragglers before committing, so one flush covers more of them.
 //!
 //! Invariant: batches complete in submission order, so when a write set's callback runs, every
 //! write set submitted before it has completed too. A barrier (a callback with no write set)
@@ -17,12 +19,12 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, Notify};
 
 use super::store::{Applied, Durability, InjectedAbort, Store, StoreError, VersionCache, WriteSet};
-use crate::limits::{COMMIT_BATCH_LEN_MAX, COMMIT_QUEUE_LEN_MAX};
+use crate::limits::{COMMIT_BATCH_LEN_MAX, COMMIT_DELAY_US, COMMIT_QUEUE_LEN_MAX, COMMIT_SIBLINGS_MIN};
 
 /// What became of a submitted write set.
 pub type CommitResult = Result<Applied, CommitError>;
@@ -152,7 +154,7 @@ impl Committer {
     }
 }
 
-fn micros(d: std::time::Duration) -> u64 {
+fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
@@ -166,21 +168,31 @@ fn run(store: Store, mut rx: mpsc::Receiver<Request>, shared: Arc<Shared>, mut n
     let mut versions = VersionCache::default();
     let mut pending: Vec<Request> = Vec::with_capacity(COMMIT_BATCH_LEN_MAX);
     let mut stop = false;
+    let delay = store.durability() != Durability::None;
+    let mut last_batch = 0usize;
     while !stop {
         let Some(first) = rx.blocking_recv() else {
             break;
         };
         pending.push(first);
         let mut writes = usize::from(matches!(pending[0], Request::Write(..)));
+        let mut waited = false;
         while writes < COMMIT_BATCH_LEN_MAX {
             match rx.try_recv() {
                 Ok(r) => {
                     writes += usize::from(matches!(r, Request::Write(..)));
                     pending.push(r);
                 }
+                // Under concurrent load, wait once for the writers still preparing their next
+                // write set: one flush then covers them too (PostgreSQL's commit_delay idea).
+                Err(_) if delay && !waited && writes > 1 && last_batch >= COMMIT_SIBLINGS_MIN => {
+                    waited = true;
+                    std::thread::sleep(Duration::from_micros(COMMIT_DELAY_US));
+                }
                 Err(_) => break,
             }
         }
+        last_batch = writes;
         stop = process(&store, &shared, &mut next_seq, &mut versions, &mut pending);
     }
     // Anything still queued after a stop is refused, never silently dropped.
