@@ -203,7 +203,8 @@ pub enum Applied {
 /// A test's request to fail a commit part-way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InjectedAbort {
-    /// Abort the transaction after this many write sets were written into it.
+    /// Abort the transaction after this many write sets were written into it (or after the last
+    /// one, if the batch is shorter): the batch always fails.
     pub after_written: usize,
 }
 
@@ -665,6 +666,10 @@ impl Store {
             }
             if seq != next_seq {
                 tx[1].insert(META_NEXT_SEQ, &seq_key(seq)[..])?;
+            }
+            if fault.is_some() {
+                // A batch shorter than the requested point fails at its end, after everything.
+                return abort(StoreError::Injected(format!("abort after all {written} write sets")));
             }
             Ok((applied, seq))
         });
