@@ -150,7 +150,7 @@ impl NodeBuilder {
     /// Adds the service of entity kind `K`.
     pub fn service<K: EntityKind>(mut self) -> NodeBuilder {
         for t in K::topics() {
-            self.subscriptions.add(*t, &destination::<K>());
+            self.subscriptions.add_filtered(*t, &destination::<K>(), K::status_filter(*t));
         }
         self.starters.push(Box::new(|deps: Arc<Deps>| {
             Box::pin(async move {

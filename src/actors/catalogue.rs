@@ -7,7 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::entity::{CommandOutcome, EntityKind, EventOutcome};
+use super::entity::EntityKind;
+use super::plan::{Change, CommandOutcome, EventOutcome};
 use crate::domain::stock::StockLevels;
 use crate::domain::{Ctx, Sku};
 use crate::limits::AGGREGATE_BYTES_MAX;
@@ -101,7 +102,7 @@ impl EntityKind for StockProjectionKind {
                     levels: event.levels,
                     applied: state.applied + 1,
                 };
-                Ok(EventOutcome::Changed { state: next, events: Vec::new() })
+                Ok(EventOutcome::Changed(Change::to(next)))
             }
         }
     }

@@ -25,54 +25,16 @@ use serde::{de::DeserializeOwned, Serialize};
 use tokio::sync::oneshot;
 
 use super::error::EngineError;
+use super::plan::{plan, Change, CommandOutcome, EventOutcome, Plan, Timer, TimerOp};
 use crate::clock::Clock;
 use crate::domain::{Ctx, MessageId, NodeId};
 use crate::limits::{AGGREGATE_BYTES_MAX, MAILBOX_LEN_MAX};
 use crate::persistence::codec::{self, CodecError, Header, RecordKind};
-use crate::persistence::store::{InboxWrite, StateWrite};
+use crate::persistence::store::{timer_key, InboxWrite, StateWrite};
 use crate::persistence::{
     Applied, CommitResult, Committer, DeliveryError, Envelope, InboxRecord, OutboxEntry, ServiceTrees, Store,
     StoreError, Subscriptions, Topic, WriteSet,
 };
-
-/// An event an aggregate emits; the actor wraps it in an envelope.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Emit {
-    /// Its topic (its payload is at the topic's current schema version).
-    pub topic: Topic,
-    /// The key its subscribers route on.
-    pub routing_key: String,
-    /// The encoded event.
-    pub payload: Vec<u8>,
-}
-
-/// A kind's decision on a command.
-pub enum CommandOutcome<K: EntityKind> {
-    /// The aggregate changes: persist it (version + 1) with the events, then reply.
-    Changed {
-        /// The new state.
-        state: K::State,
-        /// The answer.
-        reply: K::Reply,
-        /// Events to publish.
-        events: Vec<Emit>,
-    },
-    /// Nothing changes (a read, a rejection, a repeat): reply once earlier writes are durable.
-    Unchanged(K::Reply),
-}
-
-/// A kind's decision on an event.
-pub enum EventOutcome<K: EntityKind> {
-    /// The aggregate moves forward.
-    Changed {
-        /// The new state.
-        state: K::State,
-        /// Events to publish.
-        events: Vec<Emit>,
-    },
-    /// The event is stale or has no effect here; it is still recorded in the inbox.
-    Ignored,
-}
 
 /// What a service's aggregate is: its key, state, commands, replies, and the pure functions
 /// that decide. Implementations live in `actors::<service>` and call into `domain`.
@@ -90,10 +52,23 @@ pub trait EntityKind: Send + Sync + Sized + 'static {
     /// What they get back (stored in the inbox, so that a repeated command gets the same answer).
     type Reply: Clone + Send + Sync + Serialize + DeserializeOwned + 'static;
 
+    /// Whether the service's supervisor polls durable timers for this aggregate.
+    const USES_TIMERS: bool = false;
+
     /// The topics this aggregate takes events from.
     fn topics() -> &'static [Topic];
+    /// Only events of `topic` whose aggregate status is in the returned list are sent here
+    /// (`None`: all of them). Saves a durable step per event the aggregate would ignore anyway.
+    fn status_filter(_topic: Topic) -> Option<&'static [&'static str]> {
+        None
+    }
     /// The key named by a routing key (of an event or a request).
     fn parse_key(s: &str) -> Result<Self::Key, String>;
+    /// The entity an event is for (default: its routing key; a kind keyed otherwise reads the
+    /// payload, e.g. the customer of an order event).
+    fn event_key(env: &Envelope) -> Result<Self::Key, String> {
+        Self::parse_key(&env.routing_key)
+    }
     /// The state of an aggregate never stored.
     fn initial(key: &Self::Key) -> Self::State;
     /// Encodes the state; returns the schema version and the body.
@@ -104,6 +79,10 @@ pub trait EntityKind: Send + Sync + Sized + 'static {
     fn status(state: &Self::State) -> String;
     /// Decides a command.
     fn on_command(key: &Self::Key, state: &Self::State, cmd: Self::Command, ctx: &Ctx) -> CommandOutcome<Self>;
+    /// Decides a timer firing (the fired timer is cleared in the same write set).
+    fn on_timer(_key: &Self::Key, _state: &Self::State, _timer: &Timer, _ctx: &Ctx) -> EventOutcome<Self> {
+        EventOutcome::Ignored
+    }
     /// Decides an event. `Err` when the event cannot be understood (never retried).
     fn on_event(
         key: &Self::Key,
@@ -147,6 +126,15 @@ pub enum EntityMsg<K: EntityKind> {
     Event {
         /// The event.
         env: Envelope,
+        /// Where the acknowledgement goes.
+        reply: oneshot::Sender<Result<(), DeliveryError>>,
+    },
+    /// A durable timer fired; acknowledged once its write set is durable.
+    Timer {
+        /// The timer.
+        timer: Timer,
+        /// Its stored key (cleared by the write set).
+        raw: Vec<u8>,
         /// Where the acknowledgement goes.
         reply: oneshot::Sender<Result<(), DeliveryError>>,
     },
@@ -269,7 +257,6 @@ impl<K: EntityKind> Default for Entity<K> {
 /// The state of a running entity actor.
 pub struct EntityState<K: EntityKind> {
     key: K::Key,
-    key_bytes: Vec<u8>,
     state: K::State,
     version: u64,
     epoch: u64,
@@ -303,59 +290,59 @@ fn fresh_message_id() -> MessageId {
     MessageId::from_bytes(*uuid::Uuid::new_v4().as_bytes())
 }
 
+/// Encodes a plan into a write set: the inbox record, the framed states, one outbox entry per
+/// subscriber whose filter admits the envelope, the timer keys.
+pub fn write_set<K: EntityKind>(env: &EntityEnv, key: &K::Key, version_before: u64, p: Plan) -> Result<WriteSet, StoreError> {
+    let (id, reply) = p.inbox;
+    let now = env.clock.now_ms();
+    let record = InboxRecord { recorded_at_ms: now, reply }.encode()?;
+    let mut ws = WriteSet {
+        service: Some(env.trees.clone()),
+        inbox: Some(InboxWrite { id, recorded_at_ms: now, record }),
+        ..WriteSet::default()
+    };
+    let key_text = key.to_string();
+    if let Some((schema, body)) = &p.state {
+        let header = Header { kind: RecordKind::Aggregate, schema: *schema, version: p.version };
+        let record = codec::frame(header, body, AGGREGATE_BYTES_MAX)?;
+        ws.state = Some(StateWrite { key: key_text.clone().into_bytes(), expected_version: version_before, record });
+    }
+    for c in &p.creates {
+        let trees = env.store.service(K::SERVICE, c.aggregate)?;
+        let header = Header { kind: RecordKind::Aggregate, schema: c.schema, version: 1 };
+        let record = codec::frame(header, &c.body, AGGREGATE_BYTES_MAX)?;
+        ws.creates.push((trees, StateWrite { key: c.key.clone().into_bytes(), expected_version: 0, record }));
+    }
+    for env_ in &p.envelopes {
+        for dest in env.subscriptions.destinations(env_.topic, &env_.aggregate_status) {
+            let entry = OutboxEntry { destination: dest.to_owned(), attempts: 0, last_error: None, envelope: env_.clone() };
+            ws.outbox.push(entry.encode()?);
+        }
+    }
+    for t in &p.timers {
+        match t {
+            TimerOp::Set { tag, due_ms } => ws.timer_sets.push((timer_key(*due_ms, K::AGGREGATE, &key_text, tag), Vec::new())),
+            TimerOp::Clear { tag, due_ms } => ws.timer_clears.push(timer_key(*due_ms, K::AGGREGATE, &key_text, tag)),
+        }
+    }
+    Ok(ws)
+}
+
 impl<K: EntityKind> EntityState<K> {
     fn ctx(&self) -> Ctx {
         Ctx { now_ms: self.env.clock.now_ms(), node: self.env.node.clone() }
     }
 
-    /// Builds the write set of a change (or of an inbox-only record when `next` is `None`).
-    fn write_set(
+    /// Plans and encodes a decision into a write set.
+    fn build(
         &self,
         inbox: (MessageId, Option<Vec<u8>>),
-        next: Option<&K::State>,
-        events: Vec<Emit>,
+        change: Option<&Change<K::State>>,
+        extra: &[crate::actors::plan::Emit],
         ctx: &Ctx,
-    ) -> Result<WriteSet, CodecError> {
-        let (id, reply) = inbox;
-        let record = InboxRecord { recorded_at_ms: ctx.now_ms, reply }.encode()?;
-        let mut ws = WriteSet {
-            service: Some(self.env.trees.clone()),
-            inbox: Some(InboxWrite { id, recorded_at_ms: ctx.now_ms, record }),
-            ..WriteSet::default()
-        };
-        let Some(next) = next else { return Ok(ws) };
-        let version = self.version + 1;
-        let (schema, body) = K::encode_state(next)?;
-        let record = codec::frame(Header { kind: RecordKind::Aggregate, schema, version }, &body, AGGREGATE_BYTES_MAX)?;
-        ws.state = Some(StateWrite { key: self.key_bytes.clone(), expected_version: self.version, record });
-        let status = K::status(next);
-        for emit in events {
-            let envelope = Envelope {
-                message_id: fresh_message_id(),
-                topic: emit.topic,
-                routing_key: emit.routing_key,
-                aggregate_id: self.key.to_string(),
-                aggregate_version: version,
-                aggregate_status: status.clone(),
-                origin_node: ctx.node.clone(),
-                schema_version: emit.topic.current_schema(),
-                timestamp_ms: ctx.now_ms,
-                causation_id: Some(id),
-                request_id: None,
-                payload: emit.payload,
-            };
-            envelope.check()?;
-            for dest in self.env.subscriptions.of(emit.topic) {
-                let entry = OutboxEntry {
-                    destination: dest.clone(),
-                    attempts: 0,
-                    last_error: None,
-                    envelope: envelope.clone(),
-                };
-                ws.outbox.push(entry.encode()?);
-            }
-        }
-        Ok(ws)
+    ) -> Result<WriteSet, StoreError> {
+        let p = plan::<K>(&self.key, self.version, &self.state, inbox, change, extra, ctx, &mut fresh_message_id)?;
+        write_set::<K>(&self.env, &self.key, self.version, p)
     }
 
     /// Runs `f` now if nothing is in flight, else once everything in flight is durable.
@@ -400,6 +387,13 @@ impl<K: EntityKind> EntityState<K> {
             .await;
     }
 
+    fn adopt(&mut self, change: Option<Change<K::State>>) {
+        if let Some(c) = change {
+            self.state = c.state;
+            self.version += 1;
+        }
+    }
+
     async fn on_command(
         &mut self,
         myself: &ActorRef<EntityMsg<K>>,
@@ -415,9 +409,10 @@ impl<K: EntityKind> EntityState<K> {
                 }))
                 .await;
             }
-            CommandOutcome::Changed { state, reply: r, events } => {
+            CommandOutcome::Changed { change, reply: r } => {
                 let built = codec::to_body("reply", &r, AGGREGATE_BYTES_MAX)
-                    .and_then(|bytes| self.write_set((id, Some(bytes)), Some(&state), events, &ctx));
+                    .map_err(StoreError::from)
+                    .and_then(|bytes| self.build((id, Some(bytes)), Some(&change), &[], &ctx));
                 let ws = match built {
                     Ok(ws) => ws,
                     Err(e) => {
@@ -429,8 +424,7 @@ impl<K: EntityKind> EntityState<K> {
                         return;
                     }
                 };
-                self.state = state;
-                self.version += 1;
+                self.adopt(Some(change));
                 self.submit(myself, ws, move |result| {
                     let answer = match result {
                         Ok(Applied::Written { .. }) => Ok(r),
@@ -447,26 +441,23 @@ impl<K: EntityKind> EntityState<K> {
         }
     }
 
-    async fn on_event(
+    /// Writes the outcome of an event or a timer (recorded in the inbox under `id` in any
+    /// case) and acknowledges once durable.
+    async fn record_outcome(
         &mut self,
         myself: &ActorRef<EntityMsg<K>>,
-        env: Envelope,
+        id: MessageId,
+        outcome: EventOutcome<K>,
+        fired: Option<Vec<u8>>,
         reply: oneshot::Sender<Result<(), DeliveryError>>,
+        ctx: &Ctx,
     ) {
-        let ctx = self.ctx();
-        let id = env.message_id;
-        let (next, events) = match K::on_event(&self.key, &self.state, &env, &ctx) {
-            Err(e) => {
-                self.after_inflight(Box::new(move || {
-                    let _ = reply.send(Err(e));
-                }))
-                .await;
-                return;
-            }
-            Ok(EventOutcome::Ignored) => (None, Vec::new()),
-            Ok(EventOutcome::Changed { state, events }) => (Some(state), events),
+        let (change, extra) = match outcome {
+            EventOutcome::Changed(c) => (Some(c), Vec::new()),
+            EventOutcome::Emit(es) => (None, es),
+            EventOutcome::Ignored => (None, Vec::new()),
         };
-        let ws = match self.write_set((id, None), next.as_ref(), events, &ctx) {
+        let mut ws = match self.build((id, None), change.as_ref(), &extra, ctx) {
             Ok(ws) => ws,
             Err(e) => {
                 self.after_inflight(Box::new(move || {
@@ -476,10 +467,10 @@ impl<K: EntityKind> EntityState<K> {
                 return;
             }
         };
-        if let Some(state) = next {
-            self.state = state;
-            self.version += 1;
+        if let Some(raw) = fired {
+            ws.timer_clears.push(raw);
         }
+        self.adopt(change);
         self.submit(myself, ws, move |result| {
             let ack = match result {
                 Ok(Applied::Written { .. } | Applied::Duplicate(_)) => Ok(()),
@@ -489,6 +480,37 @@ impl<K: EntityKind> EntityState<K> {
             let _ = reply.send(ack);
         })
         .await;
+    }
+
+    async fn on_event(
+        &mut self,
+        myself: &ActorRef<EntityMsg<K>>,
+        env: Envelope,
+        reply: oneshot::Sender<Result<(), DeliveryError>>,
+    ) {
+        let ctx = self.ctx();
+        match K::on_event(&self.key, &self.state, &env, &ctx) {
+            Err(e) => {
+                self.after_inflight(Box::new(move || {
+                    let _ = reply.send(Err(e));
+                }))
+                .await;
+            }
+            Ok(outcome) => self.record_outcome(myself, env.message_id, outcome, None, reply, &ctx).await,
+        }
+    }
+
+    async fn on_timer(
+        &mut self,
+        myself: &ActorRef<EntityMsg<K>>,
+        timer: Timer,
+        raw: Vec<u8>,
+        reply: oneshot::Sender<Result<(), DeliveryError>>,
+    ) {
+        let ctx = self.ctx();
+        let id = MessageId::derived(&[b"timer", &raw]);
+        let outcome = K::on_timer(&self.key, &self.state, &timer, &ctx);
+        self.record_outcome(myself, id, outcome, Some(raw), reply, &ctx).await;
     }
 }
 
@@ -515,7 +537,6 @@ impl<K: EntityKind> Actor for Entity<K> {
     ) -> Result<Self::State, ActorProcessingErr> {
         let (state, version) = load_state::<K>(&args.env, &args.key).await?;
         Ok(EntityState {
-            key_bytes: args.key.to_string().into_bytes(),
             key: args.key,
             state,
             version,
@@ -540,6 +561,10 @@ impl<K: EntityKind> Actor for Entity<K> {
             EntityMsg::Event { env, reply } => {
                 st.shared.queued.fetch_sub(1, Ordering::AcqRel);
                 st.on_event(&myself, env, reply).await;
+            }
+            EntityMsg::Timer { timer, raw, reply } => {
+                st.shared.queued.fetch_sub(1, Ordering::AcqRel);
+                st.on_timer(&myself, timer, raw, reply).await;
             }
             EntityMsg::Reload { epoch } => {
                 if epoch == st.epoch {

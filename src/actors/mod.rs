@@ -4,7 +4,9 @@
 pub mod catalogue;
 pub mod entity;
 mod error;
+pub mod plan;
 pub mod stock;
 
-pub use entity::{CommandOutcome, Emit, EntityKind, EventOutcome};
+pub use entity::EntityKind;
+pub use plan::{Change, CommandOutcome, Create, Emit, EventOutcome, Origin, Timer, TimerOp};
 pub use error::EngineError;

@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::entity::{CommandOutcome, Emit, EntityKind, EventOutcome};
+use super::entity::EntityKind;
+use super::plan::{Change, CommandOutcome, Emit, EventOutcome};
 use crate::domain::stock::{Dimensions, StockCommand, StockItem, StockLevels};
 use crate::domain::{Ctx, DomainError, Sku};
 use crate::limits::AGGREGATE_BYTES_MAX;
@@ -93,7 +94,7 @@ impl EntityKind for StockItemKind {
                 for e in &evs {
                     match events::encode_stock_item(e) {
                         Ok(payload) => {
-                            emits.push(Emit { topic: Topic::StockItem, routing_key: e.sku.to_string(), payload })
+                            emits.push(Emit::new(Topic::StockItem, e.sku.to_string(), payload))
                         }
                         Err(err) => {
                             return CommandOutcome::Unchanged(Err(DomainError::Invalid {
@@ -103,7 +104,7 @@ impl EntityKind for StockItemKind {
                         }
                     }
                 }
-                CommandOutcome::Changed { reply: Ok(StockItemView::of(&next)), state: next, events: emits }
+                CommandOutcome::Changed { reply: Ok(StockItemView::of(&next)), change: Change::to(next).emit_all(emits) }
             }
         }
     }

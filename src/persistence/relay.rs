@@ -53,24 +53,41 @@ pub trait Subscriber: Send + Sync + 'static {
     fn deliver(&self, envelope: Envelope) -> BoxFuture<'static, Result<(), DeliveryError>>;
 }
 
-/// Which services subscribe to which topics: an event becomes one outbox entry per subscriber.
+/// Which services subscribe to which topics: an event becomes one outbox entry per subscriber
+/// whose status filter admits it.
 #[derive(Debug, Clone, Default)]
 pub struct Subscriptions {
-    by_topic: HashMap<Topic, Vec<String>>,
+    by_topic: HashMap<Topic, Vec<(String, Option<&'static [&'static str]>)>>,
 }
 
 impl Subscriptions {
-    /// Adds `service` as a subscriber of `topic`.
+    /// Adds `service` as a subscriber of every event of `topic`.
     pub fn add(&mut self, topic: Topic, service: &str) {
+        self.add_filtered(topic, service, None);
+    }
+
+    /// Adds `service` as a subscriber of the events of `topic` whose aggregate status is one of
+    /// `statuses` (`None`: all).
+    pub fn add_filtered(&mut self, topic: Topic, service: &str, statuses: Option<&'static [&'static str]>) {
         let subs = self.by_topic.entry(topic).or_default();
-        if !subs.iter().any(|s| s == service) {
-            subs.push(service.to_owned());
+        if !subs.iter().any(|(s, _)| s == service) {
+            subs.push((service.to_owned(), statuses));
         }
     }
 
-    /// The subscribers of `topic`.
-    pub fn of(&self, topic: Topic) -> &[String] {
-        self.by_topic.get(&topic).map_or(&[], Vec::as_slice)
+    /// The subscribers of `topic`, whatever their filter.
+    pub fn of(&self, topic: Topic) -> impl Iterator<Item = &str> {
+        self.by_topic.get(&topic).into_iter().flatten().map(|(s, _)| s.as_str())
+    }
+
+    /// The subscribers an event of `topic` with aggregate status `status` goes to.
+    pub fn destinations<'a>(&'a self, topic: Topic, status: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.by_topic
+            .get(&topic)
+            .into_iter()
+            .flatten()
+            .filter(move |(_, f)| f.is_none_or(|f| f.contains(&status)))
+            .map(|(s, _)| s.as_str())
     }
 }
 

@@ -130,8 +130,10 @@ impl Inbox {
 pub struct ServiceTrees {
     name: Arc<str>,
     service: Arc<str>,
+    aggregate: Arc<str>,
     state: Tree,
     inbox: Arc<Inbox>,
+    timers: Tree,
 }
 
 impl ServiceTrees {
@@ -182,6 +184,53 @@ pub struct WriteSet {
     pub outbox: Vec<Vec<u8>>,
     /// Dead letters to delete (their replay is in `outbox`).
     pub dead_letter_removals: Vec<u64>,
+    /// Aggregates this write set creates (sibling aggregates of the same service, e.g. the order
+    /// a customer gate opens). Each must not exist yet; if one does, the whole write set is a
+    /// conflict.
+    pub creates: Vec<(ServiceTrees, StateWrite)>,
+    /// Timers to set in the service's timer tree (key from `timer_key`, value).
+    pub timer_sets: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Timers to remove from the service's timer tree.
+    pub timer_clears: Vec<Vec<u8>>,
+}
+
+/// The key of a durable timer: due time first (big-endian, so a range scan finds the due ones),
+/// then the aggregate, the entity key and the timer's tag.
+pub fn timer_key(due_ms: u64, aggregate: &str, key: &str, tag: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + aggregate.len() + key.len() + tag.len() + 2);
+    k.extend_from_slice(&due_ms.to_be_bytes());
+    k.extend_from_slice(aggregate.as_bytes());
+    k.push(0);
+    k.extend_from_slice(key.as_bytes());
+    k.push(0);
+    k.extend_from_slice(tag.as_bytes());
+    k
+}
+
+/// A stored timer, read back from its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueTimer {
+    /// The raw key (to clear it).
+    pub raw: Vec<u8>,
+    /// When it is due, ms.
+    pub due_ms: u64,
+    /// The entity's key.
+    pub key: String,
+    /// The timer's tag.
+    pub tag: String,
+}
+
+fn parse_timer_key(raw: &[u8], aggregate: &str) -> Option<DueTimer> {
+    let due: [u8; 8] = raw.get(..8)?.try_into().ok()?;
+    let rest = raw.get(8..)?;
+    let mut parts = rest.splitn(3, |b| *b == 0);
+    let agg = parts.next()?;
+    if agg != aggregate.as_bytes() {
+        return None;
+    }
+    let key = std::str::from_utf8(parts.next()?).ok()?.to_owned();
+    let tag = std::str::from_utf8(parts.next()?).ok()?.to_owned();
+    Some(DueTimer { raw: raw.to_vec(), due_ms: u64::from_be_bytes(due), key, tag })
 }
 
 /// What became of one write set of a committed batch.
@@ -214,8 +263,9 @@ const META_NEXT_SEQ: &[u8] = b"outbox.next_seq";
 pub type DeadLetterRead = Result<DeadLetter, CodecError>;
 
 /// Where one write set goes inside a batch's transaction: its state tree, the inbox generation
-/// it writes to, and every live generation it must not be a duplicate in (tree indices).
-type Placement = (usize, usize, Arc<[usize]>);
+/// it writes to, every live generation it must not be a duplicate in, and its timer tree
+/// (tree indices).
+type Placement = (usize, usize, Arc<[usize]>, usize);
 
 /// The committer's record of the aggregate versions it wrote (it is their only writer, so each
 /// entry is exact). Bounded: past `VERSION_CACHE_LEN_MAX` entries it starts over, and a miss
@@ -335,8 +385,10 @@ impl Store {
         let trees = ServiceTrees {
             name: Arc::from(name.as_str()),
             service: Arc::from(service),
+            aggregate: Arc::from(aggregate),
             state: self.inner.db.open_tree(&name)?,
             inbox,
+            timers: self.inner.db.open_tree(format!("{service}/timers"))?,
         };
         map.insert(name, trees.clone());
         Ok(trees)
@@ -440,6 +492,28 @@ impl Store {
             self.inner.db.drop_tree(format!("{}/inbox/{g:020}", trees.service))?;
         }
         Ok(dead.len())
+    }
+
+    /// Timers of `trees`' aggregate due at or before `now_ms`, earliest first, at most `limit`.
+    /// A key that does not parse is skipped (it cannot be ours).
+    pub fn due_timers(&self, trees: &ServiceTrees, now_ms: u64, limit: usize) -> Result<Vec<DueTimer>, StoreError> {
+        let end = now_ms.saturating_add(1).to_be_bytes();
+        let mut out = Vec::new();
+        for item in trees.timers.range(..&end[..]) {
+            let (k, _) = item?;
+            if let Some(t) = parse_timer_key(&k, &trees.aggregate) {
+                out.push(t);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every timer of `trees`' aggregate, due or not (for tools and tests).
+    pub fn timers(&self, trees: &ServiceTrees) -> Result<Vec<DueTimer>, StoreError> {
+        self.due_timers(trees, u64::MAX - 1, usize::MAX)
     }
 
     /// The next free outbox sequence number (after every stored and every deleted entry).
@@ -594,12 +668,16 @@ impl Store {
                     let target = index_of(&self.generation_tree(s, g.saturating_mul(self.inner.generation_ms))?);
                     let checks: Arc<[usize]> = s.inbox.live().iter().map(&mut index_of).collect();
                     let state = index_of(&s.state);
-                    resolved.push((s.name.clone(), g, (state, target, checks.clone())));
-                    (state, target, checks)
+                    let timers = index_of(&s.timers);
+                    resolved.push((s.name.clone(), g, (state, target, checks.clone(), timers)));
+                    (state, target, checks, timers)
                 }
             };
             ix.push(Some(entry));
         }
+        // The state trees of the aggregates write sets create.
+        let create_ix: Vec<Vec<usize>> =
+            batch.iter().map(|ws| ws.creates.iter().map(|(t, _)| index_of(&t.state)).collect()).collect();
         let cache_keys: Vec<Option<Vec<u8>>> = batch
             .iter()
             .map(|ws| match (&ws.service, &ws.state) {
@@ -613,10 +691,10 @@ impl Store {
             let mut in_batch: HashMap<&[u8], u64> = HashMap::new();
             let mut seq = next_seq;
             let mut written = 0usize;
-            'sets: for ((ws, at), ck) in batch.iter().zip(&ix).zip(&cache_keys) {
-                let (state_t, inbox_t, checks) = match at {
-                    Some((s, i, c)) => (*s, *i, &c[..]),
-                    None if ws.inbox.is_none() && ws.state.is_none() => (0, 0, &[][..]),
+            'sets: for (((ws, at), ck), cix) in batch.iter().zip(&ix).zip(&cache_keys).zip(&create_ix) {
+                let (state_t, inbox_t, checks, timers_t) = match at {
+                    Some((s, i, c, t)) => (*s, *i, &c[..], *t),
+                    None if ws.inbox.is_none() && ws.state.is_none() && ws.creates.is_empty() => (0, 0, &[][..], 0),
                     None => return abort(StoreError::Storage("write set without service trees".into())),
                 };
                 if let Some(inb) = &ws.inbox {
@@ -642,11 +720,27 @@ impl Store {
                     }
                     in_batch.insert(ck.as_slice(), st.expected_version + 1);
                 }
+                for ((_, cw), &t) in ws.creates.iter().zip(cix) {
+                    if let Some(b) = tx[t].get(&cw.key)? {
+                        let stored = codec::peek(RecordKind::Aggregate, &b).ok().map(|h| h.version);
+                        applied.push(Applied::Conflict(stored));
+                        continue 'sets;
+                    }
+                }
                 if let Some(inb) = &ws.inbox {
                     tx[inbox_t].insert(&inb.id.as_bytes()[..], inb.record.as_slice())?;
                 }
                 if let Some(st) = &ws.state {
                     tx[state_t].insert(st.key.as_slice(), st.record.as_slice())?;
+                }
+                for ((_, cw), &t) in ws.creates.iter().zip(cix) {
+                    tx[t].insert(cw.key.as_slice(), cw.record.as_slice())?;
+                }
+                for k in &ws.timer_clears {
+                    tx[timers_t].remove(k.as_slice())?;
+                }
+                for (k, v) in &ws.timer_sets {
+                    tx[timers_t].insert(k.as_slice(), v.as_slice())?;
                 }
                 let first = seq;
                 for entry in &ws.outbox {
@@ -679,8 +773,14 @@ impl Store {
             Err(TransactionError::Storage(e)) => return Err(e.into()),
         };
         for ((ws, a), ck) in batch.iter().zip(&applied).zip(cache_keys) {
-            if let (Applied::Written { .. }, Some(st), Some(ck)) = (a, &ws.state, ck) {
+            if !matches!(a, Applied::Written { .. }) {
+                continue;
+            }
+            if let (Some(st), Some(ck)) = (&ws.state, ck) {
                 versions.record(ck, st.expected_version + 1);
+            }
+            for (t, cw) in &ws.creates {
+                versions.record(VersionCache::key(&t.name, &cw.key), cw.expected_version + 1);
             }
         }
         Ok((applied, seq))

@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use bazaar::actors::{CommandOutcome, Emit, EntityKind, EventOutcome};
+use bazaar::actors::{Change, CommandOutcome, EntityKind, EventOutcome};
 use bazaar::domain::{Ctx, MessageId, NodeId};
 use bazaar::node::{Node, NodeBuilder, NodeOptions};
 use bazaar::persistence::codec::{self, CodecError};
@@ -122,7 +122,7 @@ impl EntityKind for CounterKind {
         match cmd {
             CounterCmd::Add(n) => {
                 let next = Counter { value: state.value + n, adds: state.adds + 1 };
-                CommandOutcome::Changed { reply: next.clone(), state: next, events: Vec::<Emit>::new() }
+                CommandOutcome::Changed { reply: next.clone(), change: Change::to(next) }
             }
             CounterCmd::Panic => panic!("a bug in a handler"),
             CounterCmd::Hold => {

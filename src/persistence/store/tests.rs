@@ -36,7 +36,7 @@ fn ws(t: &ServiceTrees, msg: u8, key: &str, expected: u64, value: u64, outbox: u
             record: agg(expected + 1, value),
         }),
         outbox: (0..outbox).map(|i| vec![msg, u8::try_from(i).unwrap()]).collect(),
-        dead_letter_removals: vec![],
+        ..WriteSet::default()
     }
 }
 
