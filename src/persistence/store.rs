@@ -340,7 +340,18 @@ impl Store {
             Durability::None => Some(1_000),
             Durability::Flush | Durability::Fsync => None,
         };
-        let db = sled::Config::new().path(dir).cache_capacity(opts.cache_bytes).flush_every_ms(flush_every).open()?;
+        let config = sled::Config::new().path(dir).cache_capacity(opts.cache_bytes).flush_every_ms(flush_every);
+        // sled's lock on the directory is released when the last of its threads lets go of a
+        // closed database, a moment after the close: retry briefly before calling it held.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+        let db = loop {
+            match config.open().map_err(StoreError::from) {
+                Err(StoreError::Locked(_)) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => break other?,
+            }
+        };
         let db_file = match opts.durability {
             Durability::Fsync => Some(
                 File::open(dir.join("db"))
