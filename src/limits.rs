@@ -98,8 +98,39 @@ pub const CLUSTER_FRAME_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// The aggregate is rewritten on every change, so its size is bounded on purpose.
 pub const STOCK_BOOKINGS_MAX: usize = 10_000;
 
-/// Longest id (SKU, order id, routing key) in bytes.
-pub const ID_BYTES_MAX: usize = 64;
+/// Longest id (SKU, order id, customer id = e-mail, routing key) in bytes.
+pub const ID_BYTES_MAX: usize = 128;
+
+/// Most lines in one order.
+pub const ORDER_LINES_MAX: usize = 100;
+
+/// Most units of one product in one order line.
+pub const ORDER_LINE_QTY_MAX: u32 = 10_000;
+
+/// Events kept in an order's timeline (an order sees ~10; a pathological one stops growing here
+/// and the timeline says how many were left out).
+pub const TIMELINE_LEN_MAX: usize = 64;
+
+/// Payments one order may open (each failed or partial payment opens the next).
+pub const PAYMENTS_PER_ORDER_MAX: usize = 20;
+
+/// Recent orders a customer gate remembers (the rest stay in the order service's trees).
+pub const GATE_RECENT_ORDERS_MAX: usize = 50;
+
+/// Longest product name or description, in bytes.
+pub const TEXT_BYTES_MAX: usize = 4_096;
+
+/// Communication channels one customer may list.
+pub const COMMUNICATIONS_MAX: usize = 8;
+
+/// Time an order may stay BOOKING_PENDING before it is cancelled (TIMEOUT), ms (default).
+pub const BOOKING_TIMEOUT_MS: u64 = 60 * 1000;
+
+/// Time a booked order may stay unpaid before it is cancelled (TIMEOUT), ms (default).
+pub const PAYMENT_TIMEOUT_MS: u64 = 15 * 60 * 1000;
+
+/// How often the order service's supervisor looks for due saga deadlines, ms.
+pub const TIMER_TICK_MS: u64 = 50;
 
 /// Longest human text stored in a record (a dead letter's reason, an error message), in bytes.
 pub const REASON_BYTES_MAX: usize = 1_024;

@@ -14,15 +14,22 @@ use futures::future::BoxFuture;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::actors::catalogue::StockProjectionKind;
+use crate::actors::catalogue::{ProductKind, StockProjectionKind};
+use crate::actors::customer::CustomerKind;
+use crate::actors::notification::{Channels, NotificationsKind, SendRecordKind, Sender};
+use crate::actors::order::{GateKind, OrderKind, PriceKind};
+use crate::actors::payment::PaymentAccountKind;
+use crate::actors::shipping::ShipmentKind;
 use crate::actors::entity::{EntityEnv, EntityKind};
-use crate::actors::stock::StockItemKind;
+use crate::actors::stock::{StockBookingKind, StockItemKind};
 use crate::actors::EngineError;
 use crate::clock::{Clock, SystemClock};
 use crate::cluster::Router;
 use crate::config::ClusterConfig;
 use crate::domain::NodeId;
-use crate::limits::{INBOX_PRUNE_EVERY_MS, INBOX_RETENTION_MS, PARTITIONS_DEFAULT};
+use crate::domain::order::Deadlines;
+use crate::limits::{BOOKING_TIMEOUT_MS, INBOX_PRUNE_EVERY_MS, INBOX_RETENTION_MS, PARTITIONS_DEFAULT, PAYMENT_TIMEOUT_MS};
+use crate::persistence::Topic;
 use crate::persistence::{
     Committer, Durability, Relay, RelayConfig, ServiceTrees, Store, StoreError, StoreOptions, Subscriber, Subscriptions,
 };
@@ -63,6 +70,12 @@ pub struct NodeOptions {
     pub clock: Arc<dyn Clock>,
     /// How long inbox ids are kept, ms.
     pub inbox_retention_ms: u64,
+    /// The saga's deadlines.
+    pub deadlines: Deadlines,
+    /// Notification channels.
+    pub channels: Arc<Channels>,
+    /// The payment sandbox's callback secret.
+    pub payment_secret: Vec<u8>,
 }
 
 impl NodeOptions {
@@ -78,6 +91,9 @@ impl NodeOptions {
             relay: RelayConfig::default(),
             clock: Arc::new(SystemClock),
             inbox_retention_ms: INBOX_RETENTION_MS,
+            deadlines: Deadlines { booking_ms: BOOKING_TIMEOUT_MS, payment_ms: PAYMENT_TIMEOUT_MS },
+            channels: Arc::new(Channels::default()),
+            payment_secret: Vec::new(),
         }
     }
 
@@ -129,6 +145,20 @@ pub struct NodeBuilder {
     subscriptions: Subscriptions,
     starters: Vec<Starter>,
     extra_subscribers: HashMap<String, Arc<dyn Subscriber>>,
+    late_subscribers: Vec<(String, LateSubscriber)>,
+}
+
+/// Builds a subscriber that needs the node's services (called once they run).
+pub type LateSubscriber = Box<dyn FnOnce(&Services<'_>) -> Option<Arc<dyn Subscriber>> + Send>;
+
+/// The running services, by entity kind.
+pub struct Services<'a>(&'a HashMap<TypeId, Box<dyn Any + Send + Sync>>);
+
+impl Services<'_> {
+    /// The service of entity kind `K`.
+    pub fn get<K: EntityKind>(&self) -> Option<Service<K>> {
+        self.0.get(&TypeId::of::<K>()).and_then(|b| b.downcast_ref::<Service<K>>()).cloned()
+    }
 }
 
 impl NodeBuilder {
@@ -139,12 +169,41 @@ impl NodeBuilder {
             subscriptions: Subscriptions::default(),
             starters: Vec::new(),
             extra_subscribers: HashMap::new(),
+            late_subscribers: Vec::new(),
         }
     }
 
-    /// A node with the store's services.
+    /// A node with the store's services: catalogue, customer, order, stock, payment, shipping
+    /// and notification (with its sender on the configured channels).
     pub fn store(opts: NodeOptions) -> NodeBuilder {
-        NodeBuilder::new(opts).service::<StockItemKind>().service::<StockProjectionKind>()
+        let channels = opts.channels.clone();
+        NodeBuilder::new(opts)
+            .service::<ProductKind>()
+            .service::<StockProjectionKind>()
+            .service::<CustomerKind>()
+            .service::<GateKind>()
+            .service::<OrderKind>()
+            .service::<PriceKind>()
+            .service::<StockItemKind>()
+            .service::<StockBookingKind>()
+            .service::<PaymentAccountKind>()
+            .service::<ShipmentKind>()
+            .service::<NotificationsKind>()
+            .service::<SendRecordKind>()
+            .late_subscriber(
+                "notification/sender",
+                Topic::NotificationSend,
+                Box::new(move |s: &Services<'_>| {
+                    s.get::<SendRecordKind>().map(|records| Arc::new(Sender::new(records, channels)) as Arc<dyn Subscriber>)
+                }),
+            )
+    }
+
+    /// Adds a subscriber of `topic` built once the services run.
+    pub fn late_subscriber(mut self, name: &str, topic: Topic, build: LateSubscriber) -> NodeBuilder {
+        self.subscriptions.add(topic, name);
+        self.late_subscribers.push((name.to_owned(), build));
+        self
     }
 
     /// Adds the service of entity kind `K`.
@@ -183,7 +242,7 @@ impl NodeBuilder {
 
     /// Adds a subscriber that is not an entity service (an external sink, a test probe) for
     /// `topic`, under the service name `name`.
-    pub fn subscriber(mut self, name: &str, topic: crate::persistence::Topic, sub: Arc<dyn Subscriber>) -> NodeBuilder {
+    pub fn subscriber(mut self, name: &str, topic: Topic, sub: Arc<dyn Subscriber>) -> NodeBuilder {
         self.subscriptions.add(topic, name);
         self.extra_subscribers.insert(name.to_owned(), sub);
         self

@@ -1,22 +1,23 @@
-//! The catalogue service's projection of stock levels: one entity per SKU that follows
-//! `stock.item` events, so the catalogue can show free quantities without reading the stock
-//! service's trees (database per service, eventual consistency).
+//! The product catalogue service: one product entity per book, and the catalogue's projection of
+//! stock levels (one per SKU) that follows `stock.item` events, so the catalogue shows free
+//! quantities without reading the stock service's trees (database per service, eventual
+//! consistency).
 //!
-//! Commutative: an event applies only if it is newer (by the stock item's version) than the
-//! last one applied, so duplicates, reordering and redelivery leave the newest counts.
+//! The projection is commutative: an event applies only if it is newer (by the stock item's
+//! version) than the last one applied, so duplicates, reordering and redelivery leave the
+//! newest counts.
 
 use serde::{Deserialize, Serialize};
 
 use super::entity::EntityKind;
-use super::plan::{Change, CommandOutcome, EventOutcome};
+use super::plan::{Change, CommandOutcome, Emit, EventOutcome};
+use super::{from_state_v1, state_v1};
+use crate::domain::catalogue::Product;
 use crate::domain::stock::StockLevels;
-use crate::domain::{Ctx, Sku};
-use crate::limits::AGGREGATE_BYTES_MAX;
-use crate::persistence::codec::{self, CodecError};
+use crate::domain::{Ctx, Currency, DomainError, Money, Sku};
+use crate::persistence::codec::CodecError;
 use crate::persistence::events::{self, Topic};
 use crate::persistence::{DeliveryError, Envelope};
-
-const STATE_SCHEMA: u16 = 1;
 
 /// The catalogue's view of one item's stock.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,14 +62,11 @@ impl EntityKind for StockProjectionKind {
     }
 
     fn encode_state(state: &StockProjection) -> Result<(u16, Vec<u8>), CodecError> {
-        Ok((STATE_SCHEMA, codec::to_body("stock projection", state, AGGREGATE_BYTES_MAX)?))
+        state_v1("stock projection", state)
     }
 
     fn decode_state(_key: &Sku, schema: u16, body: &[u8]) -> Result<StockProjection, CodecError> {
-        if schema != STATE_SCHEMA {
-            return Err(CodecError::UnknownSchema { what: "stock projection".into(), version: schema });
-        }
-        codec::from_body("stock projection", body)
+        from_state_v1("stock projection", schema, body)
     }
 
     fn status(_state: &StockProjection) -> String {
@@ -81,29 +79,95 @@ impl EntityKind for StockProjectionKind {
         }
     }
 
-    fn on_event(
-        key: &Sku,
-        state: &StockProjection,
-        env: &Envelope,
-        _ctx: &Ctx,
-    ) -> Result<EventOutcome<Self>, DeliveryError> {
-        match env.topic {
-            Topic::StockItem => {
-                let event = events::decode_stock_item(env.schema_version, &env.payload)
-                    .map_err(|e| DeliveryError::Permanent(e.to_string()))?;
-                if &event.sku != key {
-                    return Err(DeliveryError::Permanent(format!("event for {} routed to {key}", event.sku)));
-                }
-                if env.aggregate_version <= state.stock_version {
-                    return Ok(EventOutcome::Ignored);
-                }
-                let next = StockProjection {
-                    stock_version: env.aggregate_version,
-                    levels: event.levels,
-                    applied: state.applied + 1,
-                };
-                Ok(EventOutcome::Changed(Change::to(next)))
-            }
+    fn on_event(key: &Sku, state: &StockProjection, env: &Envelope, _ctx: &Ctx) -> Result<EventOutcome<Self>, DeliveryError> {
+        if env.topic != Topic::StockItem {
+            return Err(DeliveryError::Permanent(format!("stock projections take no {} events", env.topic.name())));
         }
+        let event =
+            events::decode_stock_item(env.schema_version, &env.payload).map_err(|e| DeliveryError::Permanent(e.to_string()))?;
+        if &event.sku != key {
+            return Err(DeliveryError::Permanent(format!("event for {} routed to {key}", event.sku)));
+        }
+        if env.aggregate_version <= state.stock_version {
+            return Ok(EventOutcome::Ignored);
+        }
+        let next = StockProjection { stock_version: env.aggregate_version, levels: event.levels, applied: state.applied + 1 };
+        Ok(EventOutcome::Changed(Change::to(next)))
+    }
+}
+
+/// What can be asked of a product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProductCommand {
+    /// Add the product.
+    Add {
+        /// Title.
+        name: String,
+        /// Description.
+        description: String,
+        /// Price.
+        price: Money,
+        /// Photo URL.
+        photo: Option<String>,
+    },
+    /// Read it.
+    Get,
+}
+
+/// The product entity kind.
+#[derive(Debug)]
+pub struct ProductKind;
+
+impl EntityKind for ProductKind {
+    const SERVICE: &'static str = "catalogue";
+    const AGGREGATE: &'static str = "product";
+    type Key = Sku;
+    type State = Product;
+    type Command = ProductCommand;
+    type Reply = Result<Product, DomainError>;
+
+    fn topics() -> &'static [Topic] {
+        &[]
+    }
+
+    fn parse_key(s: &str) -> Result<Sku, String> {
+        Sku::parse(s).map_err(|e| e.to_string())
+    }
+
+    fn initial(key: &Sku) -> Product {
+        Product::absent(key.clone(), Money::zero(Currency::EUR))
+    }
+
+    fn encode_state(state: &Product) -> Result<(u16, Vec<u8>), CodecError> {
+        state_v1("product", state)
+    }
+
+    fn decode_state(_key: &Sku, schema: u16, body: &[u8]) -> Result<Product, CodecError> {
+        from_state_v1("product", schema, body)
+    }
+
+    fn status(state: &Product) -> String {
+        if state.exists() { "LISTED" } else { "ABSENT" }.into()
+    }
+
+    fn on_command(key: &Sku, state: &Product, cmd: ProductCommand, ctx: &Ctx) -> CommandOutcome<Self> {
+        match cmd {
+            ProductCommand::Get if state.exists() => CommandOutcome::Unchanged(Ok(state.clone())),
+            ProductCommand::Get => CommandOutcome::Unchanged(Err(DomainError::NotFound { what: "product".into(), id: key.to_string() })),
+            ProductCommand::Add { name, description, price, photo } => match state.add(&name, &description, price, photo, ctx) {
+                Err(e) => CommandOutcome::Unchanged(Err(e)),
+                Ok(p) => match events::encode(&p) {
+                    Ok(payload) => CommandOutcome::Changed {
+                        reply: Ok(p.clone()),
+                        change: Change::to(p).emit(Emit::new(Topic::ProductEvent, key.to_string(), payload)),
+                    },
+                    Err(e) => CommandOutcome::Unchanged(Err(DomainError::Invalid { field: "product".into(), reason: e.to_string() })),
+                },
+            },
+        }
+    }
+
+    fn on_event(_key: &Sku, _state: &Product, env: &Envelope, _ctx: &Ctx) -> Result<EventOutcome<Self>, DeliveryError> {
+        Err(DeliveryError::Permanent(format!("products take no {} events", env.topic.name())))
     }
 }

@@ -312,6 +312,13 @@ pub fn write_set<K: EntityKind>(env: &EntityEnv, key: &K::Key, version_before: u
         let header = Header { kind: RecordKind::Aggregate, schema: c.schema, version: 1 };
         let record = codec::frame(header, &c.body, AGGREGATE_BYTES_MAX)?;
         ws.creates.push((trees, StateWrite { key: c.key.clone().into_bytes(), expected_version: 0, record }));
+        // The created aggregate's timers: only its service's timer tree is at hand, which is
+        // the same one (siblings share their service's trees).
+        for t in &c.timers {
+            if let TimerOp::Set { tag, due_ms } = t {
+                ws.timer_sets.push((timer_key(*due_ms, c.aggregate, &c.key, tag), Vec::new()));
+            }
+        }
     }
     for env_ in &p.envelopes {
         for dest in env.subscriptions.destinations(env_.topic, &env_.aggregate_status) {
@@ -329,8 +336,8 @@ pub fn write_set<K: EntityKind>(env: &EntityEnv, key: &K::Key, version_before: u
 }
 
 impl<K: EntityKind> EntityState<K> {
-    fn ctx(&self) -> Ctx {
-        Ctx { now_ms: self.env.clock.now_ms(), node: self.env.node.clone() }
+    fn ctx(&self, cause: MessageId) -> Ctx {
+        Ctx { now_ms: self.env.clock.now_ms(), node: self.env.node.clone(), cause }
     }
 
     /// Plans and encodes a decision into a write set.
@@ -401,7 +408,7 @@ impl<K: EntityKind> EntityState<K> {
         cmd: K::Command,
         reply: CommandReply<K>,
     ) {
-        let ctx = self.ctx();
+        let ctx = self.ctx(id);
         match K::on_command(&self.key, &self.state, cmd, &ctx) {
             CommandOutcome::Unchanged(r) => {
                 self.after_inflight(Box::new(move || {
@@ -488,7 +495,7 @@ impl<K: EntityKind> EntityState<K> {
         env: Envelope,
         reply: oneshot::Sender<Result<(), DeliveryError>>,
     ) {
-        let ctx = self.ctx();
+        let ctx = self.ctx(env.message_id);
         match K::on_event(&self.key, &self.state, &env, &ctx) {
             Err(e) => {
                 self.after_inflight(Box::new(move || {
@@ -507,8 +514,8 @@ impl<K: EntityKind> EntityState<K> {
         raw: Vec<u8>,
         reply: oneshot::Sender<Result<(), DeliveryError>>,
     ) {
-        let ctx = self.ctx();
         let id = MessageId::derived(&[b"timer", &raw]);
+        let ctx = self.ctx(id);
         let outcome = K::on_timer(&self.key, &self.state, &timer, &ctx);
         self.record_outcome(myself, id, outcome, Some(raw), reply, &ctx).await;
     }

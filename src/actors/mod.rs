@@ -2,11 +2,34 @@
 //! of the generic entity actor. Actors stay thin: every decision is a call into `domain`.
 
 pub mod catalogue;
+pub mod customer;
 pub mod entity;
 mod error;
+pub mod notification;
+pub mod order;
+pub mod payment;
 pub mod plan;
+pub mod shipping;
 pub mod stock;
 
 pub use entity::EntityKind;
 pub use plan::{Change, CommandOutcome, Create, Emit, EventOutcome, Origin, Timer, TimerOp};
 pub use error::EngineError;
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::limits::AGGREGATE_BYTES_MAX;
+use crate::persistence::codec::{self, CodecError};
+
+/// Encodes a state kept at schema 1.
+pub(crate) fn state_v1<T: Serialize>(what: &'static str, state: &T) -> Result<(u16, Vec<u8>), CodecError> {
+    Ok((1, codec::to_body(what, state, AGGREGATE_BYTES_MAX)?))
+}
+
+/// Decodes a state kept at schema 1.
+pub(crate) fn from_state_v1<T: DeserializeOwned>(what: &'static str, schema: u16, body: &[u8]) -> Result<T, CodecError> {
+    if schema != 1 {
+        return Err(CodecError::UnknownSchema { what: what.into(), version: schema });
+    }
+    codec::from_body(what, body)
+}

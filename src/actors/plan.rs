@@ -83,6 +83,8 @@ pub struct Create {
     pub schema: u16,
     /// The encoded state.
     pub body: Vec<u8>,
+    /// Timers of the created aggregate (only `Set` makes sense here).
+    pub timers: Vec<TimerOp>,
 }
 
 /// A decision that changes the aggregate.
@@ -191,7 +193,7 @@ pub fn plan<K: EntityKind>(
         }
         None => (None, version, K::status(current), extra_events, Vec::new(), Vec::new()),
     };
-    for t in &timers {
+    for t in timers.iter().chain(creates.iter().flat_map(|c| c.timers.iter())) {
         let tag = match t {
             TimerOp::Set { tag, .. } | TimerOp::Clear { tag, .. } => tag,
         };

@@ -1,19 +1,25 @@
-//! The stock service's stock item entity: one actor per SKU, wrapping `domain::stock`.
-//! It publishes every change on `stock.item`, keyed by SKU.
+//! The stock service: one stock item entity per SKU (wrapping `domain::stock`) and one booking
+//! entity per order (wrapping `domain::booking`).
+//!
+//! A booking asks items to book, release or ship on `stock.reserve` (keyed by SKU, so each
+//! item handles its requests one at a time and never overbooks); an item answers bookings on
+//! `stock.line` (keyed by order) and publishes its levels on `stock.item` (for the catalogue).
+//! The booking reports to the order and payment services on `stock.booking`.
 
 use serde::{Deserialize, Serialize};
 
 use super::entity::EntityKind;
 use super::plan::{Change, CommandOutcome, Emit, EventOutcome};
-use crate::domain::stock::{Dimensions, StockCommand, StockItem, StockLevels};
-use crate::domain::{Ctx, DomainError, Sku};
-use crate::limits::AGGREGATE_BYTES_MAX;
-use crate::persistence::codec::{self, CodecError};
+use super::{from_state_v1, state_v1};
+use crate::domain::booking::{BookingEffects, StockBooking};
+use crate::domain::saga::{
+    LineOutcome, LineResult, OrderEvent, ReserveOp, ReserveRequest, ShippingEvent, StockEvent,
+};
+use crate::domain::stock::{Dimensions, ReleaseReason, StockCommand, StockItem, StockItemEvent, StockLevels};
+use crate::domain::{Ctx, DomainError, OrderId, Sku};
+use crate::persistence::codec::CodecError;
 use crate::persistence::events::{self, Topic};
 use crate::persistence::{DeliveryError, Envelope};
-
-/// Schema of stored stock items.
-const STATE_SCHEMA: u16 = 1;
 
 /// What a stock item command answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,13 +36,21 @@ pub struct StockItemView {
 
 impl StockItemView {
     fn of(item: &StockItem) -> Self {
-        Self {
-            sku: item.sku().clone(),
-            levels: item.levels(),
-            dims: item.dims(),
-            open_bookings: item.bookings().count(),
-        }
+        Self { sku: item.sku().clone(), levels: item.levels(), dims: item.dims(), open_bookings: item.bookings().count() }
     }
+}
+
+fn permanent(e: impl std::fmt::Display) -> DeliveryError {
+    DeliveryError::Permanent(e.to_string())
+}
+
+fn item_events(evs: &[StockItemEvent]) -> Result<Vec<Emit>, CodecError> {
+    evs.iter().map(|e| Ok(Emit::new(Topic::StockItem, e.sku.to_string(), events::encode_stock_item(e)?))).collect()
+}
+
+fn line_answer(order: &OrderId, sku: &Sku, result: LineResult) -> Result<Emit, CodecError> {
+    let o = LineOutcome { order_id: order.clone(), sku: sku.clone(), result };
+    Ok(Emit::new(Topic::StockLine, order.to_string(), events::encode(&o)?))
 }
 
 /// The stock item entity kind.
@@ -52,7 +66,7 @@ impl EntityKind for StockItemKind {
     type Reply = Result<StockItemView, DomainError>;
 
     fn topics() -> &'static [Topic] {
-        &[]
+        &[Topic::StockReserve]
     }
 
     fn parse_key(s: &str) -> Result<Sku, String> {
@@ -64,19 +78,13 @@ impl EntityKind for StockItemKind {
     }
 
     fn encode_state(state: &StockItem) -> Result<(u16, Vec<u8>), CodecError> {
-        Ok((STATE_SCHEMA, codec::to_body("stock item", state, AGGREGATE_BYTES_MAX)?))
+        state_v1("stock item", state)
     }
 
     fn decode_state(key: &Sku, schema: u16, body: &[u8]) -> Result<StockItem, CodecError> {
-        if schema != STATE_SCHEMA {
-            return Err(CodecError::UnknownSchema { what: "stock item".into(), version: schema });
-        }
-        let item: StockItem = codec::from_body("stock item", body)?;
+        let item: StockItem = from_state_v1("stock item", schema, body)?;
         if item.sku() != key {
-            return Err(CodecError::Malformed {
-                what: "stock item",
-                reason: format!("stored under {key} but names {}", item.sku()),
-            });
+            return Err(CodecError::Malformed { what: "stock item", reason: format!("stored under {key} but names {}", item.sku()) });
         }
         Ok(item)
     }
@@ -89,32 +97,152 @@ impl EntityKind for StockItemKind {
         match state.handle(&cmd, ctx) {
             Err(e) => CommandOutcome::Unchanged(Err(e)),
             Ok((_, evs)) if evs.is_empty() => CommandOutcome::Unchanged(Ok(StockItemView::of(state))),
-            Ok((next, evs)) => {
-                let mut emits = Vec::with_capacity(evs.len());
-                for e in &evs {
-                    match events::encode_stock_item(e) {
-                        Ok(payload) => {
-                            emits.push(Emit::new(Topic::StockItem, e.sku.to_string(), payload))
-                        }
-                        Err(err) => {
-                            return CommandOutcome::Unchanged(Err(DomainError::Invalid {
-                                field: "event".into(),
-                                reason: err.to_string(),
-                            }))
-                        }
-                    }
-                }
-                CommandOutcome::Changed { reply: Ok(StockItemView::of(&next)), change: Change::to(next).emit_all(emits) }
-            }
+            Ok((next, evs)) => match item_events(&evs) {
+                Ok(emits) => CommandOutcome::Changed { reply: Ok(StockItemView::of(&next)), change: Change::to(next).emit_all(emits) },
+                Err(e) => CommandOutcome::Unchanged(Err(DomainError::Invalid { field: "event".into(), reason: e.to_string() })),
+            },
         }
     }
 
-    fn on_event(
-        _key: &Sku,
-        _state: &StockItem,
-        env: &Envelope,
-        _ctx: &Ctx,
-    ) -> Result<EventOutcome<Self>, DeliveryError> {
-        Err(DeliveryError::Permanent(format!("stock items take no {} events", env.topic.name())))
+    fn on_event(key: &Sku, state: &StockItem, env: &Envelope, ctx: &Ctx) -> Result<EventOutcome<Self>, DeliveryError> {
+        if env.topic != Topic::StockReserve {
+            return Err(permanent(format!("stock items take no {} events", env.topic.name())));
+        }
+        let r: ReserveRequest = events::decode(env.topic, env.schema_version, &env.payload).map_err(permanent)?;
+        if &r.sku != key {
+            return Err(permanent(format!("request for {} routed to {key}", r.sku)));
+        }
+        let cmd = match r.op {
+            ReserveOp::Book => StockCommand::Book { order: r.order_id.clone(), qty: r.qty },
+            ReserveOp::Release => StockCommand::Release { order: r.order_id.clone(), reason: ReleaseReason::OrderCancelled },
+            ReserveOp::ReleaseFailed => StockCommand::Release { order: r.order_id.clone(), reason: ReleaseReason::BookingFailed },
+            ReserveOp::Ship => StockCommand::Ship { order: r.order_id.clone() },
+        };
+        let booking = r.op == ReserveOp::Book;
+        let outcome = match state.handle(&cmd, ctx) {
+            Ok((next, evs)) => {
+                let mut emits = item_events(&evs).map_err(permanent)?;
+                if booking {
+                    emits.push(line_answer(&r.order_id, key, LineResult::Booked { dims: next.dims() }).map_err(permanent)?);
+                }
+                if evs.is_empty() {
+                    // A repeat (booked already, nothing to release): answer again, change nothing.
+                    if emits.is_empty() {
+                        EventOutcome::Ignored
+                    } else {
+                        EventOutcome::Emit(emits)
+                    }
+                } else {
+                    EventOutcome::Changed(Change::to(next).emit_all(emits))
+                }
+            }
+            Err(e) if booking => {
+                EventOutcome::Emit(vec![line_answer(&r.order_id, key, LineResult::Refused { reason: e.to_string() }).map_err(permanent)?])
+            }
+            // Shipping or releasing what is not booked: already done, nothing to do.
+            Err(_) => EventOutcome::Ignored,
+        };
+        Ok(outcome)
     }
+}
+
+/// Reading a booking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BookingQuery {
+    /// The booking as it stands.
+    Get,
+}
+
+/// The stock booking entity kind (one per order).
+#[derive(Debug)]
+pub struct StockBookingKind;
+
+/// Order statuses the booking acts on.
+const BOOKING_ORDER_STATUSES: &[&str] = &["BOOKING_PENDING", "CANCELLED"];
+/// Shipment statuses the booking acts on.
+const SHIPMENT_STEPS: &[&str] = &["ASSEMBLED", "SHIPPED", "DELIVERED"];
+
+fn booking_change(next: StockBooking, fx: BookingEffects) -> Result<EventOutcome<StockBookingKind>, DeliveryError> {
+    let mut emits = Vec::with_capacity(fx.requests.len() + 1);
+    for r in &fx.requests {
+        emits.push(Emit::new(Topic::StockReserve, r.sku.to_string(), events::encode(r).map_err(permanent)?));
+    }
+    if let Some(e) = &fx.event {
+        emits.push(Emit::new(Topic::StockBooking, next.order_id.to_string(), events::encode(e).map_err(permanent)?));
+    }
+    Ok(EventOutcome::Changed(Change::to(next).emit_all(emits)))
+}
+
+impl EntityKind for StockBookingKind {
+    const SERVICE: &'static str = "stock";
+    const AGGREGATE: &'static str = "booking";
+    type Key = OrderId;
+    type State = StockBooking;
+    type Command = BookingQuery;
+    type Reply = StockBooking;
+
+    fn topics() -> &'static [Topic] {
+        &[Topic::OrderEvent, Topic::StockLine, Topic::ShippingEvent]
+    }
+
+    fn status_filter(topic: Topic) -> Option<&'static [&'static str]> {
+        match topic {
+            Topic::OrderEvent => Some(BOOKING_ORDER_STATUSES),
+            Topic::ShippingEvent => Some(SHIPMENT_STEPS),
+            _ => None,
+        }
+    }
+
+    fn parse_key(s: &str) -> Result<OrderId, String> {
+        OrderId::parse(s).map_err(|e| e.to_string())
+    }
+
+    fn initial(key: &OrderId) -> StockBooking {
+        StockBooking::new(key.clone())
+    }
+
+    fn encode_state(state: &StockBooking) -> Result<(u16, Vec<u8>), CodecError> {
+        state_v1("stock booking", state)
+    }
+
+    fn decode_state(_key: &OrderId, schema: u16, body: &[u8]) -> Result<StockBooking, CodecError> {
+        from_state_v1("stock booking", schema, body)
+    }
+
+    fn status(state: &StockBooking) -> String {
+        state.status.map_or("NONE", |s| s.name()).to_owned()
+    }
+
+    fn on_command(_key: &OrderId, state: &StockBooking, cmd: BookingQuery, _ctx: &Ctx) -> CommandOutcome<Self> {
+        match cmd {
+            BookingQuery::Get => CommandOutcome::Unchanged(state.clone()),
+        }
+    }
+
+    fn on_event(_key: &OrderId, state: &StockBooking, env: &Envelope, _ctx: &Ctx) -> Result<EventOutcome<Self>, DeliveryError> {
+        let step = match env.topic {
+            Topic::OrderEvent => {
+                let e: OrderEvent = events::decode_order_event(env.schema_version, &env.payload).map_err(permanent)?;
+                state.on_order_event(&e, env.aggregate_version)
+            }
+            Topic::StockLine => {
+                let o: LineOutcome = events::decode(env.topic, env.schema_version, &env.payload).map_err(permanent)?;
+                state.on_line(&o)
+            }
+            Topic::ShippingEvent => {
+                let e: ShippingEvent = events::decode(env.topic, env.schema_version, &env.payload).map_err(permanent)?;
+                state.on_shipment(e.status)
+            }
+            t => return Err(permanent(format!("bookings take no {} events", t.name()))),
+        };
+        match step {
+            Some((next, fx)) => booking_change(next, fx),
+            None => Ok(EventOutcome::Ignored),
+        }
+    }
+}
+
+/// Decodes a `stock.booking` payload (for other services).
+pub fn decode_stock_event(env: &Envelope) -> Result<StockEvent, DeliveryError> {
+    events::decode(env.topic, env.schema_version, &env.payload).map_err(permanent)
 }

@@ -78,9 +78,20 @@ impl Router {
         usize::try_from(partition).ok().and_then(|i| self.owners.get(i)).unwrap_or(&self.local)
     }
 
+    /// The partition of `key`: the one an order or payment id carries in its `o{partition}-`
+    /// prefix (so a customer's orders live with the customer), else the key's hash.
+    pub fn partition_of(&self, key: &[u8]) -> u32 {
+        let n = self.partitions();
+        std::str::from_utf8(key)
+            .ok()
+            .and_then(crate::domain::partition_prefix)
+            .filter(|p| *p < n)
+            .unwrap_or_else(|| partition_of(key, n))
+    }
+
     /// Where `key` is handled.
     pub fn route(&self, key: &[u8]) -> Route {
-        let partition = partition_of(key, self.partitions());
+        let partition = self.partition_of(key);
         let node = self.owner(partition);
         if *node == self.local {
             Route::Local { partition }
@@ -121,6 +132,17 @@ mod tests {
     // Computed independently with the reference XXH3 (Python `xxhash.xxh3_64_intdigest`).
     const GOLDEN: [u32; 4] = [231, 255, 189, 194];
     const GOLDEN_HASH: u64 = 8_199_505_034_760_062_993;
+
+    #[test]
+    fn an_order_id_routes_to_the_partition_it_carries() {
+        let r = Router::single(node("a"), 256);
+        let customer = crate::domain::CustomerId::parse("carol@example.com").unwrap();
+        let p = r.partition_of(customer.as_str().as_bytes());
+        let order = crate::domain::OrderId::for_customer(p, &customer, 1);
+        assert_eq!(r.partition_of(order.as_str().as_bytes()), p);
+        // A prefix naming a partition that does not exist falls back to the hash.
+        assert_eq!(r.partition_of(b"o999999-x-1"), partition_of(b"o999999-x-1", 256));
+    }
 
     #[test]
     fn one_node_owns_everything() {

@@ -1,6 +1,6 @@
 //! What a pure handler may know about the world: the time and the node it runs on.
 
-use super::NodeId;
+use super::{MessageId, NodeId};
 
 /// The context of one decision. Time and place come in from outside so that the domain stays
 /// deterministic: the same state, command and context always give the same answer.
@@ -10,4 +10,6 @@ pub struct Ctx {
     pub now_ms: u64,
     /// The node that takes the decision (recorded in events: hard case 7).
     pub node: NodeId,
+    /// The message being decided (its id; a timer's derived id).
+    pub cause: MessageId,
 }

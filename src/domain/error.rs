@@ -4,6 +4,27 @@ use serde::{Deserialize, Serialize};
 
 use super::{OrderId, Qty, Sku};
 
+/// Why an order cannot be paid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NotPayableReason {
+    /// It was cancelled.
+    Cancelled,
+    /// It is paid in full.
+    AlreadyPaid,
+    /// Its stock is not booked yet (retry shortly).
+    NotBookedYet,
+}
+
+impl std::fmt::Display for NotPayableReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NotPayableReason::Cancelled => "it is cancelled",
+            NotPayableReason::AlreadyPaid => "it is paid already",
+            NotPayableReason::NotBookedYet => "its stock is not booked yet",
+        })
+    }
+}
+
 /// Why a command was refused. A rejection is a reply value: the aggregate is unchanged and
 /// the caller learns why; it never kills an actor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -67,6 +88,63 @@ pub enum DomainError {
     TooManyBookings {
         /// The item.
         sku: Sku,
+    },
+    /// The customer already has an order that is not paid (hard case 2).
+    #[error("customer has an unpaid order {order}")]
+    UnpaidOrderExists {
+        /// That order.
+        order: OrderId,
+    },
+    /// The action is not possible in the aggregate's current status.
+    #[error("cannot {action} a {what} that is {status}")]
+    WrongState {
+        /// Which aggregate.
+        what: String,
+        /// Its status.
+        status: String,
+        /// What was asked.
+        action: String,
+    },
+    /// The caller does not own the aggregate.
+    #[error("not the owner")]
+    NotOwner,
+    /// The aggregate does not exist (yet).
+    #[error("{what} {id} not found")]
+    NotFound {
+        /// What was looked for.
+        what: String,
+        /// Its id.
+        id: String,
+    },
+    /// It exists already.
+    #[error("{what} {id} exists already")]
+    AlreadyExists {
+        /// What.
+        what: String,
+        /// Its id.
+        id: String,
+    },
+    /// The order cannot be paid now (cancelled, already paid, or not booked yet).
+    #[error("order cannot be paid: {reason}")]
+    NotPayable {
+        /// Why.
+        reason: NotPayableReason,
+    },
+    /// A shipping step backwards, or a repeat of a different step.
+    #[error("shipment is {current}; {requested} would go backwards")]
+    ShippingStepBackwards {
+        /// The shipment's status.
+        current: String,
+        /// The step asked for.
+        requested: String,
+    },
+    /// A promo code exists but cannot be used for this order now.
+    #[error("promo code {token} cannot be used: {reason}")]
+    PromoNotApplicable {
+        /// The code.
+        token: String,
+        /// Why.
+        reason: String,
     },
     /// A value that came from outside is not acceptable.
     #[error("invalid {field}: {reason}")]

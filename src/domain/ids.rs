@@ -103,6 +103,114 @@ string_id!(
     NodeId,
     "node id"
 );
+string_id!(
+    /// The id of one payment of an order (`{order id}-p{n}`).
+    PaymentId,
+    "payment id"
+);
+
+/// A customer: their e-mail address, lower-cased (the seed's `Customer{customerId=email}`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct CustomerId(String);
+
+impl CustomerId {
+    /// Checks an e-mail address and keeps it lower-cased: one `@`, a non-empty local part, a
+    /// domain with a dot, no spaces or control characters, at most `ID_BYTES_MAX` bytes.
+    pub fn parse(email: &str) -> Result<Self, IdError> {
+        let kind = "customer id";
+        let e = email.trim().to_ascii_lowercase();
+        if e.is_empty() {
+            return Err(IdError::Empty { kind });
+        }
+        if e.len() > ID_BYTES_MAX {
+            return Err(IdError::TooLong { kind, max: ID_BYTES_MAX });
+        }
+        let ok_chars = e.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\' && b != b',');
+        let mut parts = e.split('@');
+        let (local, domain) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let shape = parts.next().is_none()
+            && !local.is_empty()
+            && domain.len() >= 3
+            && domain.contains('.')
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+            && !domain.contains("..");
+        if !ok_chars || !shape {
+            return Err(IdError::BadChar { kind });
+        }
+        Ok(Self(e))
+    }
+
+    /// The address.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for CustomerId {
+    type Error = IdError;
+    fn try_from(s: String) -> Result<Self, IdError> {
+        let id = CustomerId::parse(&s)?;
+        if id.0 != s {
+            return Err(IdError::BadChar { kind: "customer id" });
+        }
+        Ok(id)
+    }
+}
+
+impl From<CustomerId> for String {
+    fn from(id: CustomerId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for CustomerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl OrderId {
+    /// The id of a customer's `n`-th order, placed in `partition`: `o{partition}-{8 hex of the
+    /// customer}-{n}`. The partition prefix is what routes the order (and its payments) to the
+    /// customer's node.
+    pub fn for_customer(partition: u32, customer: &CustomerId, n: u64) -> OrderId {
+        let h = xxhash_rust::xxh3::xxh3_64(customer.as_str().as_bytes()) >> 32;
+        OrderId(format!("o{partition}-{h:08x}-{n}"))
+    }
+
+    /// The partition an order id carries, if it has the `o{partition}-` shape.
+    pub fn partition(&self) -> Option<u32> {
+        partition_prefix(self.as_str())
+    }
+}
+
+/// The partition a key carries in an `o{partition}-…` prefix (orders and their payments).
+pub fn partition_prefix(key: &str) -> Option<u32> {
+    let rest = key.strip_prefix('o')?;
+    let digits: &str = &rest[..rest.find('-')?];
+    if digits.is_empty() || digits.len() > 5 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+impl PaymentId {
+    /// The `n`-th payment of an order.
+    pub fn nth(order: &OrderId, n: usize) -> Result<PaymentId, IdError> {
+        PaymentId::parse(&format!("{order}-p{n}"))
+    }
+
+    /// The order a payment id belongs to.
+    pub fn order(&self) -> Option<OrderId> {
+        let (order, n) = self.as_str().rsplit_once("-p")?;
+        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        OrderId::parse(order).ok()
+    }
+}
 
 /// The id of one message (command or event), used by inboxes to drop duplicates (hard case 3).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -173,6 +281,29 @@ mod tests {
         assert!(bincode::serde::decode_from_slice::<Sku, _>(&bad, cfg).is_err());
         let (sku, _) = bincode::serde::decode_from_slice::<Sku, _>(&good, cfg).unwrap();
         assert_eq!(sku, Sku::parse("ab").unwrap());
+    }
+
+    #[test]
+    fn customer_ids_are_lower_cased_emails() {
+        assert_eq!(CustomerId::parse(" Alice@Example.COM ").unwrap().as_str(), "alice@example.com");
+        for bad in ["", "alice", "a@b", "a@@b.com", "a b@c.com", "@c.com", "a@.com", "a@c.com.", "a@c..com"] {
+            assert!(CustomerId::parse(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(CustomerId::try_from("Alice@example.com".to_owned()).is_err(), "stored ids are lower-case");
+    }
+
+    #[test]
+    fn order_and_payment_ids_carry_the_partition() {
+        let c = CustomerId::parse("bob@example.com").unwrap();
+        let o = OrderId::for_customer(17, &c, 3);
+        assert_eq!(o.partition(), Some(17));
+        assert!(o.as_str().starts_with("o17-") && o.as_str().ends_with("-3"), "{o}");
+        let p = PaymentId::nth(&o, 2).unwrap();
+        assert_eq!(p.order(), Some(o.clone()));
+        assert_eq!(partition_prefix(p.as_str()), Some(17));
+        assert_eq!(partition_prefix("book-1"), None);
+        assert_eq!(partition_prefix("o-1"), None);
+        assert_eq!(PaymentId::parse("o1-x-p").unwrap().order(), None);
     }
 
     #[test]

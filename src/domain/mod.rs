@@ -5,15 +5,25 @@
 //! every rule of the store can be tested as plain functions, and recovery can replay events
 //! through the same code that produced them.
 
+pub mod booking;
+pub mod catalogue;
 mod ctx;
+pub mod customer;
 mod error;
+pub mod gate;
 mod ids;
 mod money;
+pub mod notification;
+pub mod order;
+pub mod payment;
+pub mod pricing;
 mod quantity;
+pub mod saga;
+pub mod shipping;
 pub mod stock;
 
 pub use ctx::Ctx;
-pub use error::DomainError;
-pub use ids::{IdError, MessageId, NodeId, OrderId, Sku};
+pub use error::{DomainError, NotPayableReason};
+pub use ids::{partition_prefix, CustomerId, IdError, MessageId, NodeId, OrderId, PaymentId, Sku};
 pub use money::{Currency, Money};
 pub use quantity::Qty;

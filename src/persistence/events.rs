@@ -17,16 +17,54 @@ use crate::limits::ENVELOPE_BYTES_MAX;
 pub enum Topic {
     /// A stock item changed (`StockItemEvent`), keyed by SKU.
     StockItem,
+    /// An order changed status (`OrderEvent`), keyed by order id.
+    OrderEvent,
+    /// A booking asks a stock item to book, release or ship (`ReserveRequest`), keyed by SKU.
+    StockReserve,
+    /// A stock item answers a booking request (`LineOutcome`), keyed by order id.
+    StockLine,
+    /// An order's booking changed status (`StockEvent`), keyed by order id.
+    StockBooking,
+    /// An order's payments changed (`PayEvent`), keyed by order id.
+    PayEvent,
+    /// An order's shipment moved (`ShippingEvent`), keyed by order id.
+    ShippingEvent,
+    /// A customer registered or changed their profile (`Customer`), keyed by customer id.
+    CustomerEvent,
+    /// A product was added or changed (`Product`), keyed by product id.
+    ProductEvent,
+    /// A notification is to be sent (`SendRequest`), keyed by notification id.
+    NotificationSend,
 }
 
 impl Topic {
     /// Every topic this program knows.
-    pub const ALL: &'static [Topic] = &[Topic::StockItem];
+    pub const ALL: &'static [Topic] = &[
+        Topic::StockItem,
+        Topic::OrderEvent,
+        Topic::StockReserve,
+        Topic::StockLine,
+        Topic::StockBooking,
+        Topic::PayEvent,
+        Topic::ShippingEvent,
+        Topic::CustomerEvent,
+        Topic::ProductEvent,
+        Topic::NotificationSend,
+    ];
 
     /// The topic's name on the wire.
     pub fn name(self) -> &'static str {
         match self {
             Topic::StockItem => "stock.item",
+            Topic::OrderEvent => "order.event",
+            Topic::StockReserve => "stock.reserve",
+            Topic::StockLine => "stock.line",
+            Topic::StockBooking => "stock.booking",
+            Topic::PayEvent => "pay.event",
+            Topic::ShippingEvent => "shipping.event",
+            Topic::CustomerEvent => "customer.event",
+            Topic::ProductEvent => "catalogue.product",
+            Topic::NotificationSend => "notification.send",
         }
     }
 
@@ -39,6 +77,73 @@ impl Topic {
     pub fn current_schema(self) -> u16 {
         match self {
             Topic::StockItem => STOCK_ITEM_SCHEMA,
+            Topic::OrderEvent => ORDER_EVENT_SCHEMA,
+            _ => 1,
+        }
+    }
+}
+
+/// Schema of `order.event` payloads. History: 1 — no promo codes yet (no `discount`, no
+/// `promo_code`); 2 — both added.
+pub const ORDER_EVENT_SCHEMA: u16 = 2;
+
+/// Encodes any event payload at its topic's current schema.
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
+    codec::to_body("event", value, ENVELOPE_BYTES_MAX)
+}
+
+/// Decodes a payload of a topic that has only ever had its current schema.
+pub fn decode<T: serde::de::DeserializeOwned>(topic: Topic, schema: u16, bytes: &[u8]) -> Result<T, CodecError> {
+    if schema != topic.current_schema() {
+        return Err(CodecError::UnknownSchema { what: topic.name().to_owned(), version: schema });
+    }
+    codec::from_body(topic.name(), bytes)
+}
+
+/// Decodes an order event written at any schema version this program knows.
+pub fn decode_order_event(schema: u16, bytes: &[u8]) -> Result<crate::domain::saga::OrderEvent, CodecError> {
+    match schema {
+        2 => codec::from_body("order.event", bytes),
+        1 => codec::from_body::<order_v1::OrderEventV1>("order.event v1", bytes).map(order_v1::upcast),
+        version => Err(CodecError::UnknownSchema { what: Topic::OrderEvent.name().to_owned(), version }),
+    }
+}
+
+/// `order.event` schema version 1, frozen as it was written.
+pub mod order_v1 {
+    use super::*;
+    use crate::domain::saga::{CancelReason, OrderEvent, OrderLine, OrderStatus};
+    use crate::domain::{CustomerId, Money};
+
+    /// An order event before promo codes.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct OrderEventV1 {
+        /// The order.
+        pub order_id: OrderId,
+        /// Its customer.
+        pub customer_id: CustomerId,
+        /// Its status.
+        pub status: OrderStatus,
+        /// Its lines.
+        pub items: Vec<OrderLine>,
+        /// Its price.
+        pub fixed_price: Money,
+        /// Why it was cancelled.
+        pub cancel_reason: Option<CancelReason>,
+    }
+
+    /// Reads a version 1 event as the current version: orders before promo codes had no
+    /// discount and no code.
+    pub fn upcast(old: OrderEventV1) -> OrderEvent {
+        OrderEvent {
+            discount: Money::zero(old.fixed_price.currency()),
+            promo_code: None,
+            order_id: old.order_id,
+            customer_id: old.customer_id,
+            status: old.status,
+            items: old.items,
+            fixed_price: old.fixed_price,
+            cancel_reason: old.cancel_reason,
         }
     }
 }

@@ -17,7 +17,7 @@
 //! the supervisor once the entity is live), bounds its mailbox, and retries a send that raced
 //! with a passivation or a crash — the message id makes the retry idempotent.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,11 +30,11 @@ use tokio::sync::oneshot;
 use crate::actors::entity::{
     Entity, EntityArgs, EntityEnv, EntityHandle, EntityKind, EntityMsg, HandleShared, SendFailure,
 };
-use crate::actors::EngineError;
+use crate::actors::{EngineError, Timer};
 use crate::cluster::{Route, Router};
 use crate::domain::MessageId;
 use crate::limits::{
-    ENTITY_IDLE_MS, ENTITY_IDLE_SWEEP_MS, ENTITY_SEND_ATTEMPTS_MAX, LIVE_ENTITIES_MAX, MAILBOX_LEN_MAX,
+    ENTITY_IDLE_MS, ENTITY_IDLE_SWEEP_MS, ENTITY_SEND_ATTEMPTS_MAX, LIVE_ENTITIES_MAX, MAILBOX_LEN_MAX, TIMER_TICK_MS,
 };
 use crate::persistence::{DeliveryError, Envelope, Subscriber};
 
@@ -328,6 +328,7 @@ pub struct Service<K: EntityKind> {
     router: Arc<Router>,
     stats: Arc<ServiceStats>,
     pending: Arc<AtomicUsize>,
+    timers: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 impl<K: EntityKind> Clone for Service<K> {
@@ -339,6 +340,43 @@ impl<K: EntityKind> Clone for Service<K> {
             router: self.router.clone(),
             stats: self.stats.clone(),
             pending: self.pending.clone(),
+            timers: self.timers.clone(),
+        }
+    }
+}
+
+/// Fires the service's due timers: every `TIMER_TICK_MS` it reads the timers due now and hands
+/// each to its entity (which clears it in the same write set as its decision). A timer whose
+/// delivery fails stays stored and fires again on a later tick.
+async fn timer_loop<K: EntityKind>(service: Service<K>) {
+    let inflight: Arc<Mutex<HashSet<Vec<u8>>>> = Arc::new(Mutex::new(HashSet::new()));
+    loop {
+        tokio::time::sleep(Duration::from_millis(TIMER_TICK_MS)).await;
+        let (store, trees, now) = (service.env.store.clone(), service.env.trees.clone(), service.env.clock.now_ms());
+        let due = match tokio::task::spawn_blocking(move || store.due_timers(&trees, now, 512)).await {
+            Ok(Ok(d)) => d,
+            Ok(Err(e)) => {
+                tracing::warn!(service = K::SERVICE, error = %e, "cannot read due timers");
+                continue;
+            }
+            Err(_) => continue,
+        };
+        for t in due {
+            if !inflight.lock().unwrap_or_else(|p| p.into_inner()).insert(t.raw.clone()) {
+                continue;
+            }
+            let Ok(key) = K::parse_key(&t.key) else {
+                tracing::warn!(service = K::SERVICE, key = %t.key, "timer of an unparsable key left alone");
+                continue;
+            };
+            let (svc, infl) = (service.clone(), inflight.clone());
+            tokio::spawn(async move {
+                let raw = t.raw.clone();
+                if let Err(e) = svc.fire(&key, Timer { tag: t.tag, due_ms: t.due_ms }, t.raw).await {
+                    tracing::debug!(service = K::SERVICE, key = %key, error = %e, "timer delivery failed; retried next tick");
+                }
+                infl.lock().unwrap_or_else(|p| p.into_inner()).remove(&raw);
+            });
         }
     }
 }
@@ -371,7 +409,12 @@ impl<K: EntityKind> Service<K> {
         let (supervisor, _) = Actor::spawn(None, ServiceSupervisor::<K>(PhantomData), args)
             .await
             .map_err(|e| EngineError::Unavailable(format!("{} supervisor cannot start: {e}", K::SERVICE)))?;
-        Ok(Service { env, registry, supervisor, router, stats, pending })
+        let service = Service { env, registry, supervisor, router, stats, pending, timers: Arc::new(Mutex::new(None)) };
+        if K::USES_TIMERS {
+            let task = tokio::spawn(timer_loop(service.clone()));
+            *service.timers.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+        }
+        Ok(service)
     }
 
     /// The supervisor's counters.
@@ -386,6 +429,9 @@ impl<K: EntityKind> Service<K> {
 
     /// Stops the supervisor and with it every entity (their in-flight write sets still complete).
     pub async fn stop(&self) {
+        if let Some(t) = self.timers.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            t.abort();
+        }
         let _ = self.supervisor.stop_and_wait(Some("node stopping".into()), Some(Duration::from_secs(10))).await;
     }
 
@@ -470,6 +516,23 @@ impl<K: EntityKind> Service<K> {
                 Ok(Sent::Lost) => {
                     return Err(DeliveryError::Transient(format!("{} {key} stopped before acknowledging", K::SERVICE)))
                 }
+                Err(e) => return Err(DeliveryError::Transient(e.to_string())),
+            }
+        }
+        Err(DeliveryError::Transient(format!("{} {key} kept stopping", K::SERVICE)))
+    }
+}
+
+impl<K: EntityKind> Service<K> {
+    /// Hands a due timer to its entity; resolves once the entity's decision is durable.
+    pub async fn fire(&self, key: &K::Key, timer: Timer, raw: Vec<u8>) -> Result<(), DeliveryError> {
+        self.check_route(key).map_err(|e| DeliveryError::Transient(e.to_string()))?;
+        for _ in 0..ENTITY_SEND_ATTEMPTS_MAX {
+            let (t, r) = (timer.clone(), raw.clone());
+            match self.send_once(key, |reply| EntityMsg::Timer { timer: t, raw: r, reply }).await {
+                Ok(Sent::Answer(a)) => return a,
+                Ok(Sent::Retry) => continue,
+                Ok(Sent::Lost) => return Err(DeliveryError::Transient("entity stopped before acknowledging".into())),
                 Err(e) => return Err(DeliveryError::Transient(e.to_string())),
             }
         }

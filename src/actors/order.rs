@@ -1,0 +1,348 @@
+//! The commerce order service: the customer gate (one per customer: it creates orders and
+//! holds the "one unpaid order" rule), the order itself (one per order: the saga's central
+//! aggregate, with its deadline timer), and the service's own price list (a projection of the
+//! catalogue's products, so pricing never reads another service's trees).
+
+use serde::{Deserialize, Serialize};
+
+use super::entity::EntityKind;
+use super::plan::{Change, CommandOutcome, Create, Emit, EventOutcome, Origin, Timer, TimerOp};
+use super::{from_state_v1, state_v1};
+use crate::domain::catalogue::Product;
+use crate::domain::gate::CustomerOrders;
+use crate::domain::order::{Canceller, CommerceOrder, Deadlines, Source, Transition};
+use crate::domain::pricing::Priced;
+use crate::domain::saga::{OrderEvent, PayEvent, ShippingEvent, StockEvent};
+use crate::domain::{Ctx, CustomerId, DomainError, Money, OrderId, Sku};
+use crate::persistence::codec::CodecError;
+use crate::persistence::events::{self, Topic};
+use crate::persistence::{DeliveryError, Envelope};
+
+fn permanent(e: impl std::fmt::Display) -> DeliveryError {
+    DeliveryError::Permanent(e.to_string())
+}
+
+/// The timer tag of an order's saga deadline.
+pub const DEADLINE_TAG: &str = "deadline";
+
+/// What can be asked of a customer gate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GateCommand {
+    /// Place an order priced by the order service.
+    Place {
+        /// The priced lines.
+        priced: Priced,
+        /// The customer's partition (carried in the order id).
+        partition: u32,
+        /// The saga deadlines.
+        deadlines: Deadlines,
+    },
+    /// Read the gate.
+    Get,
+}
+
+/// What a gate answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GateReply {
+    /// The order just placed.
+    Placed(CommerceOrder),
+    /// The gate's state.
+    State(CustomerOrders),
+}
+
+/// The customer gate entity kind.
+#[derive(Debug)]
+pub struct GateKind;
+
+/// Order statuses that settle a gate's unpaid order.
+const SETTLED: &[&str] = &["PAID", "CANCELLED"];
+
+impl EntityKind for GateKind {
+    const SERVICE: &'static str = "order";
+    const AGGREGATE: &'static str = "customer";
+    type Key = CustomerId;
+    type State = CustomerOrders;
+    type Command = GateCommand;
+    type Reply = Result<GateReply, DomainError>;
+
+    fn topics() -> &'static [Topic] {
+        &[Topic::OrderEvent]
+    }
+
+    fn status_filter(_topic: Topic) -> Option<&'static [&'static str]> {
+        Some(SETTLED)
+    }
+
+    fn parse_key(s: &str) -> Result<CustomerId, String> {
+        CustomerId::try_from(s.to_owned()).map_err(|e| e.to_string())
+    }
+
+    fn event_key(env: &Envelope) -> Result<CustomerId, String> {
+        events::decode_order_event(env.schema_version, &env.payload).map(|e| e.customer_id).map_err(|e| e.to_string())
+    }
+
+    fn initial(key: &CustomerId) -> CustomerOrders {
+        CustomerOrders::new(key.clone())
+    }
+
+    fn encode_state(state: &CustomerOrders) -> Result<(u16, Vec<u8>), CodecError> {
+        state_v1("customer gate", state)
+    }
+
+    fn decode_state(_key: &CustomerId, schema: u16, body: &[u8]) -> Result<CustomerOrders, CodecError> {
+        from_state_v1("customer gate", schema, body)
+    }
+
+    fn status(state: &CustomerOrders) -> String {
+        if state.unpaid.is_some() { "UNPAID_ORDER" } else { "FREE" }.into()
+    }
+
+    fn on_command(_key: &CustomerId, state: &CustomerOrders, cmd: GateCommand, ctx: &Ctx) -> CommandOutcome<Self> {
+        let (priced, partition, deadlines) = match cmd {
+            GateCommand::Get => return CommandOutcome::Unchanged(Ok(GateReply::State(state.clone()))),
+            GateCommand::Place { priced, partition, deadlines } => (priced, partition, deadlines),
+        };
+        let (next, order, event) = match state.place(&priced, partition, deadlines, ctx, ctx.cause) {
+            Ok(r) => r,
+            Err(e) => return CommandOutcome::Unchanged(Err(e)),
+        };
+        let built = OrderKind::encode_state(&Some(order.clone())).and_then(|(schema, body)| {
+            let payload = events::encode(&event)?;
+            Ok((schema, body, payload))
+        });
+        let (schema, body, payload) = match built {
+            Ok(b) => b,
+            Err(e) => return CommandOutcome::Unchanged(Err(DomainError::Invalid { field: "order".into(), reason: e.to_string() })),
+        };
+        let timers = order.deadline_ms.map(|due| TimerOp::Set { tag: DEADLINE_TAG.into(), due_ms: due }).into_iter().collect();
+        let id = order.id.to_string();
+        let change = Change::to(next)
+            .create(Create { aggregate: OrderKind::AGGREGATE, key: id.clone(), schema, body, timers })
+            .emit(Emit {
+                topic: Topic::OrderEvent,
+                routing_key: id.clone(),
+                payload,
+                from: Some(Origin { aggregate_id: id, version: 1, status: order.status.name().into() }),
+            });
+        CommandOutcome::Changed { change, reply: Ok(GateReply::Placed(order)) }
+    }
+
+    fn on_event(_key: &CustomerId, state: &CustomerOrders, env: &Envelope, _ctx: &Ctx) -> Result<EventOutcome<Self>, DeliveryError> {
+        if env.topic != Topic::OrderEvent {
+            return Err(permanent(format!("gates take no {} events", env.topic.name())));
+        }
+        let e = events::decode_order_event(env.schema_version, &env.payload).map_err(permanent)?;
+        Ok(match state.on_order_event(&e) {
+            Some(next) => EventOutcome::Changed(Change::to(next)),
+            None => EventOutcome::Ignored,
+        })
+    }
+}
+
+/// What can be asked of an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderCommand {
+    /// Read it.
+    Get,
+    /// Cancel it.
+    Cancel(Canceller),
+}
+
+/// The order entity kind. Its state is `None` until its gate created it.
+#[derive(Debug)]
+pub struct OrderKind;
+
+const ORDER_STOCK_STATUSES: &[&str] = &["BOOKED", "ERROR"];
+const ORDER_SHIPMENT_STEPS: &[&str] = &["ASSEMBLED", "SHIPPED", "DELIVERED"];
+
+fn transition_change(t: Transition) -> Result<Change<Option<CommerceOrder>>, CodecError> {
+    let mut change_timers = Vec::new();
+    if let Some(due) = t.deadline.clear {
+        change_timers.push(TimerOp::Clear { tag: DEADLINE_TAG.into(), due_ms: due });
+    }
+    if let Some(due) = t.deadline.set {
+        change_timers.push(TimerOp::Set { tag: DEADLINE_TAG.into(), due_ms: due });
+    }
+    let mut emits = Vec::new();
+    if let Some(e) = &t.event {
+        emits.push(Emit::new(Topic::OrderEvent, t.next.id.to_string(), events::encode(e)?));
+    }
+    let mut change = Change::to(Some(t.next)).emit_all(emits);
+    change.timers = change_timers;
+    Ok(change)
+}
+
+fn not_found(key: &OrderId) -> DomainError {
+    DomainError::NotFound { what: "order".into(), id: key.to_string() }
+}
+
+impl EntityKind for OrderKind {
+    const SERVICE: &'static str = "order";
+    const AGGREGATE: &'static str = "order";
+    const USES_TIMERS: bool = true;
+    type Key = OrderId;
+    type State = Option<CommerceOrder>;
+    type Command = OrderCommand;
+    type Reply = Result<CommerceOrder, DomainError>;
+
+    fn topics() -> &'static [Topic] {
+        &[Topic::StockBooking, Topic::PayEvent, Topic::ShippingEvent]
+    }
+
+    fn status_filter(topic: Topic) -> Option<&'static [&'static str]> {
+        match topic {
+            Topic::StockBooking => Some(ORDER_STOCK_STATUSES),
+            Topic::ShippingEvent => Some(ORDER_SHIPMENT_STEPS),
+            _ => None,
+        }
+    }
+
+    fn parse_key(s: &str) -> Result<OrderId, String> {
+        OrderId::parse(s).map_err(|e| e.to_string())
+    }
+
+    fn initial(_key: &OrderId) -> Option<CommerceOrder> {
+        None
+    }
+
+    fn encode_state(state: &Option<CommerceOrder>) -> Result<(u16, Vec<u8>), CodecError> {
+        state_v1("order", state)
+    }
+
+    fn decode_state(_key: &OrderId, schema: u16, body: &[u8]) -> Result<Option<CommerceOrder>, CodecError> {
+        from_state_v1("order", schema, body)
+    }
+
+    fn status(state: &Option<CommerceOrder>) -> String {
+        state.as_ref().map_or("NONE", |o| o.status.name()).to_owned()
+    }
+
+    fn on_command(key: &OrderId, state: &Option<CommerceOrder>, cmd: OrderCommand, ctx: &Ctx) -> CommandOutcome<Self> {
+        let Some(order) = state else { return CommandOutcome::Unchanged(Err(not_found(key))) };
+        match cmd {
+            OrderCommand::Get => CommandOutcome::Unchanged(Ok(order.clone())),
+            OrderCommand::Cancel(by) => {
+                match order.cancel(&by, ctx, ctx.cause) {
+                    Err(e) => CommandOutcome::Unchanged(Err(e)),
+                    Ok(t) => {
+                        let reply = t.next.clone();
+                        match transition_change(t) {
+                            Ok(change) => CommandOutcome::Changed { change, reply: Ok(reply) },
+                            Err(e) => CommandOutcome::Unchanged(Err(DomainError::Invalid { field: "order".into(), reason: e.to_string() })),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_timer(_key: &OrderId, state: &Option<CommerceOrder>, timer: &Timer, ctx: &Ctx) -> EventOutcome<Self> {
+        let Some(order) = state else { return EventOutcome::Ignored };
+        if timer.tag != DEADLINE_TAG {
+            return EventOutcome::Ignored;
+        }
+        match order.on_deadline(timer.due_ms, ctx, ctx.cause).map(transition_change) {
+            Some(Ok(change)) => EventOutcome::Changed(change),
+            _ => EventOutcome::Ignored,
+        }
+    }
+
+    fn on_event(_key: &OrderId, state: &Option<CommerceOrder>, env: &Envelope, ctx: &Ctx) -> Result<EventOutcome<Self>, DeliveryError> {
+        let Some(order) = state else { return Ok(EventOutcome::Ignored) };
+        let src = Source { version: env.aggregate_version, node: env.origin_node.to_string(), message_id: env.message_id };
+        let t = match env.topic {
+            Topic::StockBooking => {
+                let e: StockEvent = events::decode(env.topic, env.schema_version, &env.payload).map_err(permanent)?;
+                order.on_stock(&e, &src, ctx)
+            }
+            Topic::PayEvent => {
+                let e: PayEvent = events::decode(env.topic, env.schema_version, &env.payload).map_err(permanent)?;
+                order.on_payment(&e, &src, ctx)
+            }
+            Topic::ShippingEvent => {
+                let e: ShippingEvent = events::decode(env.topic, env.schema_version, &env.payload).map_err(permanent)?;
+                order.on_shipping(&e, &src, ctx)
+            }
+            t => return Err(permanent(format!("orders take no {} events", t.name()))),
+        };
+        transition_change(t).map(EventOutcome::Changed).map_err(permanent)
+    }
+}
+
+/// The order service's price of one product.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PriceEntry {
+    /// The product's name.
+    pub name: String,
+    /// Its price.
+    pub price: Money,
+    /// The product version it came from.
+    pub version: u64,
+}
+
+/// Reading a price.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PriceQuery {
+    /// The price, if the product is known.
+    Get,
+}
+
+/// The order service's price list entry kind (a projection of `catalogue.product`).
+#[derive(Debug)]
+pub struct PriceKind;
+
+impl EntityKind for PriceKind {
+    const SERVICE: &'static str = "order";
+    const AGGREGATE: &'static str = "price";
+    type Key = Sku;
+    type State = Option<PriceEntry>;
+    type Command = PriceQuery;
+    type Reply = Option<PriceEntry>;
+
+    fn topics() -> &'static [Topic] {
+        &[Topic::ProductEvent]
+    }
+
+    fn parse_key(s: &str) -> Result<Sku, String> {
+        Sku::parse(s).map_err(|e| e.to_string())
+    }
+
+    fn initial(_key: &Sku) -> Option<PriceEntry> {
+        None
+    }
+
+    fn encode_state(state: &Option<PriceEntry>) -> Result<(u16, Vec<u8>), CodecError> {
+        state_v1("price", state)
+    }
+
+    fn decode_state(_key: &Sku, schema: u16, body: &[u8]) -> Result<Option<PriceEntry>, CodecError> {
+        from_state_v1("price", schema, body)
+    }
+
+    fn status(state: &Option<PriceEntry>) -> String {
+        if state.is_some() { "PRICED" } else { "UNKNOWN" }.into()
+    }
+
+    fn on_command(_key: &Sku, state: &Option<PriceEntry>, _cmd: PriceQuery, _ctx: &Ctx) -> CommandOutcome<Self> {
+        CommandOutcome::Unchanged(state.clone())
+    }
+
+    fn on_event(key: &Sku, state: &Option<PriceEntry>, env: &Envelope, _ctx: &Ctx) -> Result<EventOutcome<Self>, DeliveryError> {
+        if env.topic != Topic::ProductEvent {
+            return Err(permanent(format!("prices take no {} events", env.topic.name())));
+        }
+        let p: Product = events::decode(env.topic, env.schema_version, &env.payload).map_err(permanent)?;
+        if &p.id != key {
+            return Err(permanent(format!("product {} routed to {key}", p.id)));
+        }
+        if state.as_ref().is_some_and(|s| s.version >= env.aggregate_version) {
+            return Ok(EventOutcome::Ignored);
+        }
+        Ok(EventOutcome::Changed(Change::to(Some(PriceEntry { name: p.name, price: p.price, version: env.aggregate_version }))))
+    }
+}
+
+/// Decodes an order event's payload (for other services).
+pub fn decode_order_event(env: &Envelope) -> Result<OrderEvent, DeliveryError> {
+    events::decode_order_event(env.schema_version, &env.payload).map_err(permanent)
+}

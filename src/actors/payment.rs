@@ -1,0 +1,271 @@
+//! The payment service: one payment account per order (wrapping `domain::payment`), and the
+//! payment-system adapter it talks to. The built-in sandbox (the default) sends the shopper to
+//! `/sandbox/pay/{paymentId}` and calls back exactly as an external system would: a JSON body
+//! signed with HMAC-SHA256 under the shared secret, hex in `X-Signature`.
+
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use super::entity::EntityKind;
+use super::plan::{Change, CommandOutcome, Emit, EventOutcome};
+use super::{from_state_v1, state_v1};
+use crate::domain::payment::{Callback, CallbackStatus, Payment, PaymentAccount};
+use crate::domain::saga::{OrderEvent, PayEvent, StockEvent};
+use crate::domain::{Ctx, Currency, DomainError, Money, OrderId, PaymentId};
+use crate::persistence::codec::CodecError;
+use crate::persistence::events::{self, Topic};
+use crate::persistence::{DeliveryError, Envelope};
+
+fn permanent(e: impl std::fmt::Display) -> DeliveryError {
+    DeliveryError::Permanent(e.to_string())
+}
+
+/// A payment system the store sends shoppers to.
+pub trait PaymentSystem: Send + Sync + 'static {
+    /// Its name (for logs).
+    fn name(&self) -> &'static str;
+    /// Where the shopper pays payment `id`: a URL with `{id}` in it.
+    fn redirect_template(&self) -> String;
+    /// Whether `signature` is this system's signature of `body`.
+    fn verify(&self, body: &[u8], signature: &str) -> bool;
+}
+
+/// The built-in sandbox payment system.
+pub struct Sandbox {
+    secret: Vec<u8>,
+}
+
+impl Sandbox {
+    /// A sandbox signing with `secret`.
+    pub fn new(secret: &[u8]) -> Self {
+        Self { secret: secret.to_vec() }
+    }
+
+    /// Signs a callback body as the sandbox does (hex of HMAC-SHA256).
+    pub fn sign(&self, body: &[u8]) -> String {
+        sign(&self.secret, body)
+    }
+}
+
+/// Hex of HMAC-SHA256 of `body` under `secret`.
+pub fn sign(secret: &[u8], body: &[u8]) -> String {
+    // HMAC takes a key of any length.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC accepts any key length");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+impl PaymentSystem for Sandbox {
+    fn name(&self) -> &'static str {
+        "sandbox"
+    }
+
+    fn redirect_template(&self) -> String {
+        "/sandbox/pay/{id}".into()
+    }
+
+    fn verify(&self, body: &[u8], signature: &str) -> bool {
+        let Ok(sig) = hex::decode(signature.trim()) else { return false };
+        let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret) else { return false };
+        mac.update(body);
+        // Constant-time comparison.
+        mac.verify_slice(&sig).is_ok()
+    }
+}
+
+/// The callback body a payment system posts (API.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CallbackBody {
+    /// The payment.
+    pub payment_id: String,
+    /// The payment system's id.
+    pub system_pay_id: String,
+    /// `SUCCEEDED` or `FAILED`.
+    pub status: String,
+    /// Minor units taken.
+    pub amount: i64,
+}
+
+/// Why a callback was refused before reaching the account.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallbackError {
+    /// The signature does not match.
+    #[error("bad signature")]
+    BadSignature,
+    /// The body is not a callback.
+    #[error("malformed callback: {0}")]
+    Malformed(String),
+}
+
+/// Checks a callback's signature and reads it.
+pub fn read_callback(system: &dyn PaymentSystem, body: &[u8], signature: &str) -> Result<Callback, CallbackError> {
+    if !system.verify(body, signature) {
+        return Err(CallbackError::BadSignature);
+    }
+    let b: CallbackBody = serde_json::from_slice(body).map_err(|e| CallbackError::Malformed(e.to_string()))?;
+    let status = match b.status.as_str() {
+        "SUCCEEDED" => CallbackStatus::Succeeded,
+        "FAILED" => CallbackStatus::Failed,
+        s => return Err(CallbackError::Malformed(format!("status {s:?} is not SUCCEEDED or FAILED"))),
+    };
+    let payment_id = PaymentId::parse(&b.payment_id).map_err(|e| CallbackError::Malformed(e.to_string()))?;
+    if b.system_pay_id.is_empty() || b.system_pay_id.len() > 128 {
+        return Err(CallbackError::Malformed("systemPayId must be 1..128 characters".into()));
+    }
+    if b.amount < 0 {
+        return Err(CallbackError::Malformed("amount must not be negative".into()));
+    }
+    Ok(Callback { payment_id, system_pay_id: b.system_pay_id, status, amount: Money::new(b.amount, Currency::EUR) })
+}
+
+/// What can be asked of a payment account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaymentCommand {
+    /// Open a payment for what is due (or return the one in progress).
+    Open {
+        /// The payment system's redirect URL with `{id}` in it.
+        redirect_template: String,
+    },
+    /// A verified callback.
+    Callback(Callback),
+    /// Read the account.
+    Get,
+}
+
+/// What a payment account answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PaymentReply {
+    /// One payment.
+    Payment(Payment),
+    /// The whole account.
+    Account(PaymentAccount),
+}
+
+/// The payment account entity kind (one per order).
+#[derive(Debug)]
+pub struct PaymentAccountKind;
+
+const CANCELLED: &[&str] = &["CANCELLED"];
+const BOOKED: &[&str] = &["BOOKED"];
+
+fn step_change(next: PaymentAccount, event: Option<PayEvent>) -> Result<Change<PaymentAccount>, CodecError> {
+    let mut change = Change::to(next);
+    if let Some(e) = event {
+        change = change.emit(Emit::new(Topic::PayEvent, e.order_id.to_string(), events::encode(&e)?));
+    }
+    Ok(change)
+}
+
+impl EntityKind for PaymentAccountKind {
+    const SERVICE: &'static str = "payment";
+    const AGGREGATE: &'static str = "account";
+    type Key = OrderId;
+    type State = PaymentAccount;
+    type Command = PaymentCommand;
+    type Reply = Result<PaymentReply, DomainError>;
+
+    fn topics() -> &'static [Topic] {
+        &[Topic::StockBooking, Topic::OrderEvent]
+    }
+
+    fn status_filter(topic: Topic) -> Option<&'static [&'static str]> {
+        match topic {
+            Topic::StockBooking => Some(BOOKED),
+            Topic::OrderEvent => Some(CANCELLED),
+            _ => None,
+        }
+    }
+
+    fn parse_key(s: &str) -> Result<OrderId, String> {
+        OrderId::parse(s).map_err(|e| e.to_string())
+    }
+
+    fn initial(key: &OrderId) -> PaymentAccount {
+        PaymentAccount::new(key.clone(), Currency::EUR)
+    }
+
+    fn encode_state(state: &PaymentAccount) -> Result<(u16, Vec<u8>), CodecError> {
+        state_v1("payment account", state)
+    }
+
+    fn decode_state(_key: &OrderId, schema: u16, body: &[u8]) -> Result<PaymentAccount, CodecError> {
+        from_state_v1("payment account", schema, body)
+    }
+
+    fn status(state: &PaymentAccount) -> String {
+        if state.cancelled {
+            "CANCELLED"
+        } else if state.due.is_some_and(|d| state.net().minor() >= d.minor()) {
+            "PAID"
+        } else if state.payable {
+            "PAYABLE"
+        } else {
+            "WAITING"
+        }
+        .into()
+    }
+
+    fn on_command(_key: &OrderId, state: &PaymentAccount, cmd: PaymentCommand, ctx: &Ctx) -> CommandOutcome<Self> {
+        let result = match cmd {
+            PaymentCommand::Get => return CommandOutcome::Unchanged(Ok(PaymentReply::Account(state.clone()))),
+            PaymentCommand::Open { redirect_template } => {
+                state.open(ctx, &|id: &PaymentId| redirect_template.replace("{id}", id.as_str()))
+            }
+            PaymentCommand::Callback(c) => state.callback(&c),
+        };
+        match result {
+            Err(e) => CommandOutcome::Unchanged(Err(e)),
+            Ok((payment, None)) => CommandOutcome::Unchanged(Ok(PaymentReply::Payment(payment))),
+            Ok((payment, Some((next, event)))) => match step_change(next, event) {
+                Ok(change) => CommandOutcome::Changed { change, reply: Ok(PaymentReply::Payment(payment)) },
+                Err(e) => CommandOutcome::Unchanged(Err(DomainError::Invalid { field: "payment".into(), reason: e.to_string() })),
+            },
+        }
+    }
+
+    fn on_event(_key: &OrderId, state: &PaymentAccount, env: &Envelope, _ctx: &Ctx) -> Result<EventOutcome<Self>, DeliveryError> {
+        let step = match env.topic {
+            Topic::StockBooking => {
+                let e: StockEvent = events::decode(env.topic, env.schema_version, &env.payload).map_err(permanent)?;
+                state.on_stock(&e, e.order_version).map(|n| (n, None))
+            }
+            Topic::OrderEvent => {
+                let e: OrderEvent = events::decode_order_event(env.schema_version, &env.payload).map_err(permanent)?;
+                if e.status == crate::domain::saga::OrderStatus::Cancelled {
+                    state.on_cancelled(&e.customer_id)
+                } else {
+                    None
+                }
+            }
+            t => return Err(permanent(format!("payment accounts take no {} events", t.name()))),
+        };
+        match step {
+            None => Ok(EventOutcome::Ignored),
+            Some((next, event)) => step_change(next, event).map(EventOutcome::Changed).map_err(permanent),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sandbox_verifies_its_own_signature_only() {
+        let s = Sandbox::new(b"secret");
+        let body = br#"{"paymentId":"o1-abc-1-p1","systemPayId":"sb-1","status":"SUCCEEDED","amount":100}"#;
+        let sig = s.sign(body);
+        assert!(s.verify(body, &sig));
+        assert!(!s.verify(body, "00"));
+        assert!(!s.verify(body, "not hex"));
+        assert!(!Sandbox::new(b"other").verify(body, &sig));
+        assert!(!s.verify(br#"{"paymentId":"o1-abc-1-p1","systemPayId":"sb-1","status":"SUCCEEDED","amount":1000}"#, &sig));
+        let c = read_callback(&s, body, &sig).unwrap();
+        assert_eq!(c.amount, Money::new(100, Currency::EUR));
+        assert_eq!(read_callback(&s, body, "ab"), Err(CallbackError::BadSignature));
+        let bad = br#"{"paymentId":"o1-abc-1-p1","systemPayId":"sb-1","status":"MAYBE","amount":100}"#;
+        assert!(matches!(read_callback(&s, bad, &s.sign(bad)), Err(CallbackError::Malformed(_))));
+    }
+}

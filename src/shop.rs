@@ -1,0 +1,293 @@
+//! The store's operations as callers use them (the HTTP front, the tests, the benches): each
+//! is a request to one service's entity, routed by key. Only request-level work happens here —
+//! pricing an order from the order service's own price list, waiting briefly for an order to
+//! become payable, checking a payment callback's signature. The saga itself is choreographed by
+//! the services' events, never driven from here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::actors::catalogue::{ProductCommand, ProductKind, ProjectionQuery, StockProjection, StockProjectionKind};
+use crate::actors::customer::{CustomerCommand, CustomerKind};
+use crate::actors::entity::EntityKind;
+use crate::actors::notification::{NotificationsKind, NotificationsQuery, SendRecordKind};
+use crate::actors::order::{GateCommand, GateKind, GateReply, OrderCommand, OrderKind, PriceKind, PriceQuery};
+use crate::actors::payment::{self, CallbackError, PaymentAccountKind, PaymentCommand, PaymentReply, PaymentSystem, Sandbox};
+use crate::actors::shipping::{ShipmentKind, ShippingCommand};
+use crate::actors::stock::{StockBookingKind, StockItemKind, StockItemView};
+use crate::actors::EngineError;
+use crate::clock::Clock;
+use crate::domain::booking::StockBooking;
+use crate::domain::catalogue::Product;
+use crate::domain::customer::{Communication, Customer, ProfileChange};
+use crate::domain::gate::CustomerOrders;
+use crate::domain::notification::{Notifications, SendRecord};
+use crate::domain::order::{Canceller, CommerceOrder, Deadlines, TimelineEntry};
+use crate::domain::payment::{Payment, PaymentAccount};
+use crate::domain::pricing::{self, Line, Priced, Promo};
+use crate::domain::saga::ShipmentStatus;
+use crate::domain::shipping::Shipment;
+use crate::domain::stock::{Dimensions, StockCommand};
+use crate::domain::{Currency, CustomerId, DomainError, MessageId, Money, NotPayableReason, OrderId, Qty, Sku};
+use crate::invariants::{self, Report};
+use crate::node::Node;
+use crate::persistence::Store;
+use crate::supervisors::Service;
+
+/// Why an operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShopError {
+    /// The business said no (a reply value of the aggregate).
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// The engine could not handle it (overload, unavailable, not local).
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// A payment callback was refused.
+    #[error(transparent)]
+    Callback(#[from] CallbackError),
+}
+
+/// A fresh message id.
+pub fn new_id() -> MessageId {
+    MessageId::from_bytes(*uuid::Uuid::new_v4().as_bytes())
+}
+
+/// Handles to every service of a node, and the store's settings.
+#[derive(Clone)]
+pub struct Shop {
+    products: Service<ProductKind>,
+    stock_levels: Service<StockProjectionKind>,
+    customers: Service<CustomerKind>,
+    gates: Service<GateKind>,
+    orders: Service<OrderKind>,
+    prices: Service<PriceKind>,
+    items: Service<StockItemKind>,
+    bookings: Service<StockBookingKind>,
+    payments: Service<PaymentAccountKind>,
+    shipments: Service<ShipmentKind>,
+    notifications: Service<NotificationsKind>,
+    payment_system: Arc<Sandbox>,
+    deadlines: Deadlines,
+    store: Store,
+    clock: Arc<dyn Clock>,
+    router: Arc<crate::cluster::Router>,
+}
+
+fn need<K: EntityKind>(node: &Node) -> Result<Service<K>, EngineError> {
+    node.service::<K>().ok_or_else(|| EngineError::Unavailable(format!("the node runs no {}/{} service", K::SERVICE, K::AGGREGATE)))
+}
+
+impl Shop {
+    /// The shop of a node started with `NodeBuilder::store`.
+    pub fn new(node: &Node) -> Result<Shop, EngineError> {
+        let o = node.options();
+        Ok(Shop {
+            products: need(node)?,
+            stock_levels: need(node)?,
+            customers: need(node)?,
+            gates: need(node)?,
+            orders: need(node)?,
+            prices: need(node)?,
+            items: need(node)?,
+            bookings: need(node)?,
+            payments: need(node)?,
+            shipments: need(node)?,
+            notifications: need(node)?,
+            payment_system: Arc::new(Sandbox::new(&o.payment_secret)),
+            deadlines: o.deadlines,
+            store: node.store().clone(),
+            clock: o.clock.clone(),
+            router: node.router().clone(),
+        })
+    }
+
+    /// The payment system (the sandbox).
+    pub fn payment_system(&self) -> &Sandbox {
+        &self.payment_system
+    }
+
+    /// Adds a product to the catalogue.
+    pub async fn add_product(&self, id: &Sku, name: &str, description: &str, price: Money, photo: Option<String>) -> Result<Product, ShopError> {
+        let cmd = ProductCommand::Add { name: name.into(), description: description.into(), price, photo };
+        Ok(self.products.command(id, new_id(), cmd).await??)
+    }
+
+    /// A product.
+    pub async fn product(&self, id: &Sku) -> Result<Product, ShopError> {
+        Ok(self.products.command(id, new_id(), ProductCommand::Get).await??)
+    }
+
+    /// Stock received from a supplier.
+    pub async fn receive_stock(&self, sku: &Sku, qty: Qty, dims: Option<Dimensions>) -> Result<StockItemView, ShopError> {
+        Ok(self.items.command(sku, new_id(), StockCommand::Receive { qty, dims }).await??)
+    }
+
+    /// A stock item as the stock service has it.
+    pub async fn stock_item(&self, sku: &Sku) -> Result<StockItemView, ShopError> {
+        Ok(self.items.command(sku, new_id(), StockCommand::Get).await??)
+    }
+
+    /// The catalogue's (eventually consistent) view of an item's stock.
+    pub async fn stock_levels(&self, sku: &Sku) -> Result<StockProjection, ShopError> {
+        Ok(self.stock_levels.command(sku, new_id(), ProjectionQuery::Get).await?)
+    }
+
+    /// Signs a customer up.
+    pub async fn register_customer(&self, id: &CustomerId, name: &str, last_name: &str, communications: Vec<Communication>) -> Result<Customer, ShopError> {
+        let cmd = CustomerCommand::Register { name: name.into(), last_name: last_name.into(), communications };
+        Ok(self.customers.command(id, new_id(), cmd).await??)
+    }
+
+    /// Changes a customer's profile.
+    pub async fn update_customer(&self, id: &CustomerId, change: ProfileChange) -> Result<Customer, ShopError> {
+        Ok(self.customers.command(id, new_id(), CustomerCommand::Update(change)).await??)
+    }
+
+    /// A customer.
+    pub async fn customer(&self, id: &CustomerId) -> Result<Customer, ShopError> {
+        Ok(self.customers.command(id, new_id(), CustomerCommand::Get).await??)
+    }
+
+    /// Prices lines from the order service's price list, with an optional promo code.
+    pub async fn price(&self, items: &[(Sku, Qty)], promo: Option<&Promo>) -> Result<Priced, ShopError> {
+        let mut lines = Vec::with_capacity(items.len());
+        for (sku, qty) in items {
+            let entry = self.prices.command(sku, new_id(), PriceQuery::Get).await?;
+            let Some(entry) = entry else {
+                return Err(DomainError::Invalid { field: "itemsList".into(), reason: format!("unknown product {sku}") }.into());
+            };
+            lines.push(Line { product: sku.clone(), name: entry.name, unit_price: entry.price, qty: *qty });
+        }
+        Ok(pricing::price(lines, promo, self.clock.now_ms(), Currency::EUR)?)
+    }
+
+    /// Places an order for a customer (one unpaid order at a time).
+    pub async fn place_order(&self, customer: &CustomerId, items: &[(Sku, Qty)], promo: Option<&Promo>) -> Result<CommerceOrder, ShopError> {
+        self.place_order_as(new_id(), customer, items, promo).await
+    }
+
+    /// Places an order under a given message id: a repeat of the id gets the first answer.
+    pub async fn place_order_as(&self, id: MessageId, customer: &CustomerId, items: &[(Sku, Qty)], promo: Option<&Promo>) -> Result<CommerceOrder, ShopError> {
+        let priced = self.price(items, promo).await?;
+        let partition = self.router.partition_of(customer.as_str().as_bytes());
+        let cmd = GateCommand::Place { priced, partition, deadlines: self.deadlines };
+        match self.gates.command(customer, id, cmd).await?? {
+            GateReply::Placed(o) => Ok(o),
+            GateReply::State(_) => Err(EngineError::Unavailable("the gate answered a placement with its state".into()).into()),
+        }
+    }
+
+    /// A customer's gate (their unpaid order and recent orders).
+    pub async fn customer_orders(&self, customer: &CustomerId) -> Result<CustomerOrders, ShopError> {
+        match self.gates.command(customer, new_id(), GateCommand::Get).await?? {
+            GateReply::State(s) => Ok(s),
+            GateReply::Placed(_) => Err(EngineError::Unavailable("the gate answered a read with an order".into()).into()),
+        }
+    }
+
+    /// An order.
+    pub async fn order(&self, id: &OrderId) -> Result<CommerceOrder, ShopError> {
+        Ok(self.orders.command(id, new_id(), OrderCommand::Get).await??)
+    }
+
+    /// Cancels an order.
+    pub async fn cancel_order(&self, id: &OrderId, by: Canceller) -> Result<CommerceOrder, ShopError> {
+        Ok(self.orders.command(id, new_id(), OrderCommand::Cancel(by)).await??)
+    }
+
+    /// The events that touched an order, in the order they took effect.
+    pub async fn timeline(&self, id: &OrderId) -> Result<Vec<TimelineEntry>, ShopError> {
+        Ok(self.order(id).await?.timeline)
+    }
+
+    /// The payment to make for an order: the one in progress, or a new one for what is due.
+    /// Waits up to `wait` while the order's booking completes.
+    pub async fn redirect(&self, order: &OrderId, wait: Duration) -> Result<Payment, ShopError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut pause = Duration::from_millis(2);
+        loop {
+            let cmd = PaymentCommand::Open { redirect_template: self.payment_system.redirect_template() };
+            match self.payments.command(order, new_id(), cmd).await? {
+                Ok(PaymentReply::Payment(p)) => return Ok(p),
+                Ok(PaymentReply::Account(_)) => return Err(EngineError::Unavailable("unexpected account reply".into()).into()),
+                Err(DomainError::NotPayable { reason: NotPayableReason::NotBookedYet }) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// A payment system's callback: the signature is checked, then the payment's account
+    /// takes it (a repeat is a no-op).
+    pub async fn callback(&self, body: &[u8], signature: &str) -> Result<Payment, ShopError> {
+        let c = payment::read_callback(self.payment_system.as_ref(), body, signature)?;
+        let order = c.payment_id.order().ok_or_else(|| CallbackError::Malformed("payment id names no order".into()))?;
+        let id = MessageId::derived(&[b"callback", body]);
+        match self.payments.command(&order, id, PaymentCommand::Callback(c)).await?? {
+            PaymentReply::Payment(p) => Ok(p),
+            PaymentReply::Account(_) => Err(EngineError::Unavailable("unexpected account reply".into()).into()),
+        }
+    }
+
+    /// The sandbox's signed callback body for a payment (what its page posts).
+    pub fn sandbox_callback(&self, payment: &Payment, succeeded: bool, amount: i64) -> (Vec<u8>, String) {
+        let body = serde_json::json!({
+            "paymentId": payment.id.as_str(),
+            "systemPayId": format!("sb-{}", payment.id),
+            "status": if succeeded { "SUCCEEDED" } else { "FAILED" },
+            "amount": amount,
+        })
+        .to_string()
+        .into_bytes();
+        let sig = self.payment_system.sign(&body);
+        (body, sig)
+    }
+
+    /// An order's payments.
+    pub async fn payments(&self, order: &OrderId) -> Result<PaymentAccount, ShopError> {
+        match self.payments.command(order, new_id(), PaymentCommand::Get).await?? {
+            PaymentReply::Account(a) => Ok(a),
+            PaymentReply::Payment(_) => Err(EngineError::Unavailable("unexpected payment reply".into()).into()),
+        }
+    }
+
+    /// An order's stock booking.
+    pub async fn booking(&self, order: &OrderId) -> Result<StockBooking, ShopError> {
+        Ok(self.bookings.command(order, new_id(), crate::actors::stock::BookingQuery::Get).await?)
+    }
+
+    /// A shipping operator moves an order's shipment.
+    pub async fn ship(&self, order: &OrderId, to: ShipmentStatus) -> Result<Shipment, ShopError> {
+        Ok(self.shipments.command(order, new_id(), ShippingCommand::Step(to)).await??)
+    }
+
+    /// An order's shipment.
+    pub async fn shipment(&self, order: &OrderId) -> Result<Shipment, ShopError> {
+        Ok(self.shipments.command(order, new_id(), ShippingCommand::Get).await??)
+    }
+
+    /// The notification service's view of a customer.
+    pub async fn notification_view(&self, customer: &CustomerId) -> Result<Notifications, ShopError> {
+        Ok(self.notifications.command(customer, new_id(), NotificationsQuery::Get).await?)
+    }
+
+    /// Every recorded notification send (a scan of the service's records).
+    pub fn sends(&self) -> Result<Vec<SendRecord>, ShopError> {
+        let rows = invariants::StateSource::states(&self.store, SendRecordKind::SERVICE, SendRecordKind::AGGREGATE)
+            .map_err(EngineError::Unavailable)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (k, schema, body) in rows {
+            let rec = SendRecordKind::decode_state(&k, schema, &body).map_err(|e| EngineError::Unavailable(e.to_string()))?;
+            out.push(rec);
+        }
+        Ok(out)
+    }
+
+    /// The invariant checker's verdict now.
+    pub fn invariants(&self) -> Report {
+        invariants::check(&self.store, self.clock.now_ms(), 2_000)
+    }
+}
