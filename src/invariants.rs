@@ -141,7 +141,9 @@ pub fn check(src: &dyn StateSource, now_ms: u64, grace_ms: u64) -> Report {
     for (id, o) in &orders {
         let b = bookings.get(id);
         if o.status.is_paid() {
-            let ok = b.is_some_and(|b| !b.cancelled && matches!(b.status, Some(StockStatus::Booked | StockStatus::Assembled)));
+            let ok = b.is_some_and(|b| {
+                !b.cancelled && matches!(b.status, Some(StockStatus::Booked | StockStatus::Assembled))
+            });
             if !ok {
                 booked.push(format!("order {id} is {} but its stock is not booked", o.status.name()));
             }

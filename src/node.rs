@@ -16,19 +16,21 @@ use tokio::task::JoinHandle;
 
 use crate::actors::catalogue::{ProductKind, StockProjectionKind};
 use crate::actors::customer::CustomerKind;
+use crate::actors::entity::{EntityEnv, EntityKind};
 use crate::actors::notification::{Channels, NotificationsKind, SendRecordKind, Sender};
 use crate::actors::order::{GateKind, OrderKind, PriceKind};
 use crate::actors::payment::PaymentAccountKind;
 use crate::actors::shipping::ShipmentKind;
-use crate::actors::entity::{EntityEnv, EntityKind};
 use crate::actors::stock::{StockBookingKind, StockItemKind};
 use crate::actors::EngineError;
 use crate::clock::{Clock, SystemClock};
 use crate::cluster::Router;
 use crate::config::ClusterConfig;
-use crate::domain::NodeId;
 use crate::domain::order::Deadlines;
-use crate::limits::{BOOKING_TIMEOUT_MS, INBOX_PRUNE_EVERY_MS, INBOX_RETENTION_MS, PARTITIONS_DEFAULT, PAYMENT_TIMEOUT_MS};
+use crate::domain::NodeId;
+use crate::limits::{
+    BOOKING_TIMEOUT_MS, INBOX_PRUNE_EVERY_MS, INBOX_RETENTION_MS, PARTITIONS_DEFAULT, PAYMENT_TIMEOUT_MS,
+};
 use crate::persistence::Topic;
 use crate::persistence::{
     Committer, Durability, Relay, RelayConfig, ServiceTrees, Store, StoreError, StoreOptions, Subscriber, Subscriptions,
@@ -194,7 +196,8 @@ impl NodeBuilder {
                 "notification/sender",
                 Topic::NotificationSend,
                 Box::new(move |s: &Services<'_>| {
-                    s.get::<SendRecordKind>().map(|records| Arc::new(Sender::new(records, channels)) as Arc<dyn Subscriber>)
+                    s.get::<SendRecordKind>()
+                        .map(|records| Arc::new(Sender::new(records, channels)) as Arc<dyn Subscriber>)
                 }),
             )
     }
@@ -277,6 +280,14 @@ impl NodeBuilder {
             services.insert(s.type_id, s.service);
             trees.push(s.trees);
             stops.push(s.stop);
+        }
+        for (name, build) in self.late_subscribers {
+            match build(&Services(&services)) {
+                Some(sub) => {
+                    subscribers.insert(name, sub);
+                }
+                None => return Err(NodeError::Config(format!("subscriber {name} lacks a service it needs"))),
+            }
         }
         let relay =
             Relay::start(store.clone(), committer.clone(), subscribers.clone(), opts.clock.clone(), opts.relay.clone());

@@ -12,7 +12,9 @@ use crate::actors::customer::{CustomerCommand, CustomerKind};
 use crate::actors::entity::EntityKind;
 use crate::actors::notification::{NotificationsKind, NotificationsQuery, SendRecordKind};
 use crate::actors::order::{GateCommand, GateKind, GateReply, OrderCommand, OrderKind, PriceKind, PriceQuery};
-use crate::actors::payment::{self, CallbackError, PaymentAccountKind, PaymentCommand, PaymentReply, PaymentSystem, Sandbox};
+use crate::actors::payment::{
+    self, CallbackError, PaymentAccountKind, PaymentCommand, PaymentReply, PaymentSystem, Sandbox,
+};
 use crate::actors::shipping::{ShipmentKind, ShippingCommand};
 use crate::actors::stock::{StockBookingKind, StockItemKind, StockItemView};
 use crate::actors::EngineError;
@@ -75,7 +77,8 @@ pub struct Shop {
 }
 
 fn need<K: EntityKind>(node: &Node) -> Result<Service<K>, EngineError> {
-    node.service::<K>().ok_or_else(|| EngineError::Unavailable(format!("the node runs no {}/{} service", K::SERVICE, K::AGGREGATE)))
+    node.service::<K>()
+        .ok_or_else(|| EngineError::Unavailable(format!("the node runs no {}/{} service", K::SERVICE, K::AGGREGATE)))
 }
 
 impl Shop {
@@ -108,7 +111,14 @@ impl Shop {
     }
 
     /// Adds a product to the catalogue.
-    pub async fn add_product(&self, id: &Sku, name: &str, description: &str, price: Money, photo: Option<String>) -> Result<Product, ShopError> {
+    pub async fn add_product(
+        &self,
+        id: &Sku,
+        name: &str,
+        description: &str,
+        price: Money,
+        photo: Option<String>,
+    ) -> Result<Product, ShopError> {
         let cmd = ProductCommand::Add { name: name.into(), description: description.into(), price, photo };
         Ok(self.products.command(id, new_id(), cmd).await??)
     }
@@ -119,7 +129,12 @@ impl Shop {
     }
 
     /// Stock received from a supplier.
-    pub async fn receive_stock(&self, sku: &Sku, qty: Qty, dims: Option<Dimensions>) -> Result<StockItemView, ShopError> {
+    pub async fn receive_stock(
+        &self,
+        sku: &Sku,
+        qty: Qty,
+        dims: Option<Dimensions>,
+    ) -> Result<StockItemView, ShopError> {
         Ok(self.items.command(sku, new_id(), StockCommand::Receive { qty, dims }).await??)
     }
 
@@ -134,7 +149,13 @@ impl Shop {
     }
 
     /// Signs a customer up.
-    pub async fn register_customer(&self, id: &CustomerId, name: &str, last_name: &str, communications: Vec<Communication>) -> Result<Customer, ShopError> {
+    pub async fn register_customer(
+        &self,
+        id: &CustomerId,
+        name: &str,
+        last_name: &str,
+        communications: Vec<Communication>,
+    ) -> Result<Customer, ShopError> {
         let cmd = CustomerCommand::Register { name: name.into(), last_name: last_name.into(), communications };
         Ok(self.customers.command(id, new_id(), cmd).await??)
     }
@@ -155,7 +176,11 @@ impl Shop {
         for (sku, qty) in items {
             let entry = self.prices.command(sku, new_id(), PriceQuery::Get).await?;
             let Some(entry) = entry else {
-                return Err(DomainError::Invalid { field: "itemsList".into(), reason: format!("unknown product {sku}") }.into());
+                return Err(DomainError::Invalid {
+                    field: "itemsList".into(),
+                    reason: format!("unknown product {sku}"),
+                }
+                .into());
             };
             lines.push(Line { product: sku.clone(), name: entry.name, unit_price: entry.price, qty: *qty });
         }
@@ -163,18 +188,31 @@ impl Shop {
     }
 
     /// Places an order for a customer (one unpaid order at a time).
-    pub async fn place_order(&self, customer: &CustomerId, items: &[(Sku, Qty)], promo: Option<&Promo>) -> Result<CommerceOrder, ShopError> {
+    pub async fn place_order(
+        &self,
+        customer: &CustomerId,
+        items: &[(Sku, Qty)],
+        promo: Option<&Promo>,
+    ) -> Result<CommerceOrder, ShopError> {
         self.place_order_as(new_id(), customer, items, promo).await
     }
 
     /// Places an order under a given message id: a repeat of the id gets the first answer.
-    pub async fn place_order_as(&self, id: MessageId, customer: &CustomerId, items: &[(Sku, Qty)], promo: Option<&Promo>) -> Result<CommerceOrder, ShopError> {
+    pub async fn place_order_as(
+        &self,
+        id: MessageId,
+        customer: &CustomerId,
+        items: &[(Sku, Qty)],
+        promo: Option<&Promo>,
+    ) -> Result<CommerceOrder, ShopError> {
         let priced = self.price(items, promo).await?;
         let partition = self.router.partition_of(customer.as_str().as_bytes());
         let cmd = GateCommand::Place { priced, partition, deadlines: self.deadlines };
         match self.gates.command(customer, id, cmd).await?? {
             GateReply::Placed(o) => Ok(o),
-            GateReply::State(_) => Err(EngineError::Unavailable("the gate answered a placement with its state".into()).into()),
+            GateReply::State(_) => {
+                Err(EngineError::Unavailable("the gate answered a placement with its state".into()).into())
+            }
         }
     }
 
@@ -182,7 +220,9 @@ impl Shop {
     pub async fn customer_orders(&self, customer: &CustomerId) -> Result<CustomerOrders, ShopError> {
         match self.gates.command(customer, new_id(), GateCommand::Get).await?? {
             GateReply::State(s) => Ok(s),
-            GateReply::Placed(_) => Err(EngineError::Unavailable("the gate answered a read with an order".into()).into()),
+            GateReply::Placed(_) => {
+                Err(EngineError::Unavailable("the gate answered a read with an order".into()).into())
+            }
         }
     }
 
@@ -210,8 +250,12 @@ impl Shop {
             let cmd = PaymentCommand::Open { redirect_template: self.payment_system.redirect_template() };
             match self.payments.command(order, new_id(), cmd).await? {
                 Ok(PaymentReply::Payment(p)) => return Ok(p),
-                Ok(PaymentReply::Account(_)) => return Err(EngineError::Unavailable("unexpected account reply".into()).into()),
-                Err(DomainError::NotPayable { reason: NotPayableReason::NotBookedYet }) if tokio::time::Instant::now() < deadline => {
+                Ok(PaymentReply::Account(_)) => {
+                    return Err(EngineError::Unavailable("unexpected account reply".into()).into())
+                }
+                Err(DomainError::NotPayable { reason: NotPayableReason::NotBookedYet })
+                    if tokio::time::Instant::now() < deadline =>
+                {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_millis(50));
                 }
@@ -280,7 +324,8 @@ impl Shop {
             .map_err(EngineError::Unavailable)?;
         let mut out = Vec::with_capacity(rows.len());
         for (k, schema, body) in rows {
-            let rec = SendRecordKind::decode_state(&k, schema, &body).map_err(|e| EngineError::Unavailable(e.to_string()))?;
+            let rec =
+                SendRecordKind::decode_state(&k, schema, &body).map_err(|e| EngineError::Unavailable(e.to_string()))?;
             out.push(rec);
         }
         Ok(out)

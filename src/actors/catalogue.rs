@@ -79,19 +79,25 @@ impl EntityKind for StockProjectionKind {
         }
     }
 
-    fn on_event(key: &Sku, state: &StockProjection, env: &Envelope, _ctx: &Ctx) -> Result<EventOutcome<Self>, DeliveryError> {
+    fn on_event(
+        key: &Sku,
+        state: &StockProjection,
+        env: &Envelope,
+        _ctx: &Ctx,
+    ) -> Result<EventOutcome<Self>, DeliveryError> {
         if env.topic != Topic::StockItem {
             return Err(DeliveryError::Permanent(format!("stock projections take no {} events", env.topic.name())));
         }
-        let event =
-            events::decode_stock_item(env.schema_version, &env.payload).map_err(|e| DeliveryError::Permanent(e.to_string()))?;
+        let event = events::decode_stock_item(env.schema_version, &env.payload)
+            .map_err(|e| DeliveryError::Permanent(e.to_string()))?;
         if &event.sku != key {
             return Err(DeliveryError::Permanent(format!("event for {} routed to {key}", event.sku)));
         }
         if env.aggregate_version <= state.stock_version {
             return Ok(EventOutcome::Ignored);
         }
-        let next = StockProjection { stock_version: env.aggregate_version, levels: event.levels, applied: state.applied + 1 };
+        let next =
+            StockProjection { stock_version: env.aggregate_version, levels: event.levels, applied: state.applied + 1 };
         Ok(EventOutcome::Changed(Change::to(next)))
     }
 }
@@ -153,17 +159,24 @@ impl EntityKind for ProductKind {
     fn on_command(key: &Sku, state: &Product, cmd: ProductCommand, ctx: &Ctx) -> CommandOutcome<Self> {
         match cmd {
             ProductCommand::Get if state.exists() => CommandOutcome::Unchanged(Ok(state.clone())),
-            ProductCommand::Get => CommandOutcome::Unchanged(Err(DomainError::NotFound { what: "product".into(), id: key.to_string() })),
-            ProductCommand::Add { name, description, price, photo } => match state.add(&name, &description, price, photo, ctx) {
-                Err(e) => CommandOutcome::Unchanged(Err(e)),
-                Ok(p) => match events::encode(&p) {
-                    Ok(payload) => CommandOutcome::Changed {
-                        reply: Ok(p.clone()),
-                        change: Change::to(p).emit(Emit::new(Topic::ProductEvent, key.to_string(), payload)),
+            ProductCommand::Get => {
+                CommandOutcome::Unchanged(Err(DomainError::NotFound { what: "product".into(), id: key.to_string() }))
+            }
+            ProductCommand::Add { name, description, price, photo } => {
+                match state.add(&name, &description, price, photo, ctx) {
+                    Err(e) => CommandOutcome::Unchanged(Err(e)),
+                    Ok(p) => match events::encode(&p) {
+                        Ok(payload) => CommandOutcome::Changed {
+                            reply: Ok(p.clone()),
+                            change: Change::to(p).emit(Emit::new(Topic::ProductEvent, key.to_string(), payload)),
+                        },
+                        Err(e) => CommandOutcome::Unchanged(Err(DomainError::Invalid {
+                            field: "product".into(),
+                            reason: e.to_string(),
+                        })),
                     },
-                    Err(e) => CommandOutcome::Unchanged(Err(DomainError::Invalid { field: "product".into(), reason: e.to_string() })),
-                },
-            },
+                }
+            }
         }
     }
 

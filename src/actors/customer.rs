@@ -36,9 +36,15 @@ fn published(next: Customer) -> CommandOutcome<CustomerKind> {
     match events::encode(&next) {
         Ok(payload) => CommandOutcome::Changed {
             reply: Ok(next.clone()),
-            change: Change::to(next.clone()).emit(Emit::new(Topic::CustomerEvent, next.customer_id.to_string(), payload)),
+            change: Change::to(next.clone()).emit(Emit::new(
+                Topic::CustomerEvent,
+                next.customer_id.to_string(),
+                payload,
+            )),
         },
-        Err(e) => CommandOutcome::Unchanged(Err(DomainError::Invalid { field: "customer".into(), reason: e.to_string() })),
+        Err(e) => {
+            CommandOutcome::Unchanged(Err(DomainError::Invalid { field: "customer".into(), reason: e.to_string() }))
+        }
     }
 }
 
@@ -77,11 +83,15 @@ impl EntityKind for CustomerKind {
     fn on_command(key: &CustomerId, state: &Customer, cmd: CustomerCommand, ctx: &Ctx) -> CommandOutcome<Self> {
         match cmd {
             CustomerCommand::Get if state.registered() => CommandOutcome::Unchanged(Ok(state.clone())),
-            CustomerCommand::Get => CommandOutcome::Unchanged(Err(DomainError::NotFound { what: "customer".into(), id: key.to_string() })),
-            CustomerCommand::Register { name, last_name, communications } => match state.register(&name, &last_name, communications, ctx) {
-                Ok(next) => published(next),
-                Err(e) => CommandOutcome::Unchanged(Err(e)),
-            },
+            CustomerCommand::Get => {
+                CommandOutcome::Unchanged(Err(DomainError::NotFound { what: "customer".into(), id: key.to_string() }))
+            }
+            CustomerCommand::Register { name, last_name, communications } => {
+                match state.register(&name, &last_name, communications, ctx) {
+                    Ok(next) => published(next),
+                    Err(e) => CommandOutcome::Unchanged(Err(e)),
+                }
+            }
             CustomerCommand::Update(ch) => match state.update(&ch, ctx) {
                 Ok(Some(next)) => published(next),
                 Ok(None) => CommandOutcome::Unchanged(Ok(state.clone())),
@@ -90,7 +100,12 @@ impl EntityKind for CustomerKind {
         }
     }
 
-    fn on_event(_key: &CustomerId, _state: &Customer, env: &Envelope, _ctx: &Ctx) -> Result<EventOutcome<Self>, DeliveryError> {
+    fn on_event(
+        _key: &CustomerId,
+        _state: &Customer,
+        env: &Envelope,
+        _ctx: &Ctx,
+    ) -> Result<EventOutcome<Self>, DeliveryError> {
         Err(DeliveryError::Permanent(format!("customers take no {} events", env.topic.name())))
     }
 }

@@ -292,7 +292,12 @@ fn fresh_message_id() -> MessageId {
 
 /// Encodes a plan into a write set: the inbox record, the framed states, one outbox entry per
 /// subscriber whose filter admits the envelope, the timer keys.
-pub fn write_set<K: EntityKind>(env: &EntityEnv, key: &K::Key, version_before: u64, p: Plan) -> Result<WriteSet, StoreError> {
+pub fn write_set<K: EntityKind>(
+    env: &EntityEnv,
+    key: &K::Key,
+    version_before: u64,
+    p: Plan,
+) -> Result<WriteSet, StoreError> {
     let (id, reply) = p.inbox;
     let now = env.clock.now_ms();
     let record = InboxRecord { recorded_at_ms: now, reply }.encode()?;
@@ -322,13 +327,16 @@ pub fn write_set<K: EntityKind>(env: &EntityEnv, key: &K::Key, version_before: u
     }
     for env_ in &p.envelopes {
         for dest in env.subscriptions.destinations(env_.topic, &env_.aggregate_status) {
-            let entry = OutboxEntry { destination: dest.to_owned(), attempts: 0, last_error: None, envelope: env_.clone() };
+            let entry =
+                OutboxEntry { destination: dest.to_owned(), attempts: 0, last_error: None, envelope: env_.clone() };
             ws.outbox.push(entry.encode()?);
         }
     }
     for t in &p.timers {
         match t {
-            TimerOp::Set { tag, due_ms } => ws.timer_sets.push((timer_key(*due_ms, K::AGGREGATE, &key_text, tag), Vec::new())),
+            TimerOp::Set { tag, due_ms } => {
+                ws.timer_sets.push((timer_key(*due_ms, K::AGGREGATE, &key_text, tag), Vec::new()))
+            }
             TimerOp::Clear { tag, due_ms } => ws.timer_clears.push(timer_key(*due_ms, K::AGGREGATE, &key_text, tag)),
         }
     }

@@ -13,8 +13,8 @@ pub mod shipping;
 pub mod stock;
 
 pub use entity::EntityKind;
-pub use plan::{Change, CommandOutcome, Create, Emit, EventOutcome, Origin, Timer, TimerOp};
 pub use error::EngineError;
+pub use plan::{Change, CommandOutcome, Create, Emit, EventOutcome, Origin, Timer, TimerOp};
 
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -27,7 +27,11 @@ pub(crate) fn state_v1<T: Serialize>(what: &'static str, state: &T) -> Result<(u
 }
 
 /// Decodes a state kept at schema 1.
-pub(crate) fn from_state_v1<T: DeserializeOwned>(what: &'static str, schema: u16, body: &[u8]) -> Result<T, CodecError> {
+pub(crate) fn from_state_v1<T: DeserializeOwned>(
+    what: &'static str,
+    schema: u16,
+    body: &[u8],
+) -> Result<T, CodecError> {
     if schema != 1 {
         return Err(CodecError::UnknownSchema { what: what.into(), version: schema });
     }

@@ -81,9 +81,9 @@ impl EntityKind for NotificationsKind {
 
     fn event_key(env: &Envelope) -> Result<CustomerId, String> {
         match env.topic {
-            Topic::OrderEvent => {
-                events::decode_order_event(env.schema_version, &env.payload).map(|e| e.customer_id).map_err(|e| e.to_string())
-            }
+            Topic::OrderEvent => events::decode_order_event(env.schema_version, &env.payload)
+                .map(|e| e.customer_id)
+                .map_err(|e| e.to_string()),
             Topic::ShippingEvent => events::decode::<ShippingEvent>(env.topic, env.schema_version, &env.payload)
                 .map(|e| e.customer_id)
                 .map_err(|e| e.to_string()),
@@ -107,11 +107,21 @@ impl EntityKind for NotificationsKind {
         if state.customer.is_some() { "KNOWN" } else { "UNKNOWN" }.into()
     }
 
-    fn on_command(_key: &CustomerId, state: &Notifications, _cmd: NotificationsQuery, _ctx: &Ctx) -> CommandOutcome<Self> {
+    fn on_command(
+        _key: &CustomerId,
+        state: &Notifications,
+        _cmd: NotificationsQuery,
+        _ctx: &Ctx,
+    ) -> CommandOutcome<Self> {
         CommandOutcome::Unchanged(state.clone())
     }
 
-    fn on_event(_key: &CustomerId, state: &Notifications, env: &Envelope, _ctx: &Ctx) -> Result<EventOutcome<Self>, DeliveryError> {
+    fn on_event(
+        _key: &CustomerId,
+        state: &Notifications,
+        env: &Envelope,
+        _ctx: &Ctx,
+    ) -> Result<EventOutcome<Self>, DeliveryError> {
         let step = match env.topic {
             Topic::CustomerEvent => {
                 let c: Customer = events::decode(env.topic, env.schema_version, &env.payload).map_err(permanent)?;
@@ -122,7 +132,8 @@ impl EntityKind for NotificationsKind {
                 state.on_order(&e, env.message_id)
             }
             Topic::ShippingEvent => {
-                let e: ShippingEvent = events::decode(env.topic, env.schema_version, &env.payload).map_err(permanent)?;
+                let e: ShippingEvent =
+                    events::decode(env.topic, env.schema_version, &env.payload).map_err(permanent)?;
                 state.on_shipping(&e, env.message_id)
             }
             t => return Err(permanent(format!("notifications take no {} events", t.name()))),
@@ -233,7 +244,12 @@ impl EntityKind for SendRecordKind {
         CommandOutcome::Changed { reply: next.clone(), change: Change::to(next) }
     }
 
-    fn on_event(_key: &String, _state: &SendRecord, env: &Envelope, _ctx: &Ctx) -> Result<EventOutcome<Self>, DeliveryError> {
+    fn on_event(
+        _key: &String,
+        _state: &SendRecord,
+        env: &Envelope,
+        _ctx: &Ctx,
+    ) -> Result<EventOutcome<Self>, DeliveryError> {
         Err(permanent(format!("send records take no {} events", env.topic.name())))
     }
 }
@@ -307,7 +323,8 @@ fn send_mail(cfg: &SmtpConfig, r: &SendRequest) -> Result<(), String> {
         .header(ContentType::TEXT_PLAIN)
         .body(r.body.clone())
         .map_err(|e| e.to_string())?;
-    let transport = SmtpTransport::builder_dangerous(cfg.host.as_str()).port(cfg.port).timeout(Some(SEND_TIMEOUT)).build();
+    let transport =
+        SmtpTransport::builder_dangerous(cfg.host.as_str()).port(cfg.port).timeout(Some(SEND_TIMEOUT)).build();
     transport.send(&msg).map(|_| ()).map_err(|e| format!("smtp: {e}"))
 }
 
@@ -333,10 +350,15 @@ impl Sender {
         Self { records, channels }
     }
 
-    async fn deliver_one(records: Service<SendRecordKind>, channels: Arc<Channels>, env: Envelope) -> Result<(), DeliveryError> {
+    async fn deliver_one(
+        records: Service<SendRecordKind>,
+        channels: Arc<Channels>,
+        env: Envelope,
+    ) -> Result<(), DeliveryError> {
         let r: SendRequest = events::decode(env.topic, env.schema_version, &env.payload).map_err(permanent)?;
         let key = SendRecordKind::parse_key(&r.id).map_err(permanent)?;
-        let now = records.command(&key, MessageId::from_bytes(*uuid::Uuid::new_v4().as_bytes()), SendCommand::Get).await;
+        let now =
+            records.command(&key, MessageId::from_bytes(*uuid::Uuid::new_v4().as_bytes()), SendCommand::Get).await;
         let record = now.map_err(|e| DeliveryError::Transient(e.to_string()))?;
         if matches!(record.status, Some(SendStatus::Sent | SendStatus::Failed)) {
             return Ok(());

@@ -112,9 +112,15 @@ impl EntityKind for GateKind {
         });
         let (schema, body, payload) = match built {
             Ok(b) => b,
-            Err(e) => return CommandOutcome::Unchanged(Err(DomainError::Invalid { field: "order".into(), reason: e.to_string() })),
+            Err(e) => {
+                return CommandOutcome::Unchanged(Err(DomainError::Invalid {
+                    field: "order".into(),
+                    reason: e.to_string(),
+                }))
+            }
         };
-        let timers = order.deadline_ms.map(|due| TimerOp::Set { tag: DEADLINE_TAG.into(), due_ms: due }).into_iter().collect();
+        let timers =
+            order.deadline_ms.map(|due| TimerOp::Set { tag: DEADLINE_TAG.into(), due_ms: due }).into_iter().collect();
         let id = order.id.to_string();
         let change = Change::to(next)
             .create(Create { aggregate: OrderKind::AGGREGATE, key: id.clone(), schema, body, timers })
@@ -127,7 +133,12 @@ impl EntityKind for GateKind {
         CommandOutcome::Changed { change, reply: Ok(GateReply::Placed(order)) }
     }
 
-    fn on_event(_key: &CustomerId, state: &CustomerOrders, env: &Envelope, _ctx: &Ctx) -> Result<EventOutcome<Self>, DeliveryError> {
+    fn on_event(
+        _key: &CustomerId,
+        state: &CustomerOrders,
+        env: &Envelope,
+        _ctx: &Ctx,
+    ) -> Result<EventOutcome<Self>, DeliveryError> {
         if env.topic != Topic::OrderEvent {
             return Err(permanent(format!("gates take no {} events", env.topic.name())));
         }
@@ -221,18 +232,19 @@ impl EntityKind for OrderKind {
         let Some(order) = state else { return CommandOutcome::Unchanged(Err(not_found(key))) };
         match cmd {
             OrderCommand::Get => CommandOutcome::Unchanged(Ok(order.clone())),
-            OrderCommand::Cancel(by) => {
-                match order.cancel(&by, ctx, ctx.cause) {
-                    Err(e) => CommandOutcome::Unchanged(Err(e)),
-                    Ok(t) => {
-                        let reply = t.next.clone();
-                        match transition_change(t) {
-                            Ok(change) => CommandOutcome::Changed { change, reply: Ok(reply) },
-                            Err(e) => CommandOutcome::Unchanged(Err(DomainError::Invalid { field: "order".into(), reason: e.to_string() })),
-                        }
+            OrderCommand::Cancel(by) => match order.cancel(&by, ctx, ctx.cause) {
+                Err(e) => CommandOutcome::Unchanged(Err(e)),
+                Ok(t) => {
+                    let reply = t.next.clone();
+                    match transition_change(t) {
+                        Ok(change) => CommandOutcome::Changed { change, reply: Ok(reply) },
+                        Err(e) => CommandOutcome::Unchanged(Err(DomainError::Invalid {
+                            field: "order".into(),
+                            reason: e.to_string(),
+                        })),
                     }
                 }
-            }
+            },
         }
     }
 
@@ -247,9 +259,15 @@ impl EntityKind for OrderKind {
         }
     }
 
-    fn on_event(_key: &OrderId, state: &Option<CommerceOrder>, env: &Envelope, ctx: &Ctx) -> Result<EventOutcome<Self>, DeliveryError> {
+    fn on_event(
+        _key: &OrderId,
+        state: &Option<CommerceOrder>,
+        env: &Envelope,
+        ctx: &Ctx,
+    ) -> Result<EventOutcome<Self>, DeliveryError> {
         let Some(order) = state else { return Ok(EventOutcome::Ignored) };
-        let src = Source { version: env.aggregate_version, node: env.origin_node.to_string(), message_id: env.message_id };
+        let src =
+            Source { version: env.aggregate_version, node: env.origin_node.to_string(), message_id: env.message_id };
         let t = match env.topic {
             Topic::StockBooking => {
                 let e: StockEvent = events::decode(env.topic, env.schema_version, &env.payload).map_err(permanent)?;
@@ -260,7 +278,8 @@ impl EntityKind for OrderKind {
                 order.on_payment(&e, &src, ctx)
             }
             Topic::ShippingEvent => {
-                let e: ShippingEvent = events::decode(env.topic, env.schema_version, &env.payload).map_err(permanent)?;
+                let e: ShippingEvent =
+                    events::decode(env.topic, env.schema_version, &env.payload).map_err(permanent)?;
                 order.on_shipping(&e, &src, ctx)
             }
             t => return Err(permanent(format!("orders take no {} events", t.name()))),
@@ -327,7 +346,12 @@ impl EntityKind for PriceKind {
         CommandOutcome::Unchanged(state.clone())
     }
 
-    fn on_event(key: &Sku, state: &Option<PriceEntry>, env: &Envelope, _ctx: &Ctx) -> Result<EventOutcome<Self>, DeliveryError> {
+    fn on_event(
+        key: &Sku,
+        state: &Option<PriceEntry>,
+        env: &Envelope,
+        _ctx: &Ctx,
+    ) -> Result<EventOutcome<Self>, DeliveryError> {
         if env.topic != Topic::ProductEvent {
             return Err(permanent(format!("prices take no {} events", env.topic.name())));
         }
@@ -338,7 +362,11 @@ impl EntityKind for PriceKind {
         if state.as_ref().is_some_and(|s| s.version >= env.aggregate_version) {
             return Ok(EventOutcome::Ignored);
         }
-        Ok(EventOutcome::Changed(Change::to(Some(PriceEntry { name: p.name, price: p.price, version: env.aggregate_version }))))
+        Ok(EventOutcome::Changed(Change::to(Some(PriceEntry {
+            name: p.name,
+            price: p.price,
+            version: env.aggregate_version,
+        }))))
     }
 }
 

@@ -220,12 +220,20 @@ impl EntityKind for PaymentAccountKind {
             Ok((payment, None)) => CommandOutcome::Unchanged(Ok(PaymentReply::Payment(payment))),
             Ok((payment, Some((next, event)))) => match step_change(next, event) {
                 Ok(change) => CommandOutcome::Changed { change, reply: Ok(PaymentReply::Payment(payment)) },
-                Err(e) => CommandOutcome::Unchanged(Err(DomainError::Invalid { field: "payment".into(), reason: e.to_string() })),
+                Err(e) => CommandOutcome::Unchanged(Err(DomainError::Invalid {
+                    field: "payment".into(),
+                    reason: e.to_string(),
+                })),
             },
         }
     }
 
-    fn on_event(_key: &OrderId, state: &PaymentAccount, env: &Envelope, _ctx: &Ctx) -> Result<EventOutcome<Self>, DeliveryError> {
+    fn on_event(
+        _key: &OrderId,
+        state: &PaymentAccount,
+        env: &Envelope,
+        _ctx: &Ctx,
+    ) -> Result<EventOutcome<Self>, DeliveryError> {
         let step = match env.topic {
             Topic::StockBooking => {
                 let e: StockEvent = events::decode(env.topic, env.schema_version, &env.payload).map_err(permanent)?;
@@ -261,7 +269,9 @@ mod tests {
         assert!(!s.verify(body, "00"));
         assert!(!s.verify(body, "not hex"));
         assert!(!Sandbox::new(b"other").verify(body, &sig));
-        assert!(!s.verify(br#"{"paymentId":"o1-abc-1-p1","systemPayId":"sb-1","status":"SUCCEEDED","amount":1000}"#, &sig));
+        assert!(
+            !s.verify(br#"{"paymentId":"o1-abc-1-p1","systemPayId":"sb-1","status":"SUCCEEDED","amount":1000}"#, &sig)
+        );
         let c = read_callback(&s, body, &sig).unwrap();
         assert_eq!(c.amount, Money::new(100, Currency::EUR));
         assert_eq!(read_callback(&s, body, "ab"), Err(CallbackError::BadSignature));

@@ -77,18 +77,26 @@ impl EntityKind for ShipmentKind {
                         reply: Ok(next.clone()),
                         change: Change::to(Some(next)).emit(Emit::new(Topic::ShippingEvent, key.to_string(), payload)),
                     },
-                    Err(e) => CommandOutcome::Unchanged(Err(DomainError::Invalid { field: "shipment".into(), reason: e.to_string() })),
+                    Err(e) => CommandOutcome::Unchanged(Err(DomainError::Invalid {
+                        field: "shipment".into(),
+                        reason: e.to_string(),
+                    })),
                 },
             },
         }
     }
 
-    fn on_event(_key: &OrderId, state: &Option<Shipment>, env: &Envelope, ctx: &Ctx) -> Result<EventOutcome<Self>, DeliveryError> {
+    fn on_event(
+        _key: &OrderId,
+        state: &Option<Shipment>,
+        env: &Envelope,
+        ctx: &Ctx,
+    ) -> Result<EventOutcome<Self>, DeliveryError> {
         if env.topic != Topic::OrderEvent {
             return Err(DeliveryError::Permanent(format!("shipments take no {} events", env.topic.name())));
         }
-        let e: OrderEvent =
-            events::decode_order_event(env.schema_version, &env.payload).map_err(|e| DeliveryError::Permanent(e.to_string()))?;
+        let e: OrderEvent = events::decode_order_event(env.schema_version, &env.payload)
+            .map_err(|e| DeliveryError::Permanent(e.to_string()))?;
         Ok(match (state, e.status) {
             (None, OrderStatus::Paid) => EventOutcome::Changed(Change::to(Some(Shipment::for_paid_order(&e, ctx)))),
             (Some(s), _) => match s.on_order_event(&e) {

@@ -12,9 +12,7 @@ use super::entity::EntityKind;
 use super::plan::{Change, CommandOutcome, Emit, EventOutcome};
 use super::{from_state_v1, state_v1};
 use crate::domain::booking::{BookingEffects, StockBooking};
-use crate::domain::saga::{
-    LineOutcome, LineResult, OrderEvent, ReserveOp, ReserveRequest, ShippingEvent, StockEvent,
-};
+use crate::domain::saga::{LineOutcome, LineResult, OrderEvent, ReserveOp, ReserveRequest, ShippingEvent, StockEvent};
 use crate::domain::stock::{Dimensions, ReleaseReason, StockCommand, StockItem, StockItemEvent, StockLevels};
 use crate::domain::{Ctx, DomainError, OrderId, Sku};
 use crate::persistence::codec::CodecError;
@@ -36,7 +34,12 @@ pub struct StockItemView {
 
 impl StockItemView {
     fn of(item: &StockItem) -> Self {
-        Self { sku: item.sku().clone(), levels: item.levels(), dims: item.dims(), open_bookings: item.bookings().count() }
+        Self {
+            sku: item.sku().clone(),
+            levels: item.levels(),
+            dims: item.dims(),
+            open_bookings: item.bookings().count(),
+        }
     }
 }
 
@@ -84,7 +87,10 @@ impl EntityKind for StockItemKind {
     fn decode_state(key: &Sku, schema: u16, body: &[u8]) -> Result<StockItem, CodecError> {
         let item: StockItem = from_state_v1("stock item", schema, body)?;
         if item.sku() != key {
-            return Err(CodecError::Malformed { what: "stock item", reason: format!("stored under {key} but names {}", item.sku()) });
+            return Err(CodecError::Malformed {
+                what: "stock item",
+                reason: format!("stored under {key} but names {}", item.sku()),
+            });
         }
         Ok(item)
     }
@@ -98,8 +104,14 @@ impl EntityKind for StockItemKind {
             Err(e) => CommandOutcome::Unchanged(Err(e)),
             Ok((_, evs)) if evs.is_empty() => CommandOutcome::Unchanged(Ok(StockItemView::of(state))),
             Ok((next, evs)) => match item_events(&evs) {
-                Ok(emits) => CommandOutcome::Changed { reply: Ok(StockItemView::of(&next)), change: Change::to(next).emit_all(emits) },
-                Err(e) => CommandOutcome::Unchanged(Err(DomainError::Invalid { field: "event".into(), reason: e.to_string() })),
+                Ok(emits) => CommandOutcome::Changed {
+                    reply: Ok(StockItemView::of(&next)),
+                    change: Change::to(next).emit_all(emits),
+                },
+                Err(e) => CommandOutcome::Unchanged(Err(DomainError::Invalid {
+                    field: "event".into(),
+                    reason: e.to_string(),
+                })),
             },
         }
     }
@@ -114,8 +126,12 @@ impl EntityKind for StockItemKind {
         }
         let cmd = match r.op {
             ReserveOp::Book => StockCommand::Book { order: r.order_id.clone(), qty: r.qty },
-            ReserveOp::Release => StockCommand::Release { order: r.order_id.clone(), reason: ReleaseReason::OrderCancelled },
-            ReserveOp::ReleaseFailed => StockCommand::Release { order: r.order_id.clone(), reason: ReleaseReason::BookingFailed },
+            ReserveOp::Release => {
+                StockCommand::Release { order: r.order_id.clone(), reason: ReleaseReason::OrderCancelled }
+            }
+            ReserveOp::ReleaseFailed => {
+                StockCommand::Release { order: r.order_id.clone(), reason: ReleaseReason::BookingFailed }
+            }
             ReserveOp::Ship => StockCommand::Ship { order: r.order_id.clone() },
         };
         let booking = r.op == ReserveOp::Book;
@@ -123,7 +139,9 @@ impl EntityKind for StockItemKind {
             Ok((next, evs)) => {
                 let mut emits = item_events(&evs).map_err(permanent)?;
                 if booking {
-                    emits.push(line_answer(&r.order_id, key, LineResult::Booked { dims: next.dims() }).map_err(permanent)?);
+                    emits.push(
+                        line_answer(&r.order_id, key, LineResult::Booked { dims: next.dims() }).map_err(permanent)?,
+                    );
                 }
                 if evs.is_empty() {
                     // A repeat (booked already, nothing to release): answer again, change nothing.
@@ -137,7 +155,9 @@ impl EntityKind for StockItemKind {
                 }
             }
             Err(e) if booking => {
-                EventOutcome::Emit(vec![line_answer(&r.order_id, key, LineResult::Refused { reason: e.to_string() }).map_err(permanent)?])
+                EventOutcome::Emit(vec![
+                    line_answer(&r.order_id, key, LineResult::Refused { reason: e.to_string() }).map_err(permanent)?
+                ])
             }
             // Shipping or releasing what is not booked: already done, nothing to do.
             Err(_) => EventOutcome::Ignored,
@@ -219,7 +239,12 @@ impl EntityKind for StockBookingKind {
         }
     }
 
-    fn on_event(_key: &OrderId, state: &StockBooking, env: &Envelope, _ctx: &Ctx) -> Result<EventOutcome<Self>, DeliveryError> {
+    fn on_event(
+        _key: &OrderId,
+        state: &StockBooking,
+        env: &Envelope,
+        _ctx: &Ctx,
+    ) -> Result<EventOutcome<Self>, DeliveryError> {
         let step = match env.topic {
             Topic::OrderEvent => {
                 let e: OrderEvent = events::decode_order_event(env.schema_version, &env.payload).map_err(permanent)?;
@@ -230,7 +255,8 @@ impl EntityKind for StockBookingKind {
                 state.on_line(&o)
             }
             Topic::ShippingEvent => {
-                let e: ShippingEvent = events::decode(env.topic, env.schema_version, &env.payload).map_err(permanent)?;
+                let e: ShippingEvent =
+                    events::decode(env.topic, env.schema_version, &env.payload).map_err(permanent)?;
                 state.on_shipment(e.status)
             }
             t => return Err(permanent(format!("bookings take no {} events", t.name()))),

@@ -112,7 +112,12 @@ impl StockBooking {
                 next.lines = e
                     .items
                     .iter()
-                    .map(|l| BookingLine { sku: l.id.clone(), qty: l.quantity, status: LineStatus::Requested, dims: None })
+                    .map(|l| BookingLine {
+                        sku: l.id.clone(),
+                        qty: l.quantity,
+                        status: LineStatus::Requested,
+                        dims: None,
+                    })
                     .collect();
                 for l in &next.lines {
                     fx.requests.push(next.request(&l.sku, l.qty, ReserveOp::Book));

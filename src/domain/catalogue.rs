@@ -35,7 +35,14 @@ impl Product {
     }
 
     /// Adds it; refused if it exists or a value is out of bounds.
-    pub fn add(&self, name: &str, description: &str, price: Money, photo: Option<String>, ctx: &Ctx) -> Result<Product, DomainError> {
+    pub fn add(
+        &self,
+        name: &str,
+        description: &str,
+        price: Money,
+        photo: Option<String>,
+        ctx: &Ctx,
+    ) -> Result<Product, DomainError> {
         if self.exists() {
             return Err(DomainError::AlreadyExists { what: "product".into(), id: self.id.to_string() });
         }

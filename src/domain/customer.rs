@@ -85,14 +85,20 @@ pub struct ProfileChange {
 
 fn check_name(field: &str, v: &str) -> Result<(), DomainError> {
     if v.trim().is_empty() || v.len() > 200 || v.len() > TEXT_BYTES_MAX || v.chars().any(char::is_control) {
-        return Err(DomainError::Invalid { field: field.into(), reason: "1 to 200 characters, no control characters".into() });
+        return Err(DomainError::Invalid {
+            field: field.into(),
+            reason: "1 to 200 characters, no control characters".into(),
+        });
     }
     Ok(())
 }
 
 fn check_comms(c: &[Communication]) -> Result<(), DomainError> {
     if c.len() > COMMUNICATIONS_MAX {
-        return Err(DomainError::Invalid { field: "communications".into(), reason: format!("at most {COMMUNICATIONS_MAX}") });
+        return Err(DomainError::Invalid {
+            field: "communications".into(),
+            reason: format!("at most {COMMUNICATIONS_MAX}"),
+        });
     }
     c.iter().try_for_each(Communication::check)
 }
@@ -100,7 +106,14 @@ fn check_comms(c: &[Communication]) -> Result<(), DomainError> {
 impl Customer {
     /// Someone not registered (yet).
     pub fn unregistered(customer_id: CustomerId) -> Self {
-        Self { customer_id, name: String::new(), last_name: String::new(), registration_ms: 0, last_modified_ms: 0, communications: Vec::new() }
+        Self {
+            customer_id,
+            name: String::new(),
+            last_name: String::new(),
+            registration_ms: 0,
+            last_modified_ms: 0,
+            communications: Vec::new(),
+        }
     }
 
     /// Whether they registered.
@@ -109,7 +122,13 @@ impl Customer {
     }
 
     /// Registers them; refused if they already are.
-    pub fn register(&self, name: &str, last_name: &str, comms: Vec<Communication>, ctx: &Ctx) -> Result<Customer, DomainError> {
+    pub fn register(
+        &self,
+        name: &str,
+        last_name: &str,
+        comms: Vec<Communication>,
+        ctx: &Ctx,
+    ) -> Result<Customer, DomainError> {
         if self.registered() {
             return Err(DomainError::AlreadyExists { what: "customer".into(), id: self.customer_id.to_string() });
         }

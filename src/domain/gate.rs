@@ -47,7 +47,13 @@ impl CustomerOrders {
         let items = priced
             .lines
             .iter()
-            .map(|l| OrderLine { id: l.product.clone(), name: l.name.clone(), quantity: l.qty, price: l.unit_price, dims: None })
+            .map(|l| OrderLine {
+                id: l.product.clone(),
+                name: l.name.clone(),
+                quantity: l.qty,
+                price: l.unit_price,
+                dims: None,
+            })
             .collect();
         let (order, event) = CommerceOrder::create(
             id.clone(),

@@ -110,7 +110,12 @@ impl Notifications {
         c.communications
             .iter()
             .map(|comm| {
-                let key = MessageId::derived(&[b"notify", n.cause.as_bytes(), comm.channel.name().as_bytes(), comm.address.as_bytes()]);
+                let key = MessageId::derived(&[
+                    b"notify",
+                    n.cause.as_bytes(),
+                    comm.channel.name().as_bytes(),
+                    comm.address.as_bytes(),
+                ]);
                 let (subject, body) = text(n, c, order);
                 SendRequest {
                     id: format!("n-{key}"),
@@ -252,6 +257,14 @@ pub struct SendRecord {
 
 impl Default for SendRecord {
     fn default() -> Self {
-        Self { request: None, status: None, attempts: 0, created_at_ms: 0, sent_at_ms: None, last_error: None, sink: None }
+        Self {
+            request: None,
+            status: None,
+            attempts: 0,
+            created_at_ms: 0,
+            sent_at_ms: None,
+            last_error: None,
+            sink: None,
+        }
     }
 }

@@ -241,7 +241,15 @@ impl CommerceOrder {
 
     /// A change that only records an event in the timeline: `discarded` when it was stale or
     /// out of turn, else applied without moving the status (e.g. a refund).
-    fn noted(&self, ctx: &Ctx, service: &str, event: String, status: &str, src: &Source, discarded: bool) -> Transition {
+    fn noted(
+        &self,
+        ctx: &Ctx,
+        service: &str,
+        event: String,
+        status: &str,
+        src: &Source,
+        discarded: bool,
+    ) -> Transition {
         let mut next = self.clone();
         next.version += 1;
         let label = if discarded { format!("discarded {event}") } else { event };
@@ -257,7 +265,9 @@ impl CommerceOrder {
         }
         let step = match (e.status, self.status) {
             (StockStatus::Booked, OrderStatus::BookingPending) => Some((OrderStatus::Booked, None)),
-            (StockStatus::Error, OrderStatus::BookingPending) => Some((OrderStatus::Cancelled, Some(CancelReason::OutOfStock))),
+            (StockStatus::Error, OrderStatus::BookingPending) => {
+                Some((OrderStatus::Cancelled, Some(CancelReason::OutOfStock)))
+            }
             _ => None,
         };
         let mut base = self.clone();
@@ -289,10 +299,14 @@ impl CommerceOrder {
         base.paid_amount = e.captured;
         let s = self.status;
         let step = match e.status {
-            PaymentStatus::Pending if matches!(s, OrderStatus::BookingPending | OrderStatus::Booked | OrderStatus::PaidPartial) => {
+            PaymentStatus::Pending
+                if matches!(s, OrderStatus::BookingPending | OrderStatus::Booked | OrderStatus::PaidPartial) =>
+            {
                 Some((OrderStatus::PayPending, None))
             }
-            PaymentStatus::Partial if s.is_unpaid() && s != OrderStatus::PaidPartial => Some((OrderStatus::PaidPartial, None)),
+            PaymentStatus::Partial if s.is_unpaid() && s != OrderStatus::PaidPartial => {
+                Some((OrderStatus::PaidPartial, None))
+            }
             PaymentStatus::Paid if s.is_unpaid() => Some((OrderStatus::Paid, None)),
             PaymentStatus::Failed if s.is_unpaid() => Some((OrderStatus::Cancelled, Some(CancelReason::PaymentFailed))),
             _ => None,
@@ -317,8 +331,12 @@ impl CommerceOrder {
         base.shipping_version = src.version;
         base.shipping_status = Some(e.status);
         let step = match (e.status, self.status) {
-            (ShipmentStatus::Assembled | ShipmentStatus::Shipped, OrderStatus::Paid) => Some(OrderStatus::ShippingPending),
-            (ShipmentStatus::Delivered, OrderStatus::Paid | OrderStatus::ShippingPending) => Some(OrderStatus::Completed),
+            (ShipmentStatus::Assembled | ShipmentStatus::Shipped, OrderStatus::Paid) => {
+                Some(OrderStatus::ShippingPending)
+            }
+            (ShipmentStatus::Delivered, OrderStatus::Paid | OrderStatus::ShippingPending) => {
+                Some(OrderStatus::Completed)
+            }
             _ => None,
         };
         match step {
@@ -339,10 +357,16 @@ impl CommerceOrder {
                 }
                 (self.status.is_unpaid(), CancelReason::ByCustomer)
             }
-            Canceller::Operator => (self.status.is_unpaid() || self.status == OrderStatus::Paid, CancelReason::ByOperator),
+            Canceller::Operator => {
+                (self.status.is_unpaid() || self.status == OrderStatus::Paid, CancelReason::ByOperator)
+            }
         };
         if !allowed {
-            return Err(DomainError::WrongState { what: "order".into(), status: self.status.name().into(), action: "cancel".into() });
+            return Err(DomainError::WrongState {
+                what: "order".into(),
+                status: self.status.name().into(),
+                action: "cancel".into(),
+            });
         }
         Ok(self.moved(OrderStatus::Cancelled, Some(reason), ctx, cause))
     }

@@ -140,7 +140,11 @@ impl PaymentAccount {
 
     /// The shopper asks to pay: returns the payment in progress, or opens one for what is still
     /// due. `redirect` builds the payment system's URL for a payment id.
-    pub fn open(&self, ctx: &Ctx, redirect: &dyn Fn(&PaymentId) -> String) -> Result<(Payment, Option<Step>), DomainError> {
+    pub fn open(
+        &self,
+        ctx: &Ctx,
+        redirect: &dyn Fn(&PaymentId) -> String,
+    ) -> Result<(Payment, Option<Step>), DomainError> {
         if self.cancelled {
             return Err(DomainError::NotPayable { reason: NotPayableReason::Cancelled });
         }
@@ -155,7 +159,10 @@ impl PaymentAccount {
             return Err(DomainError::NotPayable { reason: NotPayableReason::AlreadyPaid });
         }
         if self.payments.len() >= PAYMENTS_PER_ORDER_MAX {
-            return Err(DomainError::Invalid { field: "payment".into(), reason: "too many payments for one order".into() });
+            return Err(DomainError::Invalid {
+                field: "payment".into(),
+                reason: "too many payments for one order".into(),
+            });
         }
         let id = PaymentId::nth(&self.order_id, self.payments.len() + 1)
             .map_err(|e| DomainError::Invalid { field: "payment id".into(), reason: e.to_string() })?;
@@ -207,7 +214,8 @@ impl PaymentAccount {
                 }
                 CallbackStatus::Succeeded => {
                     p.paid_amount = c.amount;
-                    p.status = if c.amount.minor() >= p.amount.minor() { PaymentStatus::Paid } else { PaymentStatus::Partial };
+                    p.status =
+                        if c.amount.minor() >= p.amount.minor() { PaymentStatus::Paid } else { PaymentStatus::Partial };
                     p.status
                 }
             }

@@ -126,7 +126,10 @@ pub fn price(lines: Vec<Line>, promo: Option<&Promo>, now_ms: u64, currency: Cur
     for l in lines {
         Qty::positive(l.qty.get())?;
         if l.unit_price.currency() != currency {
-            return Err(DomainError::Invalid { field: "price".into(), reason: "currency differs from the store's".into() });
+            return Err(DomainError::Invalid {
+                field: "price".into(),
+                reason: "currency differs from the store's".into(),
+            });
         }
         if l.unit_price.minor() < 0 {
             return Err(DomainError::Invalid { field: "price".into(), reason: "negative price".into() });
@@ -137,7 +140,10 @@ pub fn price(lines: Vec<Line>, promo: Option<&Promo>, now_ms: u64, currency: Cur
         }
     }
     if merged.len() > ORDER_LINES_MAX {
-        return Err(DomainError::Invalid { field: "itemsList".into(), reason: format!("at most {ORDER_LINES_MAX} lines") });
+        return Err(DomainError::Invalid {
+            field: "itemsList".into(),
+            reason: format!("at most {ORDER_LINES_MAX} lines"),
+        });
     }
     if let Some(l) = merged.iter().find(|l| l.qty.get() > ORDER_LINE_QTY_MAX) {
         return Err(DomainError::Invalid {
@@ -152,9 +158,14 @@ pub fn price(lines: Vec<Line>, promo: Option<&Promo>, now_ms: u64, currency: Cur
     let mut discount = Money::zero(currency);
     let mut applied = Vec::new();
     if let Some(p) = promo {
-        p.rule.active(now_ms, p.used_count).map_err(|reason| DomainError::PromoNotApplicable { token: p.token.clone(), reason })?;
+        p.rule
+            .active(now_ms, p.used_count)
+            .map_err(|reason| DomainError::PromoNotApplicable { token: p.token.clone(), reason })?;
         if p.rule.min_total.is_some_and(|m| total.minor() < m) {
-            return Err(DomainError::PromoNotApplicable { token: p.token.clone(), reason: "the order total is below its minimum".into() });
+            return Err(DomainError::PromoNotApplicable {
+                token: p.token.clone(),
+                reason: "the order total is below its minimum".into(),
+            });
         }
         let mut eligible = Money::zero(currency);
         for l in &merged {

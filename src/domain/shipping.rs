@@ -85,13 +85,20 @@ impl Shipment {
     /// cancelled shipment, is refused.
     pub fn step(&self, to: ShipmentStatus, ctx: &Ctx) -> Result<Option<Shipment>, DomainError> {
         if self.cancelled {
-            return Err(DomainError::WrongState { what: "shipment".into(), status: "CANCELLED".into(), action: "move".into() });
+            return Err(DomainError::WrongState {
+                what: "shipment".into(),
+                status: "CANCELLED".into(),
+                action: "move".into(),
+            });
         }
         if to == self.status {
             return Ok(None);
         }
         if to < self.status {
-            return Err(DomainError::ShippingStepBackwards { current: self.status.name().into(), requested: to.name().into() });
+            return Err(DomainError::ShippingStepBackwards {
+                current: self.status.name().into(),
+                requested: to.name().into(),
+            });
         }
         let mut next = self.clone();
         next.status = to;

@@ -505,8 +505,7 @@ impl<K: EntityKind> Service<K> {
     /// Delivers an event to the entity its routing key names; resolves once it took effect
     /// durably (or was a duplicate).
     pub async fn deliver(&self, env: Envelope) -> Result<(), DeliveryError> {
-        let key =
-            K::parse_key(&env.routing_key).map_err(|e| DeliveryError::Permanent(format!("bad routing key: {e}")))?;
+        let key = K::event_key(&env).map_err(|e| DeliveryError::Permanent(format!("no entity for this event: {e}")))?;
         self.check_route(&key).map_err(|e| DeliveryError::Transient(e.to_string()))?;
         for _ in 0..ENTITY_SEND_ATTEMPTS_MAX {
             let e = env.clone();

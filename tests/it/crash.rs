@@ -102,7 +102,8 @@ fn check_after_crash(dir: &std::path::Path, seed: u64, acked: &HashMap<usize, u6
         assert_eq!(e.envelope.topic, Topic::StockItem);
         outbox.entry(e.envelope.aggregate_id.clone()).or_default().insert(e.envelope.aggregate_version);
     }
-    let ctx = Ctx { now_ms: 0, node: NodeId::parse("check").unwrap(), cause: bazaar::domain::MessageId::from_bytes([0; 16]) };
+    let ctx =
+        Ctx { now_ms: 0, node: NodeId::parse("check").unwrap(), cause: bazaar::domain::MessageId::from_bytes([0; 16]) };
     let mut versions = Vec::new();
     for w in 0..WRITERS {
         let sku = loadgen::sku(w);

@@ -5,5 +5,6 @@ mod crash;
 mod engine;
 mod lifecycle;
 mod relay;
+mod saga;
 mod support;
 mod tidy;

@@ -13,7 +13,14 @@ fn line(id: &str, price: i64, qty: u32) -> Line {
 fn promo(discount: Discount) -> Promo {
     Promo {
         token: "SPRING".into(),
-        rule: Rule { discount, product_ids: None, min_total: None, valid_from_ms: None, valid_until_ms: None, usage_limit: None },
+        rule: Rule {
+            discount,
+            product_ids: None,
+            min_total: None,
+            valid_from_ms: None,
+            valid_until_ms: None,
+            usage_limit: None,
+        },
         used_count: 0,
     }
 }

@@ -4,7 +4,11 @@ use super::*;
 use crate::domain::NodeId;
 
 fn ctx() -> Ctx {
-    Ctx { now_ms: 1_700_000_000_000, node: NodeId::parse("n1").unwrap(), cause: crate::domain::MessageId::from_bytes([0; 16]) }
+    Ctx {
+        now_ms: 1_700_000_000_000,
+        node: NodeId::parse("n1").unwrap(),
+        cause: crate::domain::MessageId::from_bytes([0; 16]),
+    }
 }
 
 fn sku() -> Sku {

@@ -146,7 +146,11 @@ fn a_v1_order_event_is_read_as_v2_without_a_discount() {
     assert_eq!(e.cancel_reason, Some(CancelReason::Timeout));
     assert_eq!(e.items, vec![order_line()]);
     // The current encoding is pinned too, and is not readable as schema 1.
-    let v2 = crate::domain::saga::OrderEvent { discount: Money::new(250, Currency::EUR), promo_code: Some("SPRING".into()), ..e };
+    let v2 = crate::domain::saga::OrderEvent {
+        discount: Money::new(250, Currency::EUR),
+        promo_code: Some("SPRING".into()),
+        ..e
+    };
     let fresh = encode(&v2).unwrap();
     let golden = fixture("order_event_v2_cancelled.bin", &fresh);
     assert_eq!(golden, fresh);
