@@ -307,6 +307,7 @@ impl NodeBuilder {
             router,
             relay: Some(relay),
             subscribers,
+            subscriptions: deps.subscriptions.clone(),
             services,
             trees,
             stops,
@@ -359,6 +360,7 @@ pub struct Node {
     router: Arc<Router>,
     relay: Option<Relay>,
     subscribers: HashMap<String, Arc<dyn Subscriber>>,
+    subscriptions: Arc<Subscriptions>,
     services: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
     trees: Vec<ServiceTrees>,
     stops: Vec<Box<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>>,
@@ -379,6 +381,11 @@ impl Node {
     /// The node's committer.
     pub fn committer(&self) -> &Committer {
         &self.committer
+    }
+
+    /// Who subscribes to which topic on this node.
+    pub fn subscriptions(&self) -> &Subscriptions {
+        &self.subscriptions
     }
 
     /// The node's router.

@@ -61,7 +61,7 @@ pub struct Notice {
     pub event_type: EventType,
     /// The order.
     pub order_id: OrderId,
-    /// The event that caused it (with the channel, it names the send).
+    /// The event that brought the news.
     pub cause: MessageId,
 }
 
@@ -179,7 +179,8 @@ impl Notifications {
 
     /// An order event: ORDER_PAID notices go out on PAID. `None`: of no concern.
     pub fn on_order(&self, e: &OrderEvent, cause: MessageId) -> Option<(Notifications, Vec<SendRequest>)> {
-        if e.status != OrderStatus::Paid {
+        let known = self.orders.iter().find(|o| o.id == e.order_id);
+        if e.status != OrderStatus::Paid || known.is_some_and(|o| o.order_status.is_paid()) {
             return None;
         }
         let mut next = self.clone();
@@ -189,7 +190,9 @@ impl Notifications {
 
     /// A shipping event: ORDER_SHIPPED notices go out on SHIPPED. `None`: of no concern.
     pub fn on_shipping(&self, e: &ShippingEvent, cause: MessageId) -> Option<(Notifications, Vec<SendRequest>)> {
-        if e.status != ShipmentStatus::Shipped {
+        let known = self.orders.iter().find(|o| o.id == e.order_id);
+        if e.status != ShipmentStatus::Shipped || known.is_some_and(|o| o.order_status == OrderStatus::ShippingPending)
+        {
             return None;
         }
         let mut next = self.clone();

@@ -6,5 +6,6 @@ mod engine;
 mod lifecycle;
 mod relay;
 mod saga;
+mod saga_faults;
 mod support;
 mod tidy;

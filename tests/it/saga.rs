@@ -29,10 +29,19 @@ pub fn customer(s: &str) -> CustomerId {
 
 /// A node with a small catalogue: book-a (12.50, 10 in stock), book-b (8.00, 5), book-c (20.00, 1).
 pub async fn store(dir: &std::path::Path, opts: impl FnOnce(&mut NodeOptions)) -> (Node, Shop) {
+    store_with(dir, opts, |b| b).await
+}
+
+/// Like `store`, with the node builder adjusted (extra subscribers).
+pub async fn store_with(
+    dir: &std::path::Path,
+    opts: impl FnOnce(&mut NodeOptions),
+    build: impl FnOnce(NodeBuilder) -> NodeBuilder,
+) -> (Node, Shop) {
     let mut o = support::options(dir, Durability::Flush);
     o.payment_secret = b"test-secret".to_vec();
     opts(&mut o);
-    let node = NodeBuilder::store(o).start().await.unwrap();
+    let node = build(NodeBuilder::store(o)).start().await.unwrap();
     let shop = Shop::new(&node).unwrap();
     let dims = Dimensions { weight_g: 400, length_mm: 200, width_mm: 130, height_mm: 30 };
     for (id, price, qty) in [("book-a", 1250, 10), ("book-b", 800, 5), ("book-c", 2000, 1)] {

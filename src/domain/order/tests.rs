@@ -13,7 +13,13 @@ fn eur(m: i64) -> Money {
 }
 
 fn order() -> CommerceOrder {
-    let line = OrderLine { id: Sku::parse("a").unwrap(), name: "A".into(), quantity: Qty::new(2), price: eur(500), dims: None };
+    let line = OrderLine {
+        id: Sku::parse("a").unwrap(),
+        name: "A".into(),
+        quantity: Qty::new(2),
+        price: eur(500),
+        dims: None,
+    };
     let (o, e) = CommerceOrder::create(
         OrderId::parse("o1-x-1").unwrap(),
         CustomerId::parse("c@example.com").unwrap(),
@@ -45,7 +51,13 @@ fn stock(status: StockStatus) -> StockEvent {
 }
 
 fn pay(status: PaymentStatus, captured: i64) -> PayEvent {
-    PayEvent { order_id: OrderId::parse("o1-x-1").unwrap(), payment_id: None, status, captured: eur(captured), due: eur(1000) }
+    PayEvent {
+        order_id: OrderId::parse("o1-x-1").unwrap(),
+        payment_id: None,
+        status,
+        captured: eur(captured),
+        due: eur(1000),
+    }
 }
 
 #[test]
@@ -54,7 +66,11 @@ fn booked_after_pay_pending_is_discarded() {
     let o = order();
     let t = o.on_payment(&pay(PaymentStatus::Pending, 0), &src(1, 2), &ctx(200));
     assert_eq!(t.next.status, OrderStatus::PayPending);
-    assert_eq!(t.deadline, DeadlineChange { clear: Some(1_100), set: Some(10_200) }, "payment deadline replaces booking's");
+    assert_eq!(
+        t.deadline,
+        DeadlineChange { clear: Some(1_100), set: Some(10_200) },
+        "payment deadline replaces booking's"
+    );
     let late = t.next.on_stock(&stock(StockStatus::Booked), &src(2, 3), &ctx(300));
     assert_eq!(late.next.status, OrderStatus::PayPending);
     assert_eq!(late.event, None);
@@ -102,10 +118,16 @@ fn deadlines_cancel_only_unpaid_orders_and_only_their_own() {
 fn cancellation_rights() {
     let o = order();
     let other = CustomerId::parse("x@example.com").unwrap();
-    assert_eq!(o.cancel(&Canceller::Customer(other), &ctx(1), MessageId::from_bytes([3; 16])), Err(DomainError::NotOwner));
+    assert_eq!(
+        o.cancel(&Canceller::Customer(other), &ctx(1), MessageId::from_bytes([3; 16])),
+        Err(DomainError::NotOwner)
+    );
     let paid = o.on_payment(&pay(PaymentStatus::Paid, 1000), &src(1, 3), &ctx(200)).next;
     let me = paid.customer_id.clone();
-    assert!(matches!(paid.cancel(&Canceller::Customer(me), &ctx(1), MessageId::from_bytes([3; 16])), Err(DomainError::WrongState { .. })));
+    assert!(matches!(
+        paid.cancel(&Canceller::Customer(me), &ctx(1), MessageId::from_bytes([3; 16])),
+        Err(DomainError::WrongState { .. })
+    ));
     let t = paid.cancel(&Canceller::Operator, &ctx(1), MessageId::from_bytes([3; 16])).unwrap();
     assert_eq!(t.next.cancel_reason, Some(CancelReason::ByOperator));
 }
@@ -135,7 +157,14 @@ fn arb_input() -> impl Strategy<Value = In> {
             1u64..8
         )
             .prop_map(|(s, c, v)| In::Pay(s, c, v)),
-        (prop_oneof![Just(ShipmentStatus::Assembled), Just(ShipmentStatus::Shipped), Just(ShipmentStatus::Delivered)], 1u64..5)
+        (
+            prop_oneof![
+                Just(ShipmentStatus::Assembled),
+                Just(ShipmentStatus::Shipped),
+                Just(ShipmentStatus::Delivered)
+            ],
+            1u64..5
+        )
             .prop_map(|(s, v)| In::Ship(s, v)),
         any::<bool>().prop_map(In::Deadline),
         Just(In::CancelCustomer),

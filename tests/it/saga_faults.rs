@@ -1,0 +1,216 @@
+//! Sagas under reordering, duplication and redelivery of every event type.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bazaar::actors::order::OrderKind;
+use bazaar::domain::saga::{BookedLine, OrderStatus, PayEvent, PaymentStatus, ShipmentStatus, StockEvent, StockStatus};
+use bazaar::domain::{MessageId, NodeId, OrderId, Qty};
+use bazaar::invariants::StateSource;
+use bazaar::node::Node;
+use bazaar::persistence::events::{self, Topic};
+use bazaar::persistence::{Envelope, OutboxEntry, WriteSet};
+
+use crate::saga::{eur, register, settle_and_check, sku, store, wait_status};
+use crate::support::{eventually, mid, Probe, ProbeSub};
+
+fn envelope(topic: Topic, order: &OrderId, version: u64, status: &str, payload: Vec<u8>) -> Envelope {
+    Envelope {
+        message_id: mid(),
+        topic,
+        routing_key: order.to_string(),
+        aggregate_id: order.to_string(),
+        aggregate_version: version,
+        aggregate_status: status.into(),
+        origin_node: NodeId::parse("elsewhere").unwrap(),
+        schema_version: topic.current_schema(),
+        timestamp_ms: 0,
+        causation_id: None,
+        request_id: None,
+        payload,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn booked_arriving_after_pay_pending_is_discarded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut node, shop) = store(dir.path(), |_| {}).await;
+    let c = register(&shop, "hardcase1@example.com").await;
+    node.stop_relay().await;
+    let order = shop.place_order(&c, &[(sku("book-a"), Qty::new(1))], None).await.unwrap();
+    let orders = node.service::<OrderKind>().unwrap();
+    // PayEvent(PENDING) overtakes StockEvent(BOOKED) on the way to the order.
+    let pending = PayEvent {
+        order_id: order.id.clone(),
+        payment_id: None,
+        status: PaymentStatus::Pending,
+        captured: eur(0),
+        due: eur(1250),
+    };
+    orders
+        .deliver(envelope(Topic::PayEvent, &order.id, 1, "PAYABLE", events::encode(&pending).unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(shop.order(&order.id).await.unwrap().status, OrderStatus::PayPending);
+    let booked = StockEvent {
+        order_id: order.id.clone(),
+        order_version: 1,
+        status: StockStatus::Booked,
+        fixed_price: eur(1250),
+        lines: vec![BookedLine { sku: sku("book-a"), qty: Qty::new(1), dims: None }],
+    };
+    orders
+        .deliver(envelope(Topic::StockBooking, &order.id, 2, "BOOKED", events::encode(&booked).unwrap()))
+        .await
+        .unwrap();
+    let o = shop.order(&order.id).await.unwrap();
+    assert_eq!(o.status, OrderStatus::PayPending, "the late BOOKED is discarded");
+    assert_eq!(o.timeline.last().unwrap().event, "discarded StockEvent(BOOKED)");
+    assert_eq!(o.timeline.last().unwrap().node, "elsewhere", "the event's node is recorded (hard case 7)");
+    // The rest of the saga runs for real and ends balanced.
+    node.restart_relay();
+    let p = shop.redirect(&order.id, Duration::from_secs(10)).await.unwrap();
+    let (body, sig) = shop.sandbox_callback(&p, true, p.amount.minor());
+    shop.callback(&body, &sig).await.unwrap();
+    wait_status(&shop, &order.id, OrderStatus::Paid).await;
+    settle_and_check(&node, &shop).await;
+}
+
+const AGGREGATES: &[(&str, &str)] = &[
+    ("catalogue", "product"),
+    ("catalogue", "stock_levels"),
+    ("customer", "profile"),
+    ("order", "customer"),
+    ("order", "order"),
+    ("order", "price"),
+    ("stock", "item"),
+    ("stock", "booking"),
+    ("payment", "account"),
+    ("shipping", "shipment"),
+    ("notification", "customer"),
+    ("notification", "send"),
+];
+
+fn snapshot(node: &Node) -> Vec<(String, String, u16, Vec<u8>)> {
+    let mut out = Vec::new();
+    for (s, a) in AGGREGATES {
+        for (k, schema, body) in node.store().states(s, a).unwrap() {
+            out.push((format!("{s}/{a}"), k, schema, body));
+        }
+    }
+    out
+}
+
+/// Puts `envs` back into the outbox, addressed to every subscriber their topic and status have.
+async fn replay(node: &Node, envs: &[Envelope]) {
+    let mut outbox = Vec::new();
+    for e in envs {
+        for dest in node.subscriptions().destinations(e.topic, &e.aggregate_status) {
+            if dest.starts_with("probe") {
+                continue;
+            }
+            let entry =
+                OutboxEntry { destination: dest.to_owned(), attempts: 0, last_error: None, envelope: e.clone() };
+            outbox.push(entry.encode().unwrap());
+        }
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    node.committer().submit(WriteSet { outbox, ..Default::default() }, Box::new(move |r| drop(tx.send(r)))).await;
+    rx.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_type_takes_effect_once_however_often_and_in_whatever_order_it_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = Arc::new(Probe::default());
+    let p2 = probe.clone();
+    let (node, shop) = crate::saga::store_with(
+        dir.path(),
+        |_| {},
+        move |b| {
+            let mut b = b;
+            for t in Topic::ALL {
+                b = b.subscriber(&format!("probe-{}", t.name()), *t, Arc::new(ProbeSub(p2.clone())));
+            }
+            b
+        },
+    )
+    .await;
+    // Two full sagas (one completed, one failing) and a cancelled one exercise every topic.
+    let c = register(&shop, "replayed@example.com").await;
+    let a = shop.place_order(&c, &[(sku("book-a"), Qty::new(2)), (sku("book-b"), Qty::new(1))], None).await.unwrap();
+    wait_status(&shop, &a.id, OrderStatus::Booked).await;
+    let p = shop.redirect(&a.id, Duration::from_secs(5)).await.unwrap();
+    let (body, sig) = shop.sandbox_callback(&p, true, 1000);
+    shop.callback(&body, &sig).await.unwrap();
+    wait_status(&shop, &a.id, OrderStatus::PaidPartial).await;
+    let p = shop.redirect(&a.id, Duration::from_secs(5)).await.unwrap();
+    let (body, sig) = shop.sandbox_callback(&p, true, p.amount.minor());
+    shop.callback(&body, &sig).await.unwrap();
+    wait_status(&shop, &a.id, OrderStatus::Paid).await;
+    eventually("shipment", || async { shop.shipment(&a.id).await.is_ok() }).await;
+    for s in [ShipmentStatus::Assembled, ShipmentStatus::Shipped, ShipmentStatus::Delivered] {
+        shop.ship(&a.id, s).await.unwrap();
+    }
+    wait_status(&shop, &a.id, OrderStatus::Completed).await;
+    let b = shop.place_order(&c, &[(sku("book-c"), Qty::new(1))], None).await.unwrap();
+    wait_status(&shop, &b.id, OrderStatus::Booked).await;
+    let p = shop.redirect(&b.id, Duration::from_secs(5)).await.unwrap();
+    let (body, sig) = shop.sandbox_callback(&p, false, 0);
+    shop.callback(&body, &sig).await.unwrap();
+    wait_status(&shop, &b.id, OrderStatus::Cancelled).await;
+    settle_and_check(&node, &shop).await;
+    eventually("notifications sent", || async { shop.sends().unwrap().len() == 2 }).await;
+    settle_and_check(&node, &shop).await;
+
+    let seen: Vec<Envelope> = probe.envelopes.lock().unwrap().clone();
+    let topics: std::collections::BTreeSet<&str> = seen.iter().map(|e| e.topic.name()).collect();
+    for t in Topic::ALL {
+        if *t != Topic::ShippingEvent || topics.contains("shipping.event") {
+            assert!(topics.contains(t.name()), "no {} event was seen", t.name());
+        }
+    }
+    let before = snapshot(&node);
+
+    // Every event again, twice, newest first: duplicates by id change nothing at all.
+    let mut again: Vec<Envelope> = seen.iter().rev().cloned().collect();
+    again.extend(seen.iter().cloned());
+    replay(&node, &again).await;
+    settle_and_check(&node, &shop).await;
+    assert_eq!(snapshot(&node), before, "redelivered events changed stored state");
+
+    // Every event again under a new id (a different message with stale content), shuffled:
+    // stale ones are discarded; statuses, stock and money stay as they were.
+    let statuses = |o: &bazaar::domain::order::CommerceOrder| (o.status, o.paid_amount);
+    let (sa, sb) = (statuses(&shop.order(&a.id).await.unwrap()), statuses(&shop.order(&b.id).await.unwrap()));
+    let levels: Vec<_> = [sku("book-a"), sku("book-b"), sku("book-c")].iter().map(|s| s.to_string()).collect();
+    let mut stale: Vec<Envelope> = seen
+        .iter()
+        .cloned()
+        .map(|mut e| {
+            e.message_id = MessageId::from_bytes(*uuid::Uuid::new_v4().as_bytes());
+            e
+        })
+        .collect();
+    stale.reverse();
+    let third = stale.len() / 3;
+    stale.rotate_left(third);
+    let stock_before = [
+        shop.stock_item(&sku("book-a")).await.unwrap(),
+        shop.stock_item(&sku("book-b")).await.unwrap(),
+        shop.stock_item(&sku("book-c")).await.unwrap(),
+    ];
+    // Stock requests are commands to items, not facts: only facts are replayed under new ids.
+    stale.retain(|e| e.topic != Topic::StockReserve && e.topic != Topic::NotificationSend);
+    replay(&node, &stale).await;
+    settle_and_check(&node, &shop).await;
+    assert_eq!(statuses(&shop.order(&a.id).await.unwrap()), sa);
+    assert_eq!(statuses(&shop.order(&b.id).await.unwrap()), sb);
+    let stock_after = [
+        shop.stock_item(&sku("book-a")).await.unwrap(),
+        shop.stock_item(&sku("book-b")).await.unwrap(),
+        shop.stock_item(&sku("book-c")).await.unwrap(),
+    ];
+    assert_eq!(stock_after, stock_before, "{levels:?}");
+    assert_eq!(shop.sends().unwrap().len(), 2, "no notification twice");
+}
