@@ -4,6 +4,7 @@
 mod crash;
 mod engine;
 mod lifecycle;
+mod notify;
 mod relay;
 mod saga;
 mod saga_faults;
