@@ -69,12 +69,22 @@ struct LoadgenArgs {
     /// The data directory.
     #[arg(long)]
     data_dir: PathBuf,
-    /// Concurrent writers (one stock item each).
+    /// `stock`: writers drive stock items through a fixed schedule (prints `ack WRITER N`);
+    /// `saga`: customers place and pay orders (prints `paid ORDER` / `cancelled ORDER`).
+    #[arg(long, default_value = "stock", value_parser = ["stock", "saga"])]
+    workload: String,
+    /// Concurrent writers (stock) or customers (saga).
     #[arg(long, default_value_t = 8)]
     writers: usize,
-    /// Commands per writer.
+    /// Commands per writer (stock) or orders per customer (saga).
     #[arg(long, default_value_t = 1000)]
     ops: u64,
+    /// Saga: how long an order may wait for its booking, ms.
+    #[arg(long, default_value_t = bazaar::limits::BOOKING_TIMEOUT_MS)]
+    booking_timeout_ms: u64,
+    /// Saga: how long a booked order may stay unpaid, ms.
+    #[arg(long, default_value_t = bazaar::limits::PAYMENT_TIMEOUT_MS)]
+    payment_timeout_ms: u64,
     /// Seed of the message ids (the same seed again changes nothing).
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -225,8 +235,32 @@ async fn wait_for_stop() {
 
 async fn loadgen(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
     let name = NodeId::parse("loadgen")?;
-    let opts = NodeOptions::single(name, args.data_dir.clone()).with_durability(args.durability);
+    let mut opts = NodeOptions::single(name, args.data_dir.clone()).with_durability(args.durability);
+    opts.deadlines =
+        bazaar::domain::order::Deadlines { booking_ms: args.booking_timeout_ms, payment_ms: args.payment_timeout_ms };
+    opts.payment_secret = b"loadgen".to_vec();
     let node = NodeBuilder::store(opts).start().await?;
+    if args.workload == "saga" {
+        let shop = bazaar::shop::Shop::new(&node)?;
+        bazaar::loadgen::prepare_sagas(&shop, args.writers).await?;
+        let on_end: Arc<dyn Fn(usize, bazaar::loadgen::SagaEnd) + Send + Sync> = Arc::new(|_, end| match end {
+            bazaar::loadgen::SagaEnd::Paid(o) => println!("paid {o}"),
+            bazaar::loadgen::SagaEnd::Cancelled(o) => println!("cancelled {o}"),
+        });
+        let done = bazaar::loadgen::run_sagas(
+            &shop,
+            args.seed,
+            args.writers,
+            args.ops,
+            Arc::new(AtomicBool::new(false)),
+            on_end,
+        )
+        .await?;
+        println!("done {done}");
+        drop(shop);
+        node.shutdown().await;
+        return Ok(ExitCode::SUCCESS);
+    }
     let stock = node.service::<StockItemKind>().ok_or_else(|| anyhow!("no stock service"))?;
     let on_ack: Arc<dyn Fn(usize, u64) + Send + Sync> = Arc::new(|w, n| println!("ack {w} {n}"));
     let done =

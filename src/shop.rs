@@ -105,6 +105,11 @@ impl Shop {
         })
     }
 
+    /// The stock item service (for tools that drive it directly).
+    pub fn items_service(&self) -> &Service<StockItemKind> {
+        &self.items
+    }
+
     /// The payment system (the sandbox).
     pub fn payment_system(&self) -> &Sandbox {
         &self.payment_system

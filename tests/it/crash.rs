@@ -11,9 +11,11 @@ use rand_chacha::ChaCha8Rng;
 
 use bazaar::actors::catalogue::{ProjectionQuery, StockProjectionKind};
 use bazaar::actors::entity::EntityKind;
+use bazaar::actors::order::OrderKind;
 use bazaar::actors::stock::StockItemKind;
 use bazaar::domain::stock::StockItem;
 use bazaar::domain::{Ctx, NodeId};
+use bazaar::invariants::StateSource;
 use bazaar::loadgen;
 use bazaar::node::NodeBuilder;
 use bazaar::persistence::{Durability, OutboxEntry, Store, StoreOptions, Topic};
@@ -177,4 +179,76 @@ fn resume_and_drain(dir: &std::path::Path, versions: &[u64]) {
         eventually("the outbox drains", || async { node.store().outbox_len() == 0 }).await;
         node.shutdown().await;
     });
+}
+
+/// Runs `bazaar loadgen --workload saga` until `kill_after` orders were paid, kills it with
+/// SIGKILL mid-sagas, and returns the orders it reported paid.
+fn run_sagas_and_kill(dir: &std::path::Path, seed: u64, kill_after: usize) -> Vec<String> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bazaar"))
+        .args(["loadgen", "--workload", "saga", "--writers", "12", "--ops", "100000", "--seed", &seed.to_string()])
+        .args(["--booking-timeout-ms", "2000", "--payment-timeout-ms", "2000"])
+        .arg("--data-dir")
+        .arg(dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start bazaar loadgen");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut paid = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(o) = line.strip_prefix("paid ") {
+            paid.push(o.to_owned());
+            if paid.len() >= kill_after {
+                break;
+            }
+        }
+    }
+    child.kill().unwrap();
+    for line in lines.map_while(Result::ok) {
+        if let Some(o) = line.strip_prefix("paid ") {
+            paid.push(o.to_owned());
+        }
+    }
+    child.wait().unwrap();
+    paid
+}
+
+#[test]
+fn sagas_killed_with_sigkill_all_finish_after_a_restart() {
+    for seed in seeds() {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed + 100);
+        let kill_after = rng.gen_range(5..80);
+        let dir = tempfile::tempdir().unwrap();
+        let paid = run_sagas_and_kill(dir.path(), seed, kill_after);
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        rt.block_on(async {
+            let mut o = support::options(dir.path(), Durability::Flush);
+            o.deadlines = bazaar::domain::order::Deadlines { booking_ms: 2000, payment_ms: 2000 };
+            let node = NodeBuilder::store(o).start().await.unwrap();
+            let shop = bazaar::shop::Shop::new(&node).unwrap();
+            // Every saga ends: paid, or cancelled by its deadline; nothing is left in flight.
+            eventually("every saga finished", || async {
+                let orders = node.store().states("order", "order").unwrap();
+                let all_settled = orders.iter().all(|(k, schema, body)| {
+                    let key = bazaar::domain::OrderId::parse(k).unwrap();
+                    let o = OrderKind::decode_state(&key, *schema, body).unwrap().unwrap();
+                    !o.status.is_unpaid()
+                });
+                all_settled && node.store().outbox_len() == 0
+            })
+            .await;
+            let orders = node.store().states("order", "order").unwrap();
+            assert!(!orders.is_empty());
+            let report = shop.invariants();
+            assert!(report.ok, "seed {seed}: {:#?}", report.violations());
+            for o in &paid {
+                let order = shop.order(&bazaar::domain::OrderId::parse(o).unwrap()).await.unwrap();
+                assert!(order.status.is_paid(), "seed {seed}: {o} was reported paid but is {}", order.status.name());
+            }
+            drop(shop);
+            node.shutdown().await;
+        });
+    }
 }
