@@ -19,5 +19,6 @@ pub mod loadgen;
 pub mod node;
 pub mod persistence;
 pub mod shop;
+pub mod sim;
 pub mod supervisors;
 pub mod verify;
