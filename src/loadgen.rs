@@ -231,7 +231,7 @@ pub async fn one_saga(
                 if start.elapsed() > wait {
                     return Err(LoadError::Engine(EngineError::Unavailable(format!("the gate of {c} stays closed"))));
                 }
-                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                shop.wait_gate_free(c, wait).await.map_err(LoadError::Shop)?;
             }
             Err(e) => return Err(LoadError::Shop(e)),
         }
@@ -259,29 +259,17 @@ pub async fn one_saga(
             break;
         }
         // Wait until the order took the part before asking for the rest.
-        let deadline = tokio::time::Instant::now() + wait;
-        while shop.order(&order).await.map_err(LoadError::Shop)?.status != OrderStatus::PaidPartial {
-            if tokio::time::Instant::now() > deadline {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
+        shop.wait_order(&order, wait, |o| o.status == OrderStatus::PaidPartial).await.map_err(LoadError::Shop)?;
     }
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        let o = shop.order(&order).await.map_err(LoadError::Shop)?;
-        if o.status.is_paid() {
-            return Ok(SagaEnd::Paid(order));
-        }
-        if o.status == OrderStatus::Cancelled {
-            return Ok(SagaEnd::Cancelled(order));
-        }
-        if tokio::time::Instant::now() > deadline {
-            return Err(LoadError::Engine(EngineError::Unavailable(format!(
-                "order {order} stuck in {}",
-                o.status.name()
-            ))));
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    let o = shop
+        .wait_order(&order, wait, |o| o.status.is_paid() || o.status == OrderStatus::Cancelled)
+        .await
+        .map_err(LoadError::Shop)?;
+    if o.status.is_paid() {
+        Ok(SagaEnd::Paid(order))
+    } else if o.status == OrderStatus::Cancelled {
+        Ok(SagaEnd::Cancelled(order))
+    } else {
+        Err(LoadError::Engine(EngineError::Unavailable(format!("order {order} stuck in {}", o.status.name()))))
     }
 }

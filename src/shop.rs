@@ -231,6 +231,25 @@ impl Shop {
         }
     }
 
+    /// Waits (up to `wait`) until the customer has no unpaid order, watching their gate.
+    pub async fn wait_gate_free(&self, customer: &CustomerId, wait: Duration) -> Result<CustomerOrders, ShopError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let mut changes = self.gates.subscribe(customer).await?;
+            loop {
+                let g = self.customer_orders(customer).await?;
+                if g.unpaid.is_none() || tokio::time::Instant::now() >= deadline {
+                    return Ok(g);
+                }
+                match tokio::time::timeout_at(deadline, changes.changed()).await {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(_)) => break,
+                    Err(_) => return self.customer_orders(customer).await,
+                }
+            }
+        }
+    }
+
     /// An order.
     pub async fn order(&self, id: &OrderId) -> Result<CommerceOrder, ShopError> {
         Ok(self.orders.command(id, new_id(), OrderCommand::Get).await??)
@@ -239,6 +258,32 @@ impl Shop {
     /// Cancels an order.
     pub async fn cancel_order(&self, id: &OrderId, by: Canceller) -> Result<CommerceOrder, ShopError> {
         Ok(self.orders.command(id, new_id(), OrderCommand::Cancel(by)).await??)
+    }
+
+    /// Waits (up to `wait`) until order `id` satisfies `done`, watching it rather than polling;
+    /// returns the order as it last stood.
+    pub async fn wait_order(
+        &self,
+        id: &OrderId,
+        wait: Duration,
+        done: impl Fn(&CommerceOrder) -> bool,
+    ) -> Result<CommerceOrder, ShopError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let mut changes = self.orders.subscribe(id).await?;
+            loop {
+                let o = self.order(id).await?;
+                if done(&o) || tokio::time::Instant::now() >= deadline {
+                    return Ok(o);
+                }
+                match tokio::time::timeout_at(deadline, changes.changed()).await {
+                    Ok(Ok(())) => continue,
+                    // Passivated under us: watch the next incarnation.
+                    Ok(Err(_)) => break,
+                    Err(_) => return self.order(id).await,
+                }
+            }
+        }
     }
 
     /// The events that touched an order, in the order they took effect.

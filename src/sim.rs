@@ -539,14 +539,11 @@ fn shop_step(sim: &mut Sim, s: &mut Shopper, deadlines: Deadlines, callbacks: &m
             // A double click: the same order placed twice, back to back.
             let clicks = if sim.rng.gen_bool(0.3) { 2 } else { 1 };
             for _ in 0..clicks {
-                match sim
-                    .command::<GateKind>(&s.id, GateCommand::Place { priced: priced.clone(), partition, deadlines })
-                {
-                    Ok(crate::actors::order::GateReply::Placed(o)) => {
-                        s.current = Some(o.id);
-                        s.orders_left -= 1;
-                    }
-                    Ok(_) | Err(_) => {}
+                let placed =
+                    sim.command::<GateKind>(&s.id, GateCommand::Place { priced: priced.clone(), partition, deadlines });
+                if let Ok(crate::actors::order::GateReply::Placed(o)) = placed {
+                    s.current = Some(o.id);
+                    s.orders_left -= 1;
                 }
             }
         }

@@ -240,7 +240,7 @@ impl SendStatus {
 }
 
 /// The record of one send.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SendRecord {
     /// What was to be sent.
     pub request: Option<SendRequest>,
@@ -256,18 +256,4 @@ pub struct SendRecord {
     pub last_error: Option<String>,
     /// Where it went (`smtp`, `sms`, `log`).
     pub sink: Option<String>,
-}
-
-impl Default for SendRecord {
-    fn default() -> Self {
-        Self {
-            request: None,
-            status: None,
-            attempts: 0,
-            created_at_ms: 0,
-            sent_at_ms: None,
-            last_error: None,
-            sink: None,
-        }
-    }
 }

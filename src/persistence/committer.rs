@@ -24,6 +24,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify};
 
 use super::store::{Applied, Durability, InjectedAbort, Store, StoreError, VersionCache, WriteSet};
+/// Most entries waiting in the hand-off to the relay.
+const HANDOFF_LEN_MAX: usize = 2 * crate::limits::RELAY_WINDOW_LEN_MAX;
+
 use crate::limits::{COMMIT_BATCH_LEN_MAX, COMMIT_DELAY_US, COMMIT_QUEUE_LEN_MAX, COMMIT_SIBLINGS_MIN};
 
 /// What became of a submitted write set.
@@ -43,6 +46,8 @@ pub enum CommitError {
     ShuttingDown,
 }
 
+// Write sets are the common case; boxing them would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
 enum Request {
     Write(WriteSet, Callback),
     Barrier(Box<dyn FnOnce() + Send>),
@@ -68,7 +73,16 @@ pub struct CommitStats {
     pub batch_len_buckets: [AtomicU64; 10],
 }
 
+/// Durable outbox entries handed from the committer to the relay in memory, so the relay need
+/// not read back what was just written. Bounded; past the bound it is dropped and the relay
+/// reads the outbox instead.
+#[derive(Default)]
+struct Handoff {
+    entries: std::collections::VecDeque<(u64, Vec<u8>)>,
+}
+
 struct Shared {
+    handoff: Mutex<Handoff>,
     durable_end: AtomicU64,
     relay_wake: Arc<Notify>,
     stats: CommitStats,
@@ -92,6 +106,7 @@ impl Committer {
         }
         let (tx, rx) = mpsc::channel(COMMIT_QUEUE_LEN_MAX);
         let shared = Arc::new(Shared {
+            handoff: Mutex::new(Handoff::default()),
             durable_end: AtomicU64::new(next_seq),
             relay_wake: Arc::new(Notify::new()),
             stats: CommitStats::default(),
@@ -123,6 +138,15 @@ impl Committer {
     /// Outbox entries with a sequence number below this are durable (the relay reads only those).
     pub fn durable_end(&self) -> u64 {
         self.shared.durable_end.load(Ordering::Acquire)
+    }
+
+    /// Takes the durable outbox entries handed over since the last call, in sequence order
+    /// (entries that did not fit the hand-off are only on disk).
+    pub fn take_handoff(&self) -> Vec<(u64, Vec<u8>)> {
+        match self.shared.handoff.lock() {
+            Ok(mut h) => h.entries.drain(..).collect(),
+            Err(_) => Vec::new(),
+        }
     }
 
     /// Notified after every durable batch that appended to the outbox.
@@ -250,6 +274,19 @@ fn process(
         match outcome {
             Ok(applied) => {
                 let before = shared.durable_end.swap(*next_seq, Ordering::AcqRel);
+                if let Ok(mut h) = shared.handoff.lock() {
+                    for ((ws, _), a) in writes.iter_mut().zip(&applied) {
+                        if let Applied::Written { first_seq, .. } = a {
+                            for (i, bytes) in std::mem::take(&mut ws.outbox).into_iter().enumerate() {
+                                h.entries.push_back((first_seq + u64::try_from(i).unwrap_or(0), bytes));
+                            }
+                        }
+                    }
+                    if h.entries.len() > HANDOFF_LEN_MAX {
+                        // The relay is behind: it will read these from the outbox.
+                        h.entries.clear();
+                    }
+                }
                 for ((_, cb), a) in writes.into_iter().zip(applied) {
                     call_contained(|| cb(Ok(a)));
                 }

@@ -19,7 +19,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, FutureExt};
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -53,11 +53,14 @@ pub trait Subscriber: Send + Sync + 'static {
     fn deliver(&self, envelope: Envelope) -> BoxFuture<'static, Result<(), DeliveryError>>;
 }
 
+/// The aggregate statuses a subscriber takes (`None`: all).
+pub type StatusFilter = Option<&'static [&'static str]>;
+
 /// Which services subscribe to which topics: an event becomes one outbox entry per subscriber
 /// whose status filter admits it.
 #[derive(Debug, Clone, Default)]
 pub struct Subscriptions {
-    by_topic: HashMap<Topic, Vec<(String, Option<&'static [&'static str]>)>>,
+    by_topic: HashMap<Topic, Vec<(String, StatusFilter)>>,
 }
 
 impl Subscriptions {
@@ -182,7 +185,7 @@ struct Worker {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Storage(format!("blocking task failed: {e}")))?
+    crate::actors::entity::blocking(f).await
 }
 
 impl Worker {
@@ -212,6 +215,10 @@ impl Worker {
                 _ = stop.changed() => break,
                 Some((seq, result)) = inflight.next(), if !inflight.is_empty() => {
                     self.finished(seq, result, &mut inflight).await;
+                    // Take every other acknowledgement already there before going round.
+                    while let Some(Some((seq, result))) = inflight.next().now_or_never() {
+                        self.finished(seq, result, &mut inflight).await;
+                    }
                 }
                 _ = sleep_until_opt(next_retry), if next_retry.is_some() => {
                     let now = Instant::now();
@@ -229,16 +236,31 @@ impl Worker {
         }
     }
 
-    /// Loads newly durable entries into their lanes; returns whether more may be waiting.
+    /// Loads newly durable entries into their lanes — from the committer's in-memory hand-off
+    /// when it has them, from the outbox otherwise; returns whether more may be waiting.
     async fn load(&mut self, inflight: &mut FuturesUnordered<Delivery>) -> Result<bool, StoreError> {
-        let room = self.config.window_len_max.saturating_sub(self.items.len());
-        if room == 0 {
+        let handed = self.committer.take_handoff();
+        let until = self.committer.durable_end();
+        let mut room = self.config.window_len_max.saturating_sub(self.items.len());
+        if room == 0 || self.cursor >= until {
             return Ok(false);
         }
-        let (from, until) = (self.cursor, self.committer.durable_end());
-        let store = self.store.clone();
-        let rows = blocking(move || store.outbox_scan(from, until, room)).await?;
-        let full = rows.len() == room;
+        // Anything before the first handed entry is only on disk.
+        let scan_end = handed.first().map_or(until, |(s, _)| *s).min(until);
+        let mut rows = Vec::new();
+        if self.cursor < scan_end {
+            let (from, store) = (self.cursor, self.store.clone());
+            rows = blocking(move || store.outbox_scan(from, scan_end, room)).await?;
+            room -= rows.len();
+            let scanned_all = rows.len() < self.config.window_len_max.saturating_sub(self.items.len());
+            if !scanned_all {
+                room = 0;
+            }
+        }
+        if room > 0 {
+            let next = rows.last().map_or(self.cursor, |(s, _)| s + 1).max(scan_end);
+            rows.extend(handed.into_iter().filter(|(s, _)| *s >= next && *s < until).take(room));
+        }
         for (seq, raw) in rows {
             self.cursor = seq + 1;
             match OutboxEntry::decode(&raw) {
@@ -265,7 +287,8 @@ impl Worker {
                 }
             }
         }
-        Ok(full)
+        let room_left = self.config.window_len_max.saturating_sub(self.items.len());
+        Ok(self.cursor < self.committer.durable_end() && room_left > 0)
     }
 
     fn start(&mut self, seq: u64, inflight: &mut FuturesUnordered<Delivery>) {

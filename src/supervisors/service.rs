@@ -478,6 +478,13 @@ impl<K: EntityKind> Service<K> {
         }
     }
 
+    /// Watches the entity `key`: the receiver wakes after each of its durable changes. A
+    /// receiver whose `changed()` fails saw the entity passivate: subscribe again.
+    pub async fn subscribe(&self, key: &K::Key) -> Result<tokio::sync::watch::Receiver<u64>, EngineError> {
+        self.check_route(key)?;
+        Ok(self.handle_for(key).await?.shared().subscribe())
+    }
+
     /// Sends a command to the entity `key` and waits for its answer, which arrives only once
     /// everything the entity wrote before it is durable. A command whose id already took effect
     /// gets the first answer again and changes nothing.

@@ -1,0 +1,125 @@
+//! `cargo bench --bench saga`: whole sagas in-process, from order creation to PAID, with 64
+//! concurrent customers (each places an order, waits until it is payable, pays it in full
+//! through the sandbox callback, waits until the order is PAID, and starts the next). Every
+//! service runs: gate, order, price list, stock booking and items, catalogue projection,
+//! payment, shipping, notification with its sender (log sink).
+//!
+//! Prints `saga durability=flush customers=64: N sagas/s, M steps/s` (steps = durable messages
+//! handled, i.e. write sets committed: commands and events alike), medians of
+//! `BAZAAR_BENCH_RUNS` runs (default 3) of `BAZAAR_BENCH_SECS` seconds (default 5), for
+//! durability flush and none, and the peak RSS.
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bazaar::domain::{MessageId, NodeId, Qty};
+use bazaar::loadgen::{self, SagaEnd};
+use bazaar::node::{NodeBuilder, NodeOptions};
+use bazaar::persistence::Durability;
+use bazaar::shop::Shop;
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+async fn one_run(base: &Path, durability: Durability, customers: usize, secs: u64, run: u64) -> (f64, f64, u64) {
+    let dir = base.join(format!("saga-{}-{customers}-{run}", durability.name()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut opts = NodeOptions::single(NodeId::parse("bench").expect("valid"), dir.clone()).with_durability(durability);
+    opts.payment_secret = b"bench".to_vec();
+    if let Ok(v) = std::env::var("BAZAAR_BENCH_LIVE_MAX") {
+        opts.entities.live_max = v.parse().expect("a number");
+    }
+    let node = NodeBuilder::store(opts).start().await.expect("node starts");
+    let shop = Shop::new(&node).expect("shop");
+    loadgen::prepare_sagas(&shop, customers).await.expect("catalogue");
+    let paid = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for i in 0..customers {
+        let (shop, paid, failed, stop) = (shop.clone(), paid.clone(), failed.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let c = loadgen::saga_customer(i);
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let items = [(
+                    loadgen::saga_product((i + usize::try_from(n).unwrap_or(0)) % loadgen::SAGA_PRODUCTS),
+                    Qty::new(1),
+                )];
+                let id = MessageId::derived(&[b"bench", &run.to_be_bytes(), c.as_str().as_bytes(), &n.to_be_bytes()]);
+                match loadgen::one_saga(&shop, id, &c, &items, 5).await {
+                    Ok(SagaEnd::Paid(_)) => paid.fetch_add(1, Ordering::Relaxed),
+                    Ok(SagaEnd::Cancelled(_)) | Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let stats = node.committer().stats();
+    let (p0, w0, t0) = (paid.load(Ordering::Relaxed), stats.write_sets.load(Ordering::Relaxed), Instant::now());
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let (p1, w1, el) =
+        (paid.load(Ordering::Relaxed), stats.write_sets.load(Ordering::Relaxed), t0.elapsed().as_secs_f64());
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    drop(shop);
+    node.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    ((p1 - p0) as f64 / el, (w1 - w0) as f64 / el, failed.load(Ordering::Relaxed))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() {
+    let runs = env_u64("BAZAAR_BENCH_RUNS", 3).max(1);
+    let secs = env_u64("BAZAAR_BENCH_SECS", 5).max(1);
+    let customers = usize::try_from(env_u64("BAZAAR_BENCH_CUSTOMERS", 64)).unwrap_or(64);
+    let base = std::env::var("BAZAAR_BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-data"));
+    std::fs::create_dir_all(&base).expect("bench dir");
+    let only = std::env::var("BAZAAR_BENCH_ONLY").ok();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    println!("saga bench: {runs} runs x {secs} s per setting, {customers} customers, data in {}", base.display());
+    for durability in [Durability::Flush, Durability::None] {
+        if only.as_deref().is_some_and(|o| o != durability.name()) {
+            continue;
+        }
+        let (mut sagas, mut steps, mut failed) = (Vec::new(), Vec::new(), 0);
+        for run in 0..runs {
+            let (s, w, f) = rt.block_on(one_run(&base, durability, customers, secs, run));
+            sagas.push(s);
+            steps.push(w);
+            failed += f;
+        }
+        let (ms, mw) = (median(sagas.clone()), median(steps));
+        println!("saga durability={} customers={customers}: {ms:.0} sagas/s, {mw:.0} steps/s", durability.name());
+        let runs_txt: Vec<String> = sagas.iter().map(|r| format!("{r:.0}")).collect();
+        println!(
+            "  runs: [{}] sagas/s, {:.1} steps per saga, {failed} sagas not paid",
+            runs_txt.join(", "),
+            mw / ms.max(1.0)
+        );
+    }
+    match peak_rss_kib() {
+        Some(kib) => println!("saga peak RSS: {} MiB", kib / 1024),
+        None => println!("saga peak RSS: unknown"),
+    }
+}
