@@ -107,33 +107,27 @@ pub fn check(src: &dyn StateSource, now_ms: u64, grace_ms: u64) -> Report {
     let orders: Vec<_> = orders.into_iter().filter_map(|(k, o)| o.map(|o| (k, o))).collect();
     let order_by_id: HashMap<&str, _> = orders.iter().map(|(k, o)| (k.as_str(), o)).collect();
 
-    // 1. Stock conserved, and every unit an item holds for an order is a booked line of that
-    //    order's booking (and the other way round).
+    // 1. Stock conserved, and the units an item holds booked are exactly the booked lines of
+    //    the orders' bookings for it.
     let mut stock = Vec::new();
-    let mut held_by_items: BTreeMap<(String, String), u32> = BTreeMap::new();
+    let mut held_by_bookings: BTreeMap<String, u64> = BTreeMap::new();
+    for b in bookings.values() {
+        for (sku, qty) in b.held() {
+            *held_by_bookings.entry(sku.to_string()).or_default() += u64::from(qty.get());
+        }
+    }
     for (sku, item) in &items {
         if let Err(e) = item.check_invariant() {
             stock.push(e);
         }
-        for (order, qty) in item.bookings() {
-            held_by_items.insert((order.to_string(), sku.clone()), qty.get());
+        let held = held_by_bookings.remove(sku).unwrap_or(0);
+        let booked = u64::from(item.levels().booked.get());
+        if held != booked {
+            stock.push(format!("item {sku} has {booked} booked but the orders' bookings hold {held}"));
         }
     }
-    let mut held_by_bookings: BTreeMap<(String, String), u32> = BTreeMap::new();
-    for (order, b) in &bookings {
-        for (sku, qty) in b.held() {
-            held_by_bookings.insert((order.clone(), sku.to_string()), qty.get());
-        }
-    }
-    for (k, q) in &held_by_items {
-        if held_by_bookings.get(k) != Some(q) {
-            stock.push(format!("item {} holds {q} for order {} that its booking does not hold", k.1, k.0));
-        }
-    }
-    for (k, q) in &held_by_bookings {
-        if held_by_items.get(k) != Some(q) {
-            stock.push(format!("booking of {} holds {q} of {} that the item does not hold", k.0, k.1));
-        }
+    for (sku, held) in held_by_bookings {
+        stock.push(format!("bookings hold {held} of {sku}, an item that does not exist"));
     }
 
     // 2. No PAID without booking; no booking held by a cancelled order.

@@ -97,10 +97,6 @@ pub const RECORD_BYTES_MAX: usize = AGGREGATE_BYTES_MAX + 64 * 1024;
 /// session above 16 MiB).
 pub const CLUSTER_FRAME_BYTES_MAX: usize = 4 * 1024 * 1024;
 
-/// Active bookings (orders holding stock) one stock item keeps; more is a typed rejection.
-/// The aggregate is rewritten on every change, so its size is bounded on purpose.
-pub const STOCK_BOOKINGS_MAX: usize = 10_000;
-
 /// Longest id (SKU, order id, customer id = e-mail, routing key) in bytes.
 pub const ID_BYTES_MAX: usize = 128;
 

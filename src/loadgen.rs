@@ -27,8 +27,8 @@ pub fn command(n: u64) -> StockCommand {
     match n % 3 {
         1 => StockCommand::Receive { qty: Qty::new(3), dims: None },
         2 => StockCommand::Book { order: order(n), qty: Qty::new(2) },
-        _ if (n / 3) % 2 == 1 => StockCommand::Ship { order: order(n - 1) },
-        _ => StockCommand::Release { order: order(n - 1), reason: ReleaseReason::OrderCancelled },
+        _ if (n / 3) % 2 == 1 => StockCommand::Ship { order: order(n - 1), qty: Qty::new(2) },
+        _ => StockCommand::Release { order: order(n - 1), qty: Qty::new(2), reason: ReleaseReason::OrderCancelled },
     }
 }
 

@@ -28,18 +28,11 @@ pub struct StockItemView {
     pub levels: StockLevels,
     /// Size and weight of one unit.
     pub dims: Option<Dimensions>,
-    /// Open bookings.
-    pub open_bookings: usize,
 }
 
 impl StockItemView {
     fn of(item: &StockItem) -> Self {
-        Self {
-            sku: item.sku().clone(),
-            levels: item.levels(),
-            dims: item.dims(),
-            open_bookings: item.bookings().count(),
-        }
+        Self { sku: item.sku().clone(), levels: item.levels(), dims: item.dims() }
     }
 }
 
@@ -81,11 +74,16 @@ impl EntityKind for StockItemKind {
     }
 
     fn encode_state(state: &StockItem) -> Result<(u16, Vec<u8>), CodecError> {
-        state_v1("stock item", state)
+        Ok((2, crate::persistence::codec::to_body("stock item", state, crate::limits::AGGREGATE_BYTES_MAX)?))
     }
 
+    /// Schema 1 kept each order's booking in the item; schema 2 keeps counts only.
     fn decode_state(key: &Sku, schema: u16, body: &[u8]) -> Result<StockItem, CodecError> {
-        let item: StockItem = from_state_v1("stock item", schema, body)?;
+        let item: StockItem = match schema {
+            2 => crate::persistence::codec::from_body("stock item", body)?,
+            1 => StockItem::from(from_state_v1::<crate::domain::stock::StockItemV1>("stock item v1", 1, body)?),
+            version => return Err(CodecError::UnknownSchema { what: "stock item".into(), version }),
+        };
         if item.sku() != key {
             return Err(CodecError::Malformed {
                 what: "stock item",
@@ -127,12 +125,12 @@ impl EntityKind for StockItemKind {
         let cmd = match r.op {
             ReserveOp::Book => StockCommand::Book { order: r.order_id.clone(), qty: r.qty },
             ReserveOp::Release => {
-                StockCommand::Release { order: r.order_id.clone(), reason: ReleaseReason::OrderCancelled }
+                StockCommand::Release { order: r.order_id.clone(), qty: r.qty, reason: ReleaseReason::OrderCancelled }
             }
             ReserveOp::ReleaseFailed => {
-                StockCommand::Release { order: r.order_id.clone(), reason: ReleaseReason::BookingFailed }
+                StockCommand::Release { order: r.order_id.clone(), qty: r.qty, reason: ReleaseReason::BookingFailed }
             }
-            ReserveOp::Ship => StockCommand::Ship { order: r.order_id.clone() },
+            ReserveOp::Ship => StockCommand::Ship { order: r.order_id.clone(), qty: r.qty },
         };
         let booking = r.op == ReserveOp::Book;
         let outcome = match state.handle(&cmd, ctx) {
@@ -143,24 +141,15 @@ impl EntityKind for StockItemKind {
                         line_answer(&r.order_id, key, LineResult::Booked { dims: next.dims() }).map_err(permanent)?,
                     );
                 }
-                if evs.is_empty() {
-                    // A repeat (booked already, nothing to release): answer again, change nothing.
-                    if emits.is_empty() {
-                        EventOutcome::Ignored
-                    } else {
-                        EventOutcome::Emit(emits)
-                    }
-                } else {
-                    EventOutcome::Changed(Change::to(next).emit_all(emits))
-                }
+                EventOutcome::Changed(Change::to(next).emit_all(emits))
             }
             Err(e) if booking => {
                 EventOutcome::Emit(vec![
                     line_answer(&r.order_id, key, LineResult::Refused { reason: e.to_string() }).map_err(permanent)?
                 ])
             }
-            // Shipping or releasing what is not booked: already done, nothing to do.
-            Err(_) => EventOutcome::Ignored,
+            // Shipping or releasing more than is booked: a bug upstream; refuse it loudly.
+            Err(e) => return Err(permanent(format!("{:?} of {} for {}: {e}", r.op, r.qty, r.order_id))),
         };
         Ok(outcome)
     }

@@ -1,8 +1,11 @@
 //! The stock item aggregate: how many units of one SKU the warehouse holds, and for whom.
 //!
 //! Invariant: free + booked + shipped = received − returned (returned = sent back to the
-//! supplier), every count ≥ 0 (by type), and booked = the sum of the open bookings.
-//! A booking is per order, so booking twice for one order or releasing twice is harmless.
+//! supplier), every count ≥ 0 (by type).
+//!
+//! The item keeps counts only: which order holds what is the order's booking's business
+//! (`domain::booking`), which asks the item to book, release or ship exact quantities once each
+//! (the inbox drops a repeated request). So an item's size never grows with its sales.
 //! Customer returns (`AcceptReturn`) put shipped units back into free stock.
 
 use std::collections::BTreeMap;
@@ -10,7 +13,6 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{Ctx, DomainError, OrderId, Qty, Sku};
-use crate::limits::STOCK_BOOKINGS_MAX;
 
 #[cfg(test)]
 mod tests;
@@ -73,17 +75,21 @@ pub enum StockCommand {
         /// How many.
         qty: Qty,
     },
-    /// Give an order's held units back to free stock (a no-op when it holds none).
+    /// Give units an order held back to free stock.
     Release {
         /// The order.
         order: OrderId,
+        /// How many.
+        qty: Qty,
         /// Why.
         reason: ReleaseReason,
     },
-    /// The order's held units left with its shipment.
+    /// Units an order held left with its shipment.
     Ship {
         /// The order.
         order: OrderId,
+        /// How many.
+        qty: Qty,
     },
     /// A customer sent shipped units back; they return to free stock.
     AcceptReturn {
@@ -165,14 +171,32 @@ pub struct StockItemEvent {
 pub struct StockItem {
     sku: Sku,
     levels: StockLevels,
-    bookings: BTreeMap<OrderId, Qty>,
     dims: Option<Dimensions>,
+}
+
+/// A stock item as stored in schema 1, when it also kept each order's booking.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StockItemV1 {
+    /// The item.
+    pub sku: Sku,
+    /// Its counts.
+    pub levels: StockLevels,
+    /// Open bookings by order (dropped in schema 2: the bookings keep them).
+    pub bookings: BTreeMap<OrderId, Qty>,
+    /// Size and weight of one unit.
+    pub dims: Option<Dimensions>,
+}
+
+impl From<StockItemV1> for StockItem {
+    fn from(v1: StockItemV1) -> StockItem {
+        StockItem { sku: v1.sku, levels: v1.levels, dims: v1.dims }
+    }
 }
 
 impl StockItem {
     /// An item nothing was received of yet.
     pub fn new(sku: Sku) -> Self {
-        Self { sku, levels: StockLevels::default(), bookings: BTreeMap::new(), dims: None }
+        Self { sku, levels: StockLevels::default(), dims: None }
     }
 
     /// The item's SKU.
@@ -190,16 +214,6 @@ impl StockItem {
         self.dims
     }
 
-    /// The units `order` holds, if any.
-    pub fn booking(&self, order: &OrderId) -> Option<Qty> {
-        self.bookings.get(order).copied()
-    }
-
-    /// Open bookings, by order.
-    pub fn bookings(&self) -> impl Iterator<Item = (&OrderId, Qty)> {
-        self.bookings.iter().map(|(o, q)| (o, *q))
-    }
-
     /// The status carried in this item's events (hard case 6).
     pub fn status(&self) -> &'static str {
         if self.levels.free.is_zero() {
@@ -210,8 +224,7 @@ impl StockItem {
     }
 
     /// Decides a command: the next state and the events that explain it, or a rejection.
-    /// A command that changes nothing (a repeated booking, a release of nothing, `Get`)
-    /// returns the same state and no events.
+    /// `Get` returns the same state and no events.
     pub fn handle(&self, cmd: &StockCommand, _ctx: &Ctx) -> Result<(StockItem, Vec<StockItemEvent>), DomainError> {
         let change = match self.decide(cmd)? {
             Some(change) => change,
@@ -235,19 +248,6 @@ impl StockItem {
             }
             StockCommand::Book { order, qty } => {
                 Qty::positive(qty.get())?;
-                if let Some(booked) = self.bookings.get(order) {
-                    if booked == qty {
-                        return Ok(None);
-                    }
-                    return Err(DomainError::BookingConflict {
-                        sku: sku.clone(),
-                        order: order.clone(),
-                        booked: *booked,
-                    });
-                }
-                if self.bookings.len() >= STOCK_BOOKINGS_MAX {
-                    return Err(DomainError::TooManyBookings { sku: sku.clone() });
-                }
                 if self.levels.free < *qty {
                     return Err(DomainError::InsufficientStock {
                         sku: sku.clone(),
@@ -257,14 +257,20 @@ impl StockItem {
                 }
                 StockChange::Booked { order: order.clone(), qty: *qty }
             }
-            StockCommand::Release { order, reason } => match self.bookings.get(order) {
-                Some(qty) => StockChange::Released { order: order.clone(), qty: *qty, reason: *reason },
-                None => return Ok(None),
-            },
-            StockCommand::Ship { order } => match self.bookings.get(order) {
-                Some(qty) => StockChange::Shipped { order: order.clone(), qty: *qty },
-                None => return Err(DomainError::NotBooked { sku: sku.clone(), order: order.clone() }),
-            },
+            StockCommand::Release { order, qty, reason } => {
+                Qty::positive(qty.get())?;
+                if self.levels.booked < *qty {
+                    return Err(DomainError::NotBooked { sku: sku.clone(), order: order.clone() });
+                }
+                StockChange::Released { order: order.clone(), qty: *qty, reason: *reason }
+            }
+            StockCommand::Ship { order, qty } => {
+                Qty::positive(qty.get())?;
+                if self.levels.booked < *qty {
+                    return Err(DomainError::NotBooked { sku: sku.clone(), order: order.clone() });
+                }
+                StockChange::Shipped { order: order.clone(), qty: *qty }
+            }
             StockCommand::AcceptReturn { order, qty } => {
                 Qty::positive(qty.get())?;
                 if self.levels.shipped < *qty {
@@ -303,18 +309,15 @@ impl StockItem {
                     self.dims = *dims;
                 }
             }
-            StockChange::Booked { order, qty } => {
+            StockChange::Booked { qty, .. } => {
                 l.free = l.free.checked_sub(*qty)?;
                 l.booked = l.booked.checked_add(*qty)?;
-                self.bookings.insert(order.clone(), *qty);
             }
-            StockChange::Released { order, qty, .. } => {
-                self.take_booking(order, *qty)?;
+            StockChange::Released { qty, .. } => {
                 l.booked = l.booked.checked_sub(*qty)?;
                 l.free = l.free.checked_add(*qty)?;
             }
-            StockChange::Shipped { order, qty } => {
-                self.take_booking(order, *qty)?;
+            StockChange::Shipped { qty, .. } => {
                 l.booked = l.booked.checked_sub(*qty)?;
                 l.shipped = l.shipped.checked_add(*qty)?;
             }
@@ -331,16 +334,6 @@ impl StockItem {
         Ok(())
     }
 
-    fn take_booking(&mut self, order: &OrderId, qty: Qty) -> Result<(), DomainError> {
-        match self.bookings.get(order) {
-            Some(held) if *held == qty => {
-                self.bookings.remove(order);
-                Ok(())
-            }
-            _ => Err(DomainError::NotBooked { sku: self.sku.clone(), order: order.clone() }),
-        }
-    }
-
     /// Checks the invariant; `Err` names what is broken. Used by tests, by `bazaar verify`
     /// and by the online invariant checker.
     pub fn check_invariant(&self) -> Result<(), String> {
@@ -352,13 +345,6 @@ impl StockItem {
                 "{}: free {} + booked {} + shipped {} != received {} - returned {}",
                 self.sku, l.free, l.booked, l.shipped, l.received, l.returned
             ));
-        }
-        let booked: u64 = self.bookings.values().map(|q| u64::from(q.get())).sum();
-        if booked != u64::from(l.booked.get()) {
-            return Err(format!("{}: bookings sum to {booked} but booked is {}", self.sku, l.booked));
-        }
-        if self.bookings.values().any(|q| q.is_zero()) {
-            return Err(format!("{}: an empty booking is stored", self.sku));
         }
         Ok(())
     }
