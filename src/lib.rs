@@ -9,14 +9,19 @@
 #![forbid(unsafe_code)]
 
 pub mod actors;
+pub mod app;
+pub mod catalog_view;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod demo;
 pub mod domain;
+pub mod http;
 pub mod invariants;
 pub mod limits;
 pub mod loadgen;
 pub mod node;
+pub mod passwords;
 pub mod persistence;
 pub mod shop;
 pub mod sim;

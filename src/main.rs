@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use anyhow::{anyhow, Context};
+use anyhow::anyhow;
 
 // sled allocates on every operation; mimalloc is measurably faster than glibc's malloc for it
 // (see BENCHMARKS.md).
@@ -16,9 +16,8 @@ use clap::{Parser, Subcommand};
 
 use bazaar::actors::stock::StockItemKind;
 use bazaar::config::ClusterConfig;
-use bazaar::domain::stock::{Dimensions, StockCommand};
-use bazaar::domain::{MessageId, NodeId, Qty, Sku};
-use bazaar::node::{Node, NodeBuilder, NodeOptions};
+use bazaar::domain::NodeId;
+use bazaar::node::{NodeBuilder, NodeOptions};
 use bazaar::persistence::{relay, Durability, Store, StoreOptions};
 
 /// bazaar: an online book store as an actor system.
@@ -47,6 +46,11 @@ enum Command {
         #[command(subcommand)]
         action: DeadLetterAction,
     },
+    /// Manage users.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
 }
 
 #[derive(clap::Args)]
@@ -57,12 +61,37 @@ struct ServeArgs {
     /// This node's name in the cluster file.
     #[arg(long)]
     node: Option<String>,
-    /// The data directory (overrides the cluster file).
+    /// Where the HTTP front listens (overrides the cluster file; default 127.0.0.1:8080).
+    #[arg(long)]
+    http: Option<std::net::SocketAddr>,
+    /// The data directory (overrides the cluster file; default ./data).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Seed a demo catalogue's stock.
+    /// The payment sandbox's callback secret (default: generated and kept in the data dir).
+    #[arg(long, env = "BAZAAR_PAYMENT_SECRET", hide_env_values = true)]
+    payment_secret: Option<String>,
+    /// Seed demo books, stock, promo codes and one user per role, and print their credentials.
     #[arg(long)]
     demo: bool,
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Create a user offline (the node must be stopped).
+    Add {
+        /// The data directory (created if it does not exist).
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+        /// E-mail (the user id).
+        #[arg(long)]
+        email: String,
+        /// Password (8 to 256 characters).
+        #[arg(long)]
+        password: String,
+        /// CUSTOMER, OPERATOR, STOCK_OPERATOR, SHIPPING_OPERATOR or ADMIN.
+        #[arg(long)]
+        role: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -170,11 +199,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::DeadLetters { action } => dead_letters(action).await,
+        Command::User { action: UserAction::Add { data_dir, email, password, role } } => {
+            user_add(data_dir, email, password, role).await
+        }
     }
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let mut opts = match &args.config {
+    let (mut opts, mut http) = match &args.config {
         Some(path) => {
             let cfg = ClusterConfig::load(path)?;
             let name = match &args.node {
@@ -182,50 +214,86 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 None if cfg.nodes.len() == 1 => cfg.nodes[0].name.to_string(),
                 None => return Err(anyhow!("the config lists several nodes: say which with --node")),
             };
-            NodeOptions::from_config(&cfg, &name)?
+            let http = cfg.node(&name).map(|n| n.http_addr);
+            (NodeOptions::from_config(&cfg, &name)?, http)
         }
         None => {
             let name = NodeId::parse(args.node.as_deref().unwrap_or("node-1")).map_err(|e| anyhow!("--node: {e}"))?;
-            NodeOptions::single(name, PathBuf::from("./data"))
+            (NodeOptions::single(name, PathBuf::from("./data")), None)
         }
     };
     if let Some(d) = args.data_dir {
         opts.data_dir = d;
     }
-    let node = NodeBuilder::store(opts).start().await.context("cannot start the node")?;
+    if let Some(h) = args.http {
+        http = Some(h);
+    }
+    if let Some(s) = args.payment_secret.filter(|s| !s.is_empty()) {
+        opts.payment_secret = s.into_bytes();
+    }
+    let http = http.unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 8080)));
+    let mut running = bazaar::app::start(bazaar::app::AppOptions { node: opts, http, jwt_secret: None })
+        .await
+        .map_err(|e| match e {
+            bazaar::app::AppError::Node(bazaar::node::NodeError::Store(
+                s @ bazaar::persistence::StoreError::Locked(_),
+            )) => anyhow!("{s}"),
+            other => anyhow!("cannot start the node: {other}"),
+        })?;
     if args.demo {
-        seed_demo(&node).await?;
+        bazaar::demo::seed(&running.shop, |p| bazaar::passwords::hash(p).map_err(|e| e.to_string()))
+            .await
+            .map_err(|e| anyhow!("demo seeding failed: {e}"))?;
+        println!("demo data seeded; users (demo only):");
+        for u in bazaar::demo::USERS {
+            println!("  {:<18} {:<22} {}", u.role.name(), u.email, u.password);
+        }
+        println!("promo codes: WELCOME10 (10% off), CLASSICS5 (5.00 off two classics, orders from 20.00)");
     }
     println!(
-        "bazaar node {} running with its data in {}; Ctrl-C stops it",
-        node.options().node,
-        node.options().data_dir.display()
+        "bazaar node {} serving {} (data in {}); Ctrl-C stops it",
+        running.node().options().node,
+        running.url(),
+        running.node().options().data_dir.display()
     );
-    wait_for_stop().await;
-    println!("stopping: finishing in-flight work and flushing");
-    node.shutdown().await;
+    tokio::select! {
+        _ = wait_for_stop() => {}
+        _ = running.stopped() => {}
+    }
+    println!("stopping: finishing in-flight requests, flushing");
+    running.stop().await;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Demo stock: received once per data directory (the message ids are fixed, so a second
-/// `--demo` start changes nothing).
-async fn seed_demo(node: &Node) -> anyhow::Result<()> {
-    let stock = node.service::<StockItemKind>().ok_or_else(|| anyhow!("no stock service"))?;
-    let items = [
-        ("book-978-0141439518", 12),
-        ("book-978-0140449136", 7),
-        ("book-978-0679783268", 3),
-        ("book-978-0553213119", 25),
-    ];
-    for (sku, qty) in items {
-        let sku = Sku::parse(sku)?;
-        let dims = Dimensions { weight_g: 450, length_mm: 198, width_mm: 129, height_mm: 32 };
-        let cmd = StockCommand::Receive { qty: Qty::new(qty), dims: Some(dims) };
-        let id = MessageId::derived(&[b"demo-seed", sku.as_str().as_bytes()]);
-        let view = stock.command(&sku, id, cmd).await?.map_err(|e| anyhow!("{e}"))?;
-        println!("demo stock: {sku} free {}", view.levels.free);
+async fn user_add(data_dir: PathBuf, email: String, password: String, role: String) -> anyhow::Result<ExitCode> {
+    let id = bazaar::domain::CustomerId::parse(&email).map_err(|e| anyhow!("--email: {e}"))?;
+    let role = bazaar::domain::auth::Role::parse(&role)
+        .ok_or_else(|| anyhow!("--role must be CUSTOMER, OPERATOR, STOCK_OPERATOR, SHIPPING_OPERATOR or ADMIN"))?;
+    let hash = bazaar::passwords::hash(&password).map_err(|e| anyhow!("--password: {e}"))?;
+    let node = match NodeBuilder::store(NodeOptions::single(NodeId::parse("admin")?, data_dir.clone())).start().await {
+        Ok(n) => n,
+        Err(bazaar::node::NodeError::Store(bazaar::persistence::StoreError::Locked(_))) => {
+            return Err(anyhow!(
+                "the data directory {} is in use by a running node: stop it first",
+                data_dir.display()
+            ));
+        }
+        Err(e) => return Err(anyhow!("cannot open {}: {e}", data_dir.display())),
+    };
+    let shop = bazaar::shop::Shop::new(&node)?;
+    let result = shop.create_user(&id, hash, role).await;
+    drop(shop);
+    node.shutdown().await;
+    match result {
+        Ok(u) => {
+            println!("user {} created with role {}", u.customer_id, u.role.name());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(bazaar::shop::ShopError::Domain(bazaar::domain::DomainError::AlreadyExists { .. })) => {
+            Err(anyhow!("a user {id} exists already"))
+        }
+        Err(e) => Err(anyhow!("cannot create the user: {e}")),
     }
-    Ok(())
 }
 
 async fn wait_for_stop() {

@@ -14,12 +14,14 @@ use futures::future::BoxFuture;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::actors::auth::{RevocationKind, UserKind};
 use crate::actors::catalogue::{ProductKind, StockProjectionKind};
 use crate::actors::customer::CustomerKind;
 use crate::actors::entity::{EntityEnv, EntityKind};
 use crate::actors::notification::{Channels, NotificationsKind, SendRecordKind, Sender};
 use crate::actors::order::{GateKind, OrderKind, PriceKind};
 use crate::actors::payment::PaymentAccountKind;
+use crate::actors::promo::{CataloguePromoKind, OrderPromoKind, PromoKind};
 use crate::actors::shipping::ShipmentKind;
 use crate::actors::stock::{StockBookingKind, StockItemKind};
 use crate::actors::EngineError;
@@ -130,6 +132,7 @@ struct Started {
     destination: String,
     subscriber: Arc<dyn Subscriber>,
     trees: ServiceTrees,
+    stats: Arc<crate::supervisors::ServiceStats>,
     stop: Box<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>,
 }
 
@@ -192,6 +195,12 @@ impl NodeBuilder {
             .service::<ShipmentKind>()
             .service::<NotificationsKind>()
             .service::<SendRecordKind>()
+            .service::<UserKind>()
+            .service::<RevocationKind>()
+            .service::<PromoKind>()
+            .service::<OrderPromoKind>()
+            .service::<CataloguePromoKind>()
+            .service::<crate::actors::idempotency::IdempotencyKind>()
             .late_subscriber(
                 "notification/sender",
                 Topic::NotificationSend,
@@ -227,12 +236,14 @@ impl NodeBuilder {
                 });
                 let svc = Service::<K>::start(env, deps.opts.entities, deps.router.clone()).await?;
                 let s2 = svc.clone();
+                let stats = svc.stats_handle();
                 Ok(Started {
                     type_id: TypeId::of::<K>(),
                     destination: destination::<K>(),
                     subscriber: Arc::new(svc.clone()),
                     service: Box::new(svc),
                     trees,
+                    stats,
                     stop: Box::new(move || {
                         let s = s2.clone();
                         Box::pin(async move { s.stop().await })
@@ -273,12 +284,14 @@ impl NodeBuilder {
         let mut services = HashMap::new();
         let mut subscribers = self.extra_subscribers;
         let mut trees = Vec::new();
+        let mut stats = Vec::new();
         let mut stops = Vec::new();
         for start in self.starters {
             let s = start(deps.clone()).await?;
-            subscribers.insert(s.destination, s.subscriber);
+            subscribers.insert(s.destination.clone(), s.subscriber);
             services.insert(s.type_id, s.service);
             trees.push(s.trees);
+            stats.push((s.destination.clone(), s.stats));
             stops.push(s.stop);
         }
         for (name, build) in self.late_subscribers {
@@ -308,6 +321,7 @@ impl NodeBuilder {
             relay: Some(relay),
             subscribers,
             subscriptions: deps.subscriptions.clone(),
+            stats,
             services,
             trees,
             stops,
@@ -361,6 +375,7 @@ pub struct Node {
     relay: Option<Relay>,
     subscribers: HashMap<String, Arc<dyn Subscriber>>,
     subscriptions: Arc<Subscriptions>,
+    stats: Vec<(String, Arc<crate::supervisors::ServiceStats>)>,
     services: HashMap<TypeId, Box<dyn Any + Send + Sync>>,
     trees: Vec<ServiceTrees>,
     stops: Vec<Box<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>>,
@@ -371,6 +386,11 @@ impl Node {
     /// The service of entity kind `K`, if the node runs it.
     pub fn service<K: EntityKind>(&self) -> Option<Service<K>> {
         self.services.get(&TypeId::of::<K>()).and_then(|b| b.downcast_ref::<Service<K>>()).cloned()
+    }
+
+    /// Each service's supervisor counters, by `{service}/{aggregate}`.
+    pub fn service_stats(&self) -> &[(String, Arc<crate::supervisors::ServiceStats>)] {
+        &self.stats
     }
 
     /// The node's store.

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::actors::auth::{revocation_group, RevocationCommand, RevocationKind, UserCommand, UserKind};
 use crate::actors::catalogue::{ProductCommand, ProductKind, ProjectionQuery, StockProjection, StockProjectionKind};
 use crate::actors::customer::{CustomerCommand, CustomerKind};
 use crate::actors::entity::EntityKind;
@@ -15,6 +16,7 @@ use crate::actors::order::{GateCommand, GateKind, GateReply, OrderCommand, Order
 use crate::actors::payment::{
     self, CallbackError, PaymentAccountKind, PaymentCommand, PaymentReply, PaymentSystem, Sandbox,
 };
+use crate::actors::promo::{OrderPromoKind, PromoCommand, PromoKind, PromoQuery};
 use crate::actors::shipping::{ShipmentKind, ShippingCommand};
 use crate::actors::stock::{StockBookingKind, StockItemKind, StockItemView};
 use crate::actors::EngineError;
@@ -69,6 +71,11 @@ pub struct Shop {
     payments: Service<PaymentAccountKind>,
     shipments: Service<ShipmentKind>,
     notifications: Service<NotificationsKind>,
+    users: Service<UserKind>,
+    revocations: Service<RevocationKind>,
+    promos: Service<PromoKind>,
+    order_promos: Service<OrderPromoKind>,
+    idempotency: Service<crate::actors::idempotency::IdempotencyKind>,
     payment_system: Arc<Sandbox>,
     deadlines: Deadlines,
     store: Store,
@@ -97,6 +104,11 @@ impl Shop {
             payments: need(node)?,
             shipments: need(node)?,
             notifications: need(node)?,
+            users: need(node)?,
+            revocations: need(node)?,
+            promos: need(node)?,
+            order_promos: need(node)?,
+            idempotency: need(node)?,
             payment_system: Arc::new(Sandbox::new(&o.payment_secret)),
             deadlines: o.deadlines,
             store: node.store().clone(),
@@ -200,6 +212,134 @@ impl Shop {
         promo: Option<&Promo>,
     ) -> Result<CommerceOrder, ShopError> {
         self.place_order_as(new_id(), customer, items, promo).await
+    }
+
+    /// The promo code `token` as the order service knows it, ready for pricing; an unknown code
+    /// is a rejection (422).
+    pub async fn promo_for_pricing(&self, token: &str) -> Result<Promo, ShopError> {
+        let unknown = || DomainError::PromoNotApplicable { token: token.to_owned(), reason: "no such code".into() };
+        if crate::domain::promo::check_token(token).is_err() {
+            return Err(unknown().into());
+        }
+        let p = self.order_promos.command(&token.to_owned(), new_id(), PromoQuery::Get).await?.ok_or_else(unknown)?;
+        Ok(Promo { token: p.token, rule: p.rule, used_count: p.used_count })
+    }
+
+    /// Prices lines with an optional promo code named by its token (what `/calcPrice` does).
+    pub async fn calc_price(&self, items: &[(Sku, Qty)], promo_code: Option<&str>) -> Result<Priced, ShopError> {
+        let promo = match promo_code {
+            Some(t) => Some(self.promo_for_pricing(t).await?),
+            None => None,
+        };
+        self.price(items, promo.as_ref()).await
+    }
+
+    /// Places an order, with a promo code named by its token, under a given message id.
+    pub async fn place_order_with_code(
+        &self,
+        id: MessageId,
+        customer: &CustomerId,
+        items: &[(Sku, Qty)],
+        promo_code: Option<&str>,
+    ) -> Result<CommerceOrder, ShopError> {
+        let promo = match promo_code {
+            Some(t) => Some(self.promo_for_pricing(t).await?),
+            None => None,
+        };
+        self.place_order_as(id, customer, items, promo.as_ref()).await
+    }
+
+    /// Creates a promo code.
+    pub async fn create_promo(
+        &self,
+        token: &str,
+        description: &str,
+        rule: pricing::Rule,
+    ) -> Result<crate::domain::promo::Promocode, ShopError> {
+        crate::domain::promo::check_token(token)?;
+        let cmd = PromoCommand::Create { description: description.into(), rule };
+        Ok(self.promos.command(&token.to_owned(), new_id(), cmd).await??)
+    }
+
+    /// A promo code as its service has it.
+    pub async fn promo(&self, token: &str) -> Result<crate::domain::promo::Promocode, ShopError> {
+        crate::domain::promo::check_token(token)
+            .map_err(|_| DomainError::NotFound { what: "promo code".into(), id: token.into() })?;
+        Ok(self.promos.command(&token.to_owned(), new_id(), PromoCommand::Get).await??)
+    }
+
+    /// Every promo code (a scan of the promocode service's records).
+    pub fn promos(&self) -> Result<Vec<crate::domain::promo::Promocode>, ShopError> {
+        self.scan::<PromoKind>()
+    }
+
+    /// Every stored aggregate of kind `K` (a scan; for listings and tools).
+    pub fn scan<K: EntityKind>(&self) -> Result<Vec<K::State>, ShopError> {
+        let rows =
+            invariants::StateSource::states(&self.store, K::SERVICE, K::AGGREGATE).map_err(EngineError::Unavailable)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (k, schema, body) in rows {
+            let key = K::parse_key(&k).map_err(EngineError::Unavailable)?;
+            out.push(K::decode_state(&key, schema, &body).map_err(|e| EngineError::Unavailable(e.to_string()))?);
+        }
+        Ok(out)
+    }
+
+    /// Creates a user with an already hashed password.
+    pub async fn create_user(
+        &self,
+        id: &CustomerId,
+        password_hash: String,
+        role: crate::domain::auth::Role,
+    ) -> Result<crate::domain::auth::User, ShopError> {
+        Ok(self.users.command(id, new_id(), UserCommand::Create { password_hash, role }).await??)
+    }
+
+    /// A user.
+    pub async fn user(&self, id: &CustomerId) -> Result<crate::domain::auth::User, ShopError> {
+        Ok(self.users.command(id, new_id(), UserCommand::Get).await??)
+    }
+
+    /// The answer kept under an idempotency record key, if any (within its window).
+    pub async fn idempotent_answer(
+        &self,
+        key: &str,
+    ) -> Result<Option<crate::actors::idempotency::StoredAnswer>, ShopError> {
+        use crate::actors::idempotency::IdempotencyCommand;
+        Ok(self.idempotency.command(&key.to_owned(), new_id(), IdempotencyCommand::Get).await??)
+    }
+
+    /// Keeps an answer under an idempotency record key; returns the one kept (an earlier one
+    /// wins).
+    pub async fn keep_answer(
+        &self,
+        key: &str,
+        answer: crate::actors::idempotency::StoredAnswer,
+    ) -> Result<Option<crate::actors::idempotency::StoredAnswer>, ShopError> {
+        use crate::actors::idempotency::IdempotencyCommand;
+        Ok(self.idempotency.command(&key.to_owned(), new_id(), IdempotencyCommand::Put(answer)).await??)
+    }
+
+    /// The node's clock.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    /// Revokes a token until it expires.
+    pub async fn revoke(&self, jti: &str, exp_ms: u64) -> Result<(), ShopError> {
+        let cmd = RevocationCommand::Revoke { jti: jti.to_owned(), exp_ms };
+        self.revocations.command(&revocation_group(exp_ms), new_id(), cmd).await??;
+        Ok(())
+    }
+
+    /// Every revoked token not yet expired: (token id, expiry ms).
+    pub fn revoked_tokens(&self, now_ms: u64) -> Result<Vec<(String, u64)>, ShopError> {
+        Ok(self
+            .scan::<RevocationKind>()?
+            .into_iter()
+            .flat_map(|r| r.tokens.into_iter())
+            .filter(|(_, exp)| *exp > now_ms)
+            .collect())
     }
 
     /// Places an order under a given message id: a repeat of the id gets the first answer.

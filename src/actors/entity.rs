@@ -160,18 +160,18 @@ pub struct HandleShared {
     changes: tokio::sync::watch::Sender<u64>,
 }
 
-impl Default for HandleShared {
-    fn default() -> Self {
+impl HandleShared {
+    /// The shared part of an entity activated at `now_ms` (which counts as a use: an idle sweep
+    /// between the activation and the first send must not passivate it at once).
+    pub fn new(now_ms: u64) -> Self {
         Self {
             queued: AtomicUsize::new(0),
-            last_used_ms: AtomicU64::new(0),
-            referenced: AtomicBool::new(false),
+            last_used_ms: AtomicU64::new(now_ms),
+            referenced: AtomicBool::new(true),
             changes: tokio::sync::watch::channel(0).0,
         }
     }
-}
 
-impl HandleShared {
     /// A receiver that wakes after each durable change of the entity (while this incarnation
     /// lives; after a passivation it reports the sender gone).
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {

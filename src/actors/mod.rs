@@ -1,14 +1,17 @@
 //! One module per service: its entity kinds (how its aggregates take commands and events) on top
 //! of the generic entity actor. Actors stay thin: every decision is a call into `domain`.
 
+pub mod auth;
 pub mod catalogue;
 pub mod customer;
 pub mod entity;
 mod error;
+pub mod idempotency;
 pub mod notification;
 pub mod order;
 pub mod payment;
 pub mod plan;
+pub mod promo;
 pub mod shipping;
 pub mod stock;
 

@@ -122,6 +122,24 @@ impl EntityKind for GateKind {
         let timers =
             order.deadline_ms.map(|due| TimerOp::Set { tag: DEADLINE_TAG.into(), due_ms: due }).into_iter().collect();
         let id = order.id.to_string();
+        let mut extra = Vec::new();
+        if let Some(token) = &order.promo_code {
+            // The code's service counts the use; this event is once per order.
+            match events::encode(&order.id) {
+                Ok(p) => extra.push(Emit {
+                    topic: Topic::PromoUsed,
+                    routing_key: token.clone(),
+                    payload: p,
+                    from: Some(Origin { aggregate_id: id.clone(), version: 1, status: order.status.name().into() }),
+                }),
+                Err(e) => {
+                    return CommandOutcome::Unchanged(Err(DomainError::Invalid {
+                        field: "order".into(),
+                        reason: e.to_string(),
+                    }))
+                }
+            }
+        }
         let change = Change::to(next)
             .create(Create { aggregate: OrderKind::AGGREGATE, key: id.clone(), schema, body, timers })
             .emit(Emit {
@@ -129,7 +147,8 @@ impl EntityKind for GateKind {
                 routing_key: id.clone(),
                 payload,
                 from: Some(Origin { aggregate_id: id, version: 1, status: order.status.name().into() }),
-            });
+            })
+            .emit_all(extra);
         CommandOutcome::Changed { change, reply: Ok(GateReply::Placed(order)) }
     }
 

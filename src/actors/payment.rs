@@ -75,7 +75,7 @@ impl PaymentSystem for Sandbox {
 }
 
 /// The callback body a payment system posts (API.md).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CallbackBody {
     /// The payment.

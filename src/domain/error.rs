@@ -45,16 +45,6 @@ pub enum DomainError {
         /// What was free.
         free: Qty,
     },
-    /// The order already holds a booking of another quantity of this item.
-    #[error("order {order} already booked {booked} of {sku}")]
-    BookingConflict {
-        /// The item.
-        sku: Sku,
-        /// The order.
-        order: OrderId,
-        /// The quantity already booked.
-        booked: Qty,
-    },
     /// The order holds no booking of this item.
     #[error("order {order} holds no booking of {sku}")]
     NotBooked {
@@ -82,12 +72,6 @@ pub enum DomainError {
         requested: Qty,
         /// What was free.
         free: Qty,
-    },
-    /// The item holds as many open bookings as it may (see `limits::STOCK_BOOKINGS_MAX`).
-    #[error("{sku} holds too many open bookings")]
-    TooManyBookings {
-        /// The item.
-        sku: Sku,
     },
     /// The customer already has an order that is not paid (hard case 2).
     #[error("customer has an unpaid order {order}")]

@@ -5,6 +5,7 @@
 //! every rule of the store can be tested as plain functions, and recovery can replay events
 //! through the same code that produced them.
 
+pub mod auth;
 pub mod booking;
 pub mod catalogue;
 mod ctx;
@@ -17,6 +18,7 @@ pub mod notification;
 pub mod order;
 pub mod payment;
 pub mod pricing;
+pub mod promo;
 mod quantity;
 pub mod saga;
 pub mod shipping;

@@ -35,6 +35,10 @@ pub enum Topic {
     ProductEvent,
     /// A notification is to be sent (`SendRequest`), keyed by notification id.
     NotificationSend,
+    /// A promo code was created or used (`Promocode`), keyed by its token.
+    PromoEvent,
+    /// An order used a promo code (the `OrderId`), keyed by the code's token.
+    PromoUsed,
 }
 
 impl Topic {
@@ -50,6 +54,8 @@ impl Topic {
         Topic::CustomerEvent,
         Topic::ProductEvent,
         Topic::NotificationSend,
+        Topic::PromoEvent,
+        Topic::PromoUsed,
     ];
 
     /// The topic's name on the wire.
@@ -65,6 +71,8 @@ impl Topic {
             Topic::CustomerEvent => "customer.event",
             Topic::ProductEvent => "catalogue.product",
             Topic::NotificationSend => "notification.send",
+            Topic::PromoEvent => "promo.event",
+            Topic::PromoUsed => "promo.used",
         }
     }
 

@@ -160,7 +160,7 @@ impl<K: EntityKind> SupervisorState<K> {
         myself: &ActorRef<SupervisorMsg<K>>,
         key: K::Key,
     ) -> Result<EntityHandle<K>, EngineError> {
-        let shared = Arc::new(HandleShared::default());
+        let shared = Arc::new(HandleShared::new(self.args.env.clock.now_ms()));
         let args = EntityArgs { key: key.clone(), env: self.args.env.clone(), shared: shared.clone() };
         match Actor::spawn_linked(None, Entity::<K>::default(), args, myself.get_cell()).await {
             Ok((actor, _join)) => {
@@ -420,6 +420,11 @@ impl<K: EntityKind> Service<K> {
     /// The supervisor's counters.
     pub fn stats(&self) -> &ServiceStats {
         &self.stats
+    }
+
+    /// A shared handle to the supervisor's counters.
+    pub fn stats_handle(&self) -> Arc<ServiceStats> {
+        self.stats.clone()
     }
 
     /// The service's shared environment.

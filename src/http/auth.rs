@@ -1,0 +1,202 @@
+//! Tokens and roles: HS256 JWTs (and nothing else: `alg: none` or any other algorithm is refused),
+//! revocation until expiry, and throttling of repeated failed logins per account.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, RwLock};
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiError;
+use crate::domain::auth::{Role, User};
+use crate::domain::CustomerId;
+
+/// How long a token is valid, ms.
+pub const TOKEN_TTL_MS: u64 = 60 * 60 * 1000;
+/// A token this close to expiry is replaced by `/checkToken`, ms.
+pub const TOKEN_REFRESH_WINDOW_MS: u64 = 10 * 60 * 1000;
+/// Failed logins of one account before it is throttled.
+const LOGIN_FAILURES_FREE: u32 = 5;
+/// Longest throttle, s.
+const LOGIN_LOCK_S_MAX: u64 = 15 * 60;
+/// Accounts whose failures are remembered at once (oldest forgotten first).
+const THROTTLED_ACCOUNTS_MAX: usize = 100_000;
+
+/// What a token says.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    /// The customer (user) id.
+    pub sub: String,
+    /// The role.
+    pub role: String,
+    /// Expiry, seconds since the epoch.
+    pub exp: u64,
+    /// Issued, seconds since the epoch.
+    pub iat: u64,
+    /// The token's id (what revocation records).
+    pub jti: String,
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// Who.
+    pub customer: CustomerId,
+    /// As what.
+    pub role: Role,
+    /// The token's id.
+    pub jti: String,
+    /// When the token expires, ms.
+    pub exp_ms: u64,
+    /// The token itself.
+    pub token: String,
+}
+
+impl Caller {
+    /// Passes if the caller has one of `roles` (ADMIN always passes).
+    pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
+        if self.role == Role::Admin || roles.contains(&self.role) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "this needs the role {}",
+                roles.iter().map(|r| r.name()).collect::<Vec<_>>().join(" or ")
+            )))
+        }
+    }
+
+    /// Whether the caller may see everything (not only their own).
+    pub fn is_staff(&self) -> bool {
+        self.role != Role::Customer
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Failures {
+    count: u32,
+    locked_until_ms: u64,
+    last_ms: u64,
+}
+
+/// Token issuing and checking, revocations, login throttling.
+pub struct Auth {
+    enc: EncodingKey,
+    dec: DecodingKey,
+    revoked: RwLock<HashMap<String, u64>>,
+    failures: Mutex<HashMap<String, Failures>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Auth {
+    /// Signs with `secret`.
+    pub fn new(secret: &[u8]) -> Auth {
+        Auth {
+            enc: EncodingKey::from_secret(secret),
+            dec: DecodingKey::from_secret(secret),
+            revoked: RwLock::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A token for `user`, valid `TOKEN_TTL_MS` from `now_ms`: (token, expiry ms).
+    pub fn issue(&self, user: &User, now_ms: u64) -> Result<(String, u64), ApiError> {
+        let exp_ms = now_ms + TOKEN_TTL_MS;
+        let claims = Claims {
+            sub: user.customer_id.to_string(),
+            role: user.role.name().into(),
+            exp: exp_ms / 1000,
+            iat: now_ms / 1000,
+            jti: uuid::Uuid::new_v4().simple().to_string(),
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.enc)
+            .map_err(|e| ApiError::Internal(format!("cannot sign a token: {e}")))?;
+        Ok((token, exp_ms - exp_ms % 1000))
+    }
+
+    /// Checks a bearer token: signature (HS256 only), expiry, revocation.
+    pub fn verify(&self, token: &str, now_ms: u64) -> Result<Caller, ApiError> {
+        let mut v = Validation::new(Algorithm::HS256);
+        v.leeway = 0;
+        v.set_required_spec_claims(&["exp", "sub"]);
+        let data = jsonwebtoken::decode::<Claims>(token, &self.dec, &v)
+            .map_err(|e| ApiError::Unauthorized(format!("invalid token: {e}")))?;
+        let c = data.claims;
+        let exp_ms = c.exp.saturating_mul(1000);
+        if exp_ms <= now_ms {
+            return Err(ApiError::Unauthorized("the token has expired".into()));
+        }
+        if self.revoked.read().unwrap_or_else(std::sync::PoisonError::into_inner).contains_key(&c.jti) {
+            return Err(ApiError::Unauthorized("the token was revoked".into()));
+        }
+        let customer =
+            CustomerId::try_from(c.sub).map_err(|_| ApiError::Unauthorized("invalid token subject".into()))?;
+        let role = Role::parse(&c.role).ok_or_else(|| ApiError::Unauthorized("invalid token role".into()))?;
+        Ok(Caller { customer, role, jti: c.jti, exp_ms, token: token.to_owned() })
+    }
+
+    /// Remembers a revoked token until it expires (the durable record is the auth service's).
+    pub fn revoke_local(&self, jti: &str, exp_ms: u64, now_ms: u64) {
+        let mut r = self.revoked.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        r.retain(|_, exp| *exp > now_ms);
+        r.insert(jti.to_owned(), exp_ms);
+    }
+
+    /// Refuses a login attempt for `account` while it is throttled.
+    pub fn check_throttle(&self, account: &str, now_ms: u64) -> Result<(), ApiError> {
+        let f = lock(&self.failures).get(account).copied().unwrap_or_default();
+        if f.locked_until_ms > now_ms {
+            return Err(ApiError::TooManyRequests((f.locked_until_ms - now_ms).div_ceil(1000)));
+        }
+        Ok(())
+    }
+
+    /// A failed login: past `LOGIN_FAILURES_FREE`, the account waits 1, 2, 4, … s (at most 15 min)
+    /// before its next attempt. Other accounts are not affected.
+    pub fn login_failed(&self, account: &str, now_ms: u64) {
+        let mut m = lock(&self.failures);
+        if m.len() >= THROTTLED_ACCOUNTS_MAX && !m.contains_key(account) {
+            if let Some(oldest) = m.iter().min_by_key(|(_, f)| f.last_ms).map(|(k, _)| k.clone()) {
+                m.remove(&oldest);
+            }
+        }
+        let f = m.entry(account.to_owned()).or_default();
+        f.count = f.count.saturating_add(1);
+        f.last_ms = now_ms;
+        if f.count >= LOGIN_FAILURES_FREE {
+            let exp = (f.count - LOGIN_FAILURES_FREE).min(20);
+            f.locked_until_ms = now_ms + (1u64 << exp).min(LOGIN_LOCK_S_MAX) * 1000;
+        }
+    }
+
+    /// A successful login clears the account's failures.
+    pub fn login_succeeded(&self, account: &str) {
+        lock(&self.failures).remove(account);
+    }
+}
+
+/// Reads `Authorization: Basic base64(email:password)`.
+pub fn basic_credentials(header: Option<&str>) -> Result<(String, String), ApiError> {
+    use base64::Engine;
+    let h = header.ok_or_else(|| ApiError::Unauthorized("HTTP Basic credentials are needed".into()))?;
+    let b64 =
+        h.strip_prefix("Basic ").ok_or_else(|| ApiError::Unauthorized("HTTP Basic credentials are needed".into()))?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map_err(|_| ApiError::Unauthorized("malformed Basic credentials".into()))?;
+    let text = String::from_utf8(raw).map_err(|_| ApiError::Unauthorized("malformed Basic credentials".into()))?;
+    let (user, pass) =
+        text.split_once(':').ok_or_else(|| ApiError::Unauthorized("malformed Basic credentials".into()))?;
+    Ok((user.to_owned(), pass.to_owned()))
+}
+
+/// Reads `Authorization: Bearer <token>`.
+pub fn bearer(header: Option<&str>) -> Result<&str, ApiError> {
+    header
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::Unauthorized("a bearer token is needed".into()))
+}

@@ -1,0 +1,228 @@
+//! The HTTP front (warp 0.4): API.md's contract over the services.
+//!
+//! One warp filter takes every request (method, path, query, headers, body read up to 64 KiB)
+//! and hands it to `dispatch`, which routes by path template — so unknown routes (404), wrong
+//! methods (405), oversized (413) and non-JSON (415) bodies all get API.md's JSON error, and no
+//! input reaches a handler unchecked. Every request gets a request id (logged, and echoed in
+//! `X-Request-Id`), per-route counters and latencies for `/metrics`.
+//! Boundary: handlers never panic on input and never unwrap outside data.
+
+pub mod api;
+pub mod auth;
+pub mod dto;
+pub mod error;
+pub mod openapi;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures::StreamExt;
+use warp::http::{HeaderMap, Method, Response, StatusCode};
+use warp::Filter;
+
+use crate::catalog_view::CatalogView;
+use crate::clock::Clock;
+use crate::persistence::Store;
+use crate::shop::Shop;
+use auth::Auth;
+use error::ApiError;
+
+/// Largest request body, bytes.
+pub const HTTP_BODY_BYTES_MAX: usize = 64 * 1024;
+
+/// Everything the handlers use.
+pub struct App {
+    /// The store's operations.
+    pub shop: Shop,
+    /// The catalogue's read model.
+    pub view: Arc<CatalogView>,
+    /// Tokens, revocations, throttling.
+    pub auth: Auth,
+    /// This node's name.
+    pub node: String,
+    /// Every node's name.
+    pub nodes: Vec<String>,
+    /// Partitions this node owns.
+    pub partitions: usize,
+    /// The node's store (for operations views).
+    pub store: Store,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// Prometheus text of the metrics.
+    pub metrics: Arc<dyn Fn() -> String + Send + Sync>,
+    /// Where this front is reachable (the sandbox calls back through it), e.g. `http://127.0.0.1:8080`.
+    pub self_url: std::sync::RwLock<String>,
+}
+
+/// A request as handlers see it.
+pub struct Req {
+    /// The method.
+    pub method: Method,
+    /// The path, percent-decoded segments joined by `/`.
+    pub path: String,
+    /// The raw query string.
+    pub query: String,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The body (at most `HTTP_BODY_BYTES_MAX`).
+    pub body: Vec<u8>,
+}
+
+impl Req {
+    /// A header's value as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// An answer.
+pub enum Out {
+    /// JSON.
+    Json(StatusCode, Vec<u8>),
+    /// HTML.
+    Html(StatusCode, String),
+    /// Other text with its content type.
+    Text(StatusCode, String, &'static str),
+    /// No body.
+    Empty(StatusCode),
+}
+
+impl Out {
+    /// A JSON answer.
+    pub fn json<T: serde::Serialize>(status: StatusCode, v: &T) -> Result<Out, ApiError> {
+        serde_json::to_vec(v)
+            .map(|b| Out::Json(status, b))
+            .map_err(|e| ApiError::Internal(format!("cannot encode JSON: {e}")))
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            Out::Json(s, _) | Out::Html(s, _) | Out::Text(s, _, _) | Out::Empty(s) => *s,
+        }
+    }
+}
+
+fn error_out(e: &ApiError) -> Out {
+    let (status, body) = e.parts();
+    let bytes = serde_json::to_vec(&body).unwrap_or_else(|_| br#"{"error":"internal","message":"error"}"#.to_vec());
+    Out::Json(status, bytes)
+}
+
+fn render(out: Out, request_id: &str, retry_after: Option<u64>) -> Response<Vec<u8>> {
+    let (status, ctype, body) = match out {
+        Out::Json(s, b) => (s, Some("application/json"), b),
+        Out::Html(s, h) => (s, Some("text/html; charset=utf-8"), h.into_bytes()),
+        Out::Text(s, t, c) => (s, Some(c), t.into_bytes()),
+        Out::Empty(s) => (s, None, Vec::new()),
+    };
+    let mut b = Response::builder().status(status).header("x-request-id", request_id);
+    if let Some(c) = ctype {
+        b = b.header("content-type", c);
+    }
+    if let Some(s) = retry_after {
+        b = b.header("retry-after", s.to_string());
+    }
+    b.body(body).unwrap_or_else(|_| Response::new(Vec::new()))
+}
+
+/// Reads a body up to the limit; `None` when it is larger.
+async fn read_body<S, B>(mut stream: S) -> Option<Vec<u8>>
+where
+    S: futures::Stream<Item = Result<B, warp::Error>> + Unpin,
+    B: warp::Buf,
+{
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let mut chunk = chunk.ok()?;
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            if out.len() + part.len() > HTTP_BODY_BYTES_MAX {
+                return None;
+            }
+            out.extend_from_slice(part);
+            let n = part.len();
+            chunk.advance(n);
+        }
+    }
+    Some(out)
+}
+
+async fn handle<S, B>(
+    app: Arc<App>,
+    method: Method,
+    path: warp::path::FullPath,
+    query: Option<String>,
+    headers: HeaderMap,
+    body: S,
+) -> Result<Response<Vec<u8>>, Infallible>
+where
+    S: futures::Stream<Item = Result<B, warp::Error>> + Unpin + Send,
+    B: warp::Buf + Send,
+{
+    let started = Instant::now();
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let raw_path = path.as_str().to_owned();
+    let template = api::template(&raw_path);
+    let span = tracing::info_span!("request", request_id = %request_id, method = %method, route = template.unwrap_or("unknown"));
+    let _enter = span.enter();
+    let result = match read_body(body).await {
+        None => Err(ApiError::PayloadTooLarge),
+        Some(bytes) => {
+            let req =
+                Req { method: method.clone(), path: raw_path, query: query.unwrap_or_default(), headers, body: bytes };
+            api::dispatch(&app, template, req).await
+        }
+    };
+    let (out, retry) = match result {
+        Ok(o) => (o, None),
+        Err(e) => {
+            let retry = match &e {
+                ApiError::TooManyRequests(s) => Some(*s),
+                ApiError::Unavailable(_) => Some(1),
+                _ => None,
+            };
+            if matches!(e, ApiError::Internal(_) | ApiError::Unavailable(_)) {
+                tracing::warn!(error = ?e, "request failed");
+            }
+            (error_out(&e), retry)
+        }
+    };
+    let status = out.status();
+    let route = template.unwrap_or("unknown");
+    metrics::counter!("http_requests_total", "route" => route, "method" => method.to_string(), "status" => status.as_u16().to_string())
+        .increment(1);
+    metrics::histogram!("http_request_duration_seconds", "route" => route).record(started.elapsed().as_secs_f64());
+    Ok(render(out, &request_id, retry))
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves; then stops accepting and finishes the
+/// requests in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Arc<App>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let with_app = warp::any().map(move || app.clone());
+    let route = with_app
+        .and(warp::method())
+        .and(warp::path::full())
+        .and(warp::query::raw().map(Some).or(warp::any().map(|| None)).unify())
+        .and(warp::header::headers_cloned())
+        .and(warp::body::stream())
+        .and_then(|app, method, path, query, headers, body| async move {
+            handle(app, method, path, query, headers, Box::pin(body)).await
+        });
+    warp::serve(route).incoming(listener).graceful(shutdown).run().await;
+}
+
+/// The address a listener is bound to, as a base URL.
+pub fn base_url(addr: SocketAddr) -> String {
+    format!("http://{addr}")
+}
