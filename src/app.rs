@@ -194,6 +194,7 @@ pub async fn start(opts: AppOptions) -> Result<Running, AppError> {
         clock: o.clock.clone(),
         metrics: metrics_text,
         self_url: std::sync::RwLock::new(http::base_url(addr)),
+        idempotency_locks: Default::default(),
     });
     let (stop, mut stop_rx) = watch::channel(false);
     let server = tokio::spawn(http::serve(listener, app.clone(), async move {

@@ -91,6 +91,18 @@ impl Default for EntitiesConfig {
     }
 }
 
+/// Where notifications go (`[notifications]`); with nothing set they go to the log.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationsConfig {
+    /// The SMTP server, `host:port` (plain SMTP, as a local relay or a development sink offers).
+    pub smtp: Option<String>,
+    /// The sender address of mail.
+    pub smtp_from: Option<String>,
+    /// The SMS gateway's URL (`http://…`; it receives JSON `{"to","text"}`).
+    pub sms_url: Option<String>,
+}
+
 /// One node (`[[node]]`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -120,6 +132,9 @@ pub struct ClusterConfig {
     /// Entity settings.
     #[serde(default)]
     pub entities: EntitiesConfig,
+    /// Notification channels.
+    #[serde(default)]
+    pub notifications: NotificationsConfig,
     /// The nodes.
     #[serde(rename = "node")]
     pub nodes: Vec<NodeConfig>,
@@ -127,6 +142,19 @@ pub struct ClusterConfig {
 
 fn default_partitions() -> u32 {
     PARTITIONS_DEFAULT
+}
+
+impl NotificationsConfig {
+    /// The SMTP server's host and port.
+    pub fn smtp_endpoint(&self) -> Result<Option<(String, u16)>, String> {
+        let Some(s) = &self.smtp else { return Ok(None) };
+        let (host, port) = s.rsplit_once(':').ok_or("host:port expected")?;
+        let port: u16 = port.parse().map_err(|_| "the port must be a number from 1 to 65535")?;
+        if host.is_empty() || port == 0 {
+            return Err("host:port expected".into());
+        }
+        Ok(Some((host.to_owned(), port)))
+    }
 }
 
 impl ClusterConfig {
@@ -158,6 +186,7 @@ impl ClusterConfig {
             partitions: PARTITIONS_DEFAULT,
             storage: StorageConfig::default(),
             entities: EntitiesConfig::default(),
+            notifications: NotificationsConfig::default(),
             nodes: vec![NodeConfig {
                 name,
                 cluster_addr: SocketAddr::from(([127, 0, 0, 1], 7400)),
@@ -195,6 +224,18 @@ impl ClusterConfig {
         }
         if self.storage.cache_bytes < 1024 * 1024 {
             return Err(invalid("storage.cache_bytes", "at least 1 MiB"));
+        }
+        if let Some(smtp) = &self.notifications.smtp {
+            self.notifications.smtp_endpoint().map_err(|r| invalid("notifications.smtp", format!("{smtp:?}: {r}")))?;
+            let from = self.notifications.smtp_from.as_deref().unwrap_or_default();
+            if crate::domain::CustomerId::parse(from).is_err() {
+                return Err(invalid("notifications.smtp_from", "an e-mail address is needed with smtp"));
+            }
+        }
+        if let Some(url) = &self.notifications.sms_url {
+            if !url.starts_with("http://") || url.len() <= "http://".len() {
+                return Err(invalid("notifications.sms_url", "an http:// URL"));
+            }
         }
         Ok(())
     }

@@ -114,6 +114,17 @@ impl NodeOptions {
         };
         o.entities =
             EntityConfig { live_max: cfg.entities.live_max, idle_ms: cfg.entities.idle_ms, ..EntityConfig::default() };
+        let n = &cfg.notifications;
+        let smtp = n.smtp_endpoint().map_err(|e| NodeError::Config(format!("notifications.smtp: {e}")))?;
+        o.channels = Arc::new(Channels {
+            smtp: smtp.map(|(host, port)| crate::actors::notification::SmtpConfig {
+                host,
+                port,
+                from: n.smtp_from.clone().unwrap_or_default(),
+            }),
+            sms: n.sms_url.clone().map(|url| crate::actors::notification::SmsConfig { url }),
+            log: Default::default(),
+        });
         Ok(o)
     }
 

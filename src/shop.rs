@@ -295,6 +295,15 @@ impl Shop {
         Ok(self.users.command(id, new_id(), UserCommand::Create { password_hash, role }).await??)
     }
 
+    /// Enables or disables a user (a disabled user cannot log in or refresh a token).
+    pub async fn set_user_enabled(
+        &self,
+        id: &CustomerId,
+        enabled: bool,
+    ) -> Result<crate::domain::auth::User, ShopError> {
+        Ok(self.users.command(id, new_id(), UserCommand::SetEnabled(enabled)).await??)
+    }
+
     /// A user.
     pub async fn user(&self, id: &CustomerId) -> Result<crate::domain::auth::User, ShopError> {
         Ok(self.users.command(id, new_id(), UserCommand::Get).await??)

@@ -23,6 +23,9 @@ pub struct StoredAnswer {
     pub body: Vec<u8>,
     /// When it was given, ms.
     pub at_ms: u64,
+    /// A hash of the request it answered (a repeat with another body is refused, so a key
+    /// reused by mistake — or by someone else on a public route — never returns this answer).
+    pub request_hash: u64,
 }
 
 /// What can be asked of a record.

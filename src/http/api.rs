@@ -81,13 +81,16 @@ fn param(req: &Req, i: usize) -> String {
 }
 
 fn percent_decode(s: &str) -> String {
+    fn hex(b: u8) -> Option<u8> {
+        (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
+    }
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
+            if let (Some(hi), Some(lo)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push(hi * 16 + lo);
                 i += 3;
                 continue;
             }
@@ -161,10 +164,10 @@ fn json_body<T: DeserializeOwned>(req: &Req) -> Result<T, ApiError> {
     if essence != "application/json" && !essence.ends_with("+json") {
         return Err(ApiError::UnsupportedMediaType);
     }
-    serde_json::from_slice(&req.body).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => ApiError::Unprocessable(format!("invalid body: {e}")),
-        _ => ApiError::BadRequest(format!("malformed JSON: {e}")),
-    })
+    // Syntax first (400), then shape and types (422).
+    let value: serde_json::Value =
+        serde_json::from_slice(&req.body).map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
+    T::deserialize(value).map_err(|e| ApiError::Unprocessable(format!("invalid body: {e}")))
 }
 
 fn query<T: DeserializeOwned>(req: &Req) -> Result<T, ApiError> {
@@ -230,22 +233,35 @@ async fn idempotent(
         .and_then(|t| app.auth.verify(t, now(app)).ok())
         .map_or_else(|| "anonymous".to_owned(), |c| c.customer.to_string());
     let rk = record_key(&who, route, key);
+    let _one_at_a_time = app.idempotency_locks.lock(&rk).await;
+    let request_hash = xxhash_rust::xxh3::xxh3_64(&req.body);
+    let replay = |a: StoredAnswer| {
+        if a.request_hash != request_hash {
+            return Err(ApiError::Unprocessable(
+                "this Idempotency-Key was used with another request body; use a new key".into(),
+            ));
+        }
+        Ok(Out::Json(StatusCode::from_u16(a.status).unwrap_or(StatusCode::OK), a.body))
+    };
     if let Some(a) = app.shop.idempotent_answer(&rk).await? {
-        return Ok(Out::Json(StatusCode::from_u16(a.status).unwrap_or(StatusCode::OK), a.body));
+        return replay(a);
     }
     let out = run.await;
     let (status, body) = match &out {
         Ok(Out::Json(s, b)) => (*s, b.clone()),
+        // A refusal that depends on nothing but the request is kept too; passing states
+        // (overload, a bug, a throttle) are not, so a retry may succeed.
         Err(e) if !matches!(e, ApiError::Internal(_) | ApiError::Unavailable(_) | ApiError::TooManyRequests(_)) => {
             let (s, b) = e.parts();
             (s, serde_json::to_vec(&b).unwrap_or_default())
         }
         _ => return out,
     };
-    let kept = app.shop.keep_answer(&rk, StoredAnswer { status: status.as_u16(), body, at_ms: now(app) }).await?;
-    match kept {
-        Some(first) => Ok(Out::Json(StatusCode::from_u16(first.status).unwrap_or(StatusCode::OK), first.body)),
-        None => out,
+    let answer = StoredAnswer { status: status.as_u16(), body, at_ms: now(app), request_hash };
+    match app.shop.keep_answer(&rk, answer.clone()).await? {
+        // A concurrent repeat kept its answer first: everyone gets that one.
+        Some(first) if first != answer => replay(first),
+        _ => out,
     }
 }
 
@@ -323,11 +339,12 @@ pub async fn token(app: &App, req: &Req) -> Result<Out, ApiError> {
     responses((status = 200, body = CheckTokenOut), (status = 401, body = ErrorBody)))]
 pub async fn check_token(app: &App, req: &Req) -> Result<Out, ApiError> {
     let c = caller(app, req)?;
+    // The user as stored now: a disabled account's token is no longer valid.
+    let user = app.shop.user(&c.customer).await.map_err(|_| ApiError::Unauthorized("no such user".into()))?;
+    if !user.is_enable {
+        return Err(ApiError::Unauthorized("the account is disabled".into()));
+    }
     let (token, exp) = if c.exp_ms.saturating_sub(now(app)) < TOKEN_REFRESH_WINDOW_MS {
-        let user = app.shop.user(&c.customer).await.map_err(|_| ApiError::Unauthorized("no such user".into()))?;
-        if !user.is_enable {
-            return Err(ApiError::Unauthorized("the account is disabled".into()));
-        }
         app.auth.issue(&user, now(app))?
     } else {
         (c.token.clone(), c.exp_ms)

@@ -54,6 +54,29 @@ pub struct App {
     pub metrics: Arc<dyn Fn() -> String + Send + Sync>,
     /// Where this front is reachable (the sandbox calls back through it), e.g. `http://127.0.0.1:8080`.
     pub self_url: std::sync::RwLock<String>,
+    /// Requests under one Idempotency-Key run one at a time (striped by the key's hash), so
+    /// concurrent repeats all get the first answer.
+    pub idempotency_locks: IdempotencyLocks,
+}
+
+/// Stripes of `IdempotencyLocks`.
+const IDEMPOTENCY_STRIPES: usize = 64;
+
+/// A fixed set of async locks, one per stripe of idempotency record keys.
+pub struct IdempotencyLocks(Vec<tokio::sync::Mutex<()>>);
+
+impl Default for IdempotencyLocks {
+    fn default() -> Self {
+        Self((0..IDEMPOTENCY_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect())
+    }
+}
+
+impl IdempotencyLocks {
+    /// Holds the stripe of `key` until the guard drops.
+    pub async fn lock(&self, key: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        let i = usize::try_from(xxhash_rust::xxh3::xxh3_64(key.as_bytes()) % IDEMPOTENCY_STRIPES as u64).unwrap_or(0);
+        self.0[i].lock().await
+    }
 }
 
 /// A request as handlers see it.

@@ -835,6 +835,30 @@ impl Store {
         true
     }
 
+    /// A fingerprint of everything stored: every tree's name and every key and value in it
+    /// (tests use it to prove that a refused request changed nothing).
+    pub fn digest(&self) -> Result<u128, StoreError> {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        let mut names = self.inner.db.tree_names();
+        names.sort();
+        for name in names {
+            let tree = self.inner.db.open_tree(&name)?;
+            if tree.is_empty() {
+                continue;
+            }
+            h.update(&(name.len() as u64).to_le_bytes());
+            h.update(&name);
+            for kv in tree.iter() {
+                let (k, v) = kv?;
+                h.update(&(k.len() as u64).to_le_bytes());
+                h.update(&k);
+                h.update(&(v.len() as u64).to_le_bytes());
+                h.update(&v);
+            }
+        }
+        Ok(h.digest128())
+    }
+
     /// Bytes the database takes on disk.
     pub fn size_on_disk(&self) -> u64 {
         self.inner.db.size_on_disk().unwrap_or(0)

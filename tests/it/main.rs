@@ -3,6 +3,7 @@
 
 mod crash;
 mod engine;
+mod http;
 mod lifecycle;
 mod notify;
 mod relay;

@@ -1,0 +1,204 @@
+//! The real `bazaar` binary: kill -9 mid-saga and restart, SIGTERM, `bazaar user add`, --help.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+use super::client::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn bazaar() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_bazaar"));
+    c.env("RUST_LOG", "warn");
+    c
+}
+
+/// Starts `bazaar serve` on `dir` and waits until it answers /health.
+async fn serve(dir: &std::path::Path, port: u16, demo: bool) -> (Child, Srv) {
+    let mut cmd = bazaar();
+    cmd.args(["serve", "--http", &format!("127.0.0.1:{port}"), "--data-dir"]).arg(dir);
+    cmd.env("BAZAAR_PAYMENT_SECRET", "binary-test-payment-secret");
+    if demo {
+        cmd.arg("--demo");
+    }
+    let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start bazaar serve");
+    let srv = Srv {
+        running: None,
+        dir: tempfile::tempdir().unwrap(),
+        base: format!("http://127.0.0.1:{port}"),
+        http: client(),
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = srv.http.get(format!("{}/health", srv.base)).send().await {
+            if r.status() == StatusCode::OK {
+                break;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "bazaar serve did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (child, srv)
+}
+
+fn kill9(child: &mut Child) {
+    // std's kill is SIGKILL on unix.
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_with_sigkill_mid_saga_finishes_every_saga_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (mut child, s) = serve(dir.path(), port, true).await;
+    eventually("demo stock is visible", || async {
+        s.get("/product/book-frankenstein", None).await.body["freeQuantity"].as_u64().unwrap_or(0) > 0
+    })
+    .await;
+    // Six customers: three pay (the kill lands while their payments' consequences — shipment,
+    // notification — are in flight), three only place an order (killed while booking).
+    let mut customers = Vec::new();
+    for i in 0..6 {
+        customers.push(s.customer(&format!("c{i}@example.com")).await);
+    }
+    let mut paid = Vec::new();
+    for t in &customers[..3] {
+        let o = s.order(t, &[("book-frankenstein", 1)], None).await;
+        let id = o["id"].as_str().unwrap().to_owned();
+        s.wait_status(t, &id, "BOOKED").await;
+        paid.push((t.clone(), id));
+    }
+    for (t, id) in &paid {
+        s.pay(t, id, "full").await;
+    }
+    let mut placed = Vec::new();
+    for t in &customers[3..] {
+        let o = s.order(t, &[("book-jane-eyre", 2)], None).await;
+        placed.push((t.clone(), o["id"].as_str().unwrap().to_owned()));
+    }
+    kill9(&mut child);
+
+    let (mut child, s) = serve(dir.path(), port, false).await;
+    // Tokens survive (the signing key is kept in the data dir); every acknowledged saga
+    // continues from where it was.
+    for (t, id) in &paid {
+        s.wait_status(t, id, "PAID").await;
+        eventually("its shipment", || async {
+            s.get(&format!("/shipping/{id}"), Some(t)).await.status == StatusCode::OK
+        })
+        .await;
+        eventually("one ORDER_PAID notice", || async {
+            let n = s.get(&format!("/notifications?orderId={id}"), Some(t)).await.body;
+            n.as_array().is_some_and(|l| l.iter().filter(|x| x["eventType"] == "ORDER_PAID").count() == 1)
+        })
+        .await;
+    }
+    for (t, id) in &placed {
+        s.wait_status(t, id, "BOOKED").await;
+        s.pay(t, id, "full").await;
+        s.wait_status(t, id, "PAID").await;
+    }
+    let op = s.token(OPERATOR).await;
+    eventually("the invariants hold", || async { s.get("/invariants", Some(&op)).await.body["ok"] == true }).await;
+    let fr = s.get("/stock/freeItems/book-frankenstein", None).await.body;
+    assert_eq!((fr["freeQuantity"].as_u64(), fr["bookedQuantity"].as_u64()), (Some(12), Some(3)));
+    let je = s.get("/stock/freeItems/book-jane-eyre", None).await.body;
+    assert_eq!((je["freeQuantity"].as_u64(), je["bookedQuantity"].as_u64()), (Some(6), Some(6)));
+
+    // SIGTERM: stops accepting, flushes, exits 0; the data directory is free again.
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exit after SIGTERM: {status:?}");
+    let out = bazaar()
+        .args([
+            "user",
+            "add",
+            "--email",
+            "ops@example.com",
+            "--password",
+            "ops-password",
+            "--role",
+            "OPERATOR",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (mut child, s) = serve(dir.path(), port, false).await;
+    assert_eq!(s.login(("ops@example.com", "ops-password")).await.body["role"], "OPERATOR");
+    kill9(&mut child);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_add_explains_a_held_data_directory_and_a_taken_email_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let add = |email: &str| {
+        bazaar()
+            .args(["user", "add", "--email", email, "--password", "long-enough-pw", "--role", "ADMIN", "--data-dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    let first = add("root@example.com");
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(String::from_utf8_lossy(&first.stdout).contains("root@example.com"));
+    let again = add("root@example.com");
+    assert!(!again.status.success());
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("exists already") && err.trim().lines().count() == 1, "{err}");
+
+    let port = free_port();
+    let (mut child, _s) = serve(dir.path(), port, false).await;
+    let held = add("second@example.com");
+    assert!(!held.status.success());
+    let err = String::from_utf8_lossy(&held.stderr);
+    assert!(err.contains("in use by a running node") && err.trim().lines().count() == 1, "{err}");
+    assert!(!err.contains("panicked"));
+    kill9(&mut child);
+
+    let bad = bazaar()
+        .args([
+            "user",
+            "add",
+            "--email",
+            "x@example.com",
+            "--password",
+            "long-enough-pw",
+            "--role",
+            "KING",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--role"));
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        &["--help"][..],
+        &["serve", "--help"],
+        &["user", "add", "--help"],
+        &["loadgen", "--help"],
+        &["verify", "--help"],
+    ] {
+        let out = bazaar().args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("Usage:"), "{args:?}: {text}");
+    }
+    let out = bazaar().args(["serve", "--help"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--config", "--node", "--http", "--data-dir", "--payment-secret", "--demo", "BAZAAR_PAYMENT_SECRET"] {
+        assert!(text.contains(flag), "serve --help names {flag}");
+    }
+}
