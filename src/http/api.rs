@@ -74,6 +74,13 @@ pub fn template(path: &str) -> Option<&'static str> {
     })
 }
 
+/// The `Allow` header of a route (RFC 9110: a 405 names the methods that would work).
+pub fn allowed_methods(template: Option<&str>) -> Option<String> {
+    let t = template?;
+    let ms = ROUTES.iter().find(|(r, _)| *r == t)?.1;
+    Some(ms.iter().map(Method::as_str).collect::<Vec<_>>().join(", "))
+}
+
 /// The path parameter at position `i` (percent-decoded).
 fn param(req: &Req, i: usize) -> String {
     let raw = segments(&req.path).get(i).copied().unwrap_or("");
@@ -113,16 +120,16 @@ pub async fn dispatch(app: &App, template: Option<&'static str>, req: Req) -> Re
         ("/token", Method::GET) => token(app, &req).await,
         ("/checkToken", Method::GET) => check_token(app, &req).await,
         ("/user/logout", Method::POST) => logout(app, &req).await,
-        ("/user", Method::POST) => idempotent(app, &req, t, create_user(app, &req)).await,
-        ("/customer", Method::POST) => idempotent(app, &req, t, post_customer(app, &req)).await,
+        ("/user", Method::POST) => idempotent(app, &req, t, true, create_user(app, &req)).await,
+        ("/customer", Method::POST) => idempotent(app, &req, t, false, post_customer(app, &req)).await,
         ("/customer", Method::PUT) => put_customer(app, &req).await,
         ("/customer", Method::GET) => get_customer(app, &req).await,
-        ("/product/add", Method::POST) => idempotent(app, &req, t, add_product(app, &req)).await,
+        ("/product/add", Method::POST) => idempotent(app, &req, t, true, add_product(app, &req)).await,
         ("/product/{id}", Method::GET) => get_product(app, &req).await,
         ("/products", Method::GET) => list_products(app, &req).await,
         ("/stock/freeItems/{id}", Method::GET) => free_items(app, &req).await,
         ("/stock/items", Method::POST) => receive_stock(app, &req).await,
-        ("/order/add", Method::POST) => idempotent(app, &req, t, add_order(app, &req)).await,
+        ("/order/add", Method::POST) => idempotent(app, &req, t, true, add_order(app, &req)).await,
         ("/order/{id}", Method::GET) => get_order(app, &req).await,
         ("/orders", Method::GET) => list_orders(app, &req).await,
         ("/order/{id}/cancel", Method::POST) => cancel_order(app, &req).await,
@@ -135,7 +142,7 @@ pub async fn dispatch(app: &App, template: Option<&'static str>, req: Req) -> Re
         ("/shipping/{id}", Method::GET) => get_shipping(app, &req).await,
         ("/shipping/{id}/status", Method::POST) => ship(app, &req).await,
         ("/calcPrice", Method::POST) => calc_price(app, &req).await,
-        ("/promocode", Method::POST) => idempotent(app, &req, t, post_promocode(app, &req)).await,
+        ("/promocode", Method::POST) => idempotent(app, &req, t, true, post_promocode(app, &req)).await,
         ("/promocodes", Method::GET) => list_promocodes(app, &req).await,
         ("/health", Method::GET) => health(app).await,
         ("/metrics", Method::GET) => Ok(Out::Text(StatusCode::OK, (app.metrics)(), "text/plain; version=0.0.4")),
@@ -222,9 +229,14 @@ async fn idempotent(
     app: &App,
     req: &Req,
     route: &str,
+    needs_token: bool,
     run: impl std::future::Future<Output = Result<Out, ApiError>>,
 ) -> Result<Out, ApiError> {
     let Some(key) = req.header("idempotency-key") else { return run.await };
+    if needs_token {
+        // Who may not use the route learns that first (401/403 come from the handler).
+        caller(app, req)?;
+    }
     if key.is_empty() || key.len() > 200 {
         return Err(ApiError::BadRequest("Idempotency-Key must have 1 to 200 characters".into()));
     }
@@ -373,7 +385,7 @@ pub async fn logout(app: &App, req: &Req) -> Result<Out, ApiError> {
 
 /// Creates a user with any role (ADMIN).
 #[utoipa::path(post, path = "/user", tag = "auth", security(("bearer" = [])), request_body = UserIn,
-    params(("Idempotency-Key" = Option<String>, Header, description = "repeats within 24 h get the first answer")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,200}$", description = "repeats within 24 h get the first answer")),
     responses((status = 201, body = UserOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn create_user(app: &App, req: &Req) -> Result<Out, ApiError> {
@@ -394,7 +406,7 @@ pub async fn create_user(app: &App, req: &Req) -> Result<Out, ApiError> {
 
 /// Signs a customer up.
 #[utoipa::path(post, path = "/customer", tag = "customer", request_body = CustomerIn,
-    params(("Idempotency-Key" = Option<String>, Header, description = "repeats within 24 h get the first answer")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,200}$", description = "repeats within 24 h get the first answer")),
     responses((status = 201, body = CustomerOut), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn post_customer(app: &App, req: &Req) -> Result<Out, ApiError> {
@@ -493,8 +505,10 @@ pub struct ProductsQuery {
     /// Only products in stock.
     pub in_stock: Option<bool>,
     /// Page number, from 0 (at most 10000).
+    #[param(minimum = 0, maximum = 10000)]
     pub page: Option<usize>,
     /// Page size, 1..100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub size: Option<usize>,
 }
 
@@ -518,7 +532,7 @@ pub async fn list_products(app: &App, req: &Req) -> Result<Out, ApiError> {
 
 /// Adds a book (ADMIN).
 #[utoipa::path(post, path = "/product/add", tag = "catalogue", security(("bearer" = [])), request_body = ProductIn,
-    params(("Idempotency-Key" = Option<String>, Header, description = "repeats within 24 h get the first answer")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,200}$", description = "repeats within 24 h get the first answer")),
     responses((status = 201, body = ProductOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn add_product(app: &App, req: &Req) -> Result<Out, ApiError> {
@@ -589,7 +603,7 @@ pub async fn receive_stock(app: &App, req: &Req) -> Result<Out, ApiError> {
 
 /// Places an order (CUSTOMER).
 #[utoipa::path(post, path = "/order/add", tag = "order", security(("bearer" = [])), request_body = OrderIn,
-    params(("Idempotency-Key" = Option<String>, Header, description = "repeats within 24 h get the first answer")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,200}$", description = "repeats within 24 h get the first answer")),
     responses((status = 201, body = OrderOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "unpaid_order_exists, with orderId"), (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
@@ -618,6 +632,7 @@ pub async fn get_order(app: &App, req: &Req) -> Result<Out, ApiError> {
 #[into_params(parameter_in = Query)]
 pub struct OrdersQuery {
     /// Only orders in this status (operators).
+    #[param(pattern = "^(NEW|BOOKING_PENDING|BOOKED|PAY_PENDING|PAID|PAID_PARTIAL|SHIPPING_PENDING|COMPLETED|CANCELLED)$")]
     pub status: Option<String>,
 }
 
@@ -846,7 +861,7 @@ pub async fn calc_price(app: &App, req: &Req) -> Result<Out, ApiError> {
 
 /// Creates a promo code (ADMIN).
 #[utoipa::path(post, path = "/promocode", tag = "promocode", security(("bearer" = [])), request_body = PromocodeIn,
-    params(("Idempotency-Key" = Option<String>, Header, description = "repeats within 24 h get the first answer")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,200}$", description = "repeats within 24 h get the first answer")),
     responses((status = 201, body = PromocodeOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn post_promocode(app: &App, req: &Req) -> Result<Out, ApiError> {

@@ -62,9 +62,10 @@ pub struct CheckTokenOut {
 pub struct CommunicationDto {
     /// `EMAIL` or `SMS`.
     #[serde(rename = "type")]
-    #[schema(example = "EMAIL")]
+    #[schema(example = "EMAIL", pattern = "^(EMAIL|SMS)$")]
     pub kind: String,
     /// The address or phone number.
+    #[schema(min_length = 3, max_length = 254)]
     pub address: String,
 }
 
@@ -89,12 +90,16 @@ impl CommunicationDto {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CustomerIn {
     /// E-mail (the customer id, lower-cased).
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
-    /// At least 8 characters.
+    /// 8 to 256 characters.
+    #[schema(min_length = 8, max_length = 256)]
     pub password: String,
     /// First name.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// Last name.
+    #[schema(min_length = 1, max_length = 200)]
     pub last_name: String,
     /// Ways to reach them.
     #[serde(default)]
@@ -106,8 +111,10 @@ pub struct CustomerIn {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CustomerUpdateIn {
     /// First name.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
     /// Last name.
+    #[schema(min_length = 1, max_length = 200)]
     pub last_name: Option<String>,
     /// Ways to reach them (replaces the list).
     pub communications: Option<Vec<CommunicationDto>>,
@@ -152,10 +159,13 @@ impl From<&Customer> for CustomerOut {
 #[serde(deny_unknown_fields)]
 pub struct UserIn {
     /// E-mail.
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
-    /// At least 8 characters.
+    /// 8 to 256 characters.
+    #[schema(min_length = 8, max_length = 256)]
     pub password: String,
     /// CUSTOMER, OPERATOR, STOCK_OPERATOR, SHIPPING_OPERATOR or ADMIN.
+    #[schema(pattern = "^(CUSTOMER|OPERATOR|STOCK_OPERATOR|SHIPPING_OPERATOR|ADMIN)$")]
     pub role: String,
 }
 
@@ -187,6 +197,7 @@ pub struct ProductOut {
     /// Its id.
     pub id: String,
     /// Title.
+    #[schema(min_length = 1, max_length = 500)]
     pub name: String,
     /// Description.
     pub description: String,
@@ -242,6 +253,7 @@ pub struct ProductIn {
     /// Description.
     pub description: String,
     /// Price, minor units (≥ 0).
+    #[schema(minimum = 0)]
     pub price: i64,
     /// Photo URL.
     pub photo: Option<String>,
@@ -266,6 +278,7 @@ pub struct StockIn {
     /// The item (product id).
     pub id: String,
     /// Units received (> 0).
+    #[schema(minimum = 1)]
     pub quantity: u32,
     /// Grams per unit.
     pub weight: u32,
@@ -304,6 +317,7 @@ pub struct LineIn {
     /// The product.
     pub id: String,
     /// How many (≥ 1).
+    #[schema(minimum = 1)]
     pub quantity: u32,
 }
 
@@ -311,7 +325,8 @@ pub struct LineIn {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OrderIn {
-    /// The lines.
+    /// The lines (at least one).
+    #[schema(min_items = 1)]
     pub items_list: Vec<LineIn>,
     /// A promo code.
     pub promo_code: Option<String>,
@@ -491,6 +506,7 @@ pub struct OrderSummaryOut {
 #[serde(deny_unknown_fields)]
 pub struct ShippingStatusIn {
     /// ASSEMBLED, SHIPPED or DELIVERED.
+    #[schema(pattern = "^(ASSEMBLED|SHIPPED|DELIVERED)$")]
     pub status: String,
 }
 

@@ -203,6 +203,7 @@ where
             api::dispatch(&app, template, req).await
         }
     };
+    let allow = matches!(result, Err(ApiError::MethodNotAllowed)).then(|| api::allowed_methods(template)).flatten();
     let (out, retry) = match result {
         Ok(o) => (o, None),
         Err(e) => {
@@ -222,7 +223,11 @@ where
     metrics::counter!("http_requests_total", "route" => route, "method" => method.to_string(), "status" => status.as_u16().to_string())
         .increment(1);
     metrics::histogram!("http_request_duration_seconds", "route" => route).record(started.elapsed().as_secs_f64());
-    Ok(render(out, &request_id, retry))
+    let mut response = render(out, &request_id, retry);
+    if let Some(a) = allow.and_then(|a| warp::http::HeaderValue::from_str(&a).ok()) {
+        response.headers_mut().insert("allow", a);
+    }
+    Ok(response)
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves; then stops accepting and finishes the
