@@ -121,6 +121,9 @@ pub enum EntityMsg<K: EntityKind> {
         cmd: K::Command,
         /// Where the answer goes.
         reply: CommandReply<K>,
+        /// The caller's span (e.g. an HTTP request's, with its request id): the entity handles
+        /// the command inside it, so its logs carry the caller's context.
+        span: tracing::Span,
     },
     /// An event from the relay; acknowledged once durable.
     Event {
@@ -600,9 +603,9 @@ impl<K: EntityKind> Actor for Entity<K> {
         st: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            EntityMsg::Command { id, cmd, reply } => {
+            EntityMsg::Command { id, cmd, reply, span } => {
                 st.shared.queued.fetch_sub(1, Ordering::AcqRel);
-                st.on_command(&myself, id, cmd, reply).await;
+                tracing::Instrument::instrument(st.on_command(&myself, id, cmd, reply), span).await;
             }
             EntityMsg::Event { env, reply } => {
                 st.shared.queued.fetch_sub(1, Ordering::AcqRel);

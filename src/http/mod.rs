@@ -194,15 +194,21 @@ where
     let raw_path = path.as_str().to_owned();
     let template = api::template(&raw_path);
     let span = tracing::info_span!("request", request_id = %request_id, method = %method, route = template.unwrap_or("unknown"));
-    let _enter = span.enter();
-    let result = match read_body(body).await {
-        None => Err(ApiError::PayloadTooLarge),
-        Some(bytes) => {
-            let req =
-                Req { method: method.clone(), path: raw_path, query: query.unwrap_or_default(), headers, body: bytes };
-            api::dispatch(&app, template, req).await
+    let work = async {
+        let result = match read_body(body).await {
+            None => Err(ApiError::PayloadTooLarge),
+            Some(bytes) => {
+                let req =
+                    Req { method: method.clone(), path: raw_path, query: query.unwrap_or_default(), headers, body: bytes };
+                api::dispatch(&app, template, req).await
+            }
+        };
+        if let Err(e @ (ApiError::Internal(_) | ApiError::Unavailable(_))) = &result {
+            tracing::warn!(error = ?e, "request failed");
         }
+        result
     };
+    let result = tracing::Instrument::instrument(work, span.clone()).await;
     let allow = matches!(result, Err(ApiError::MethodNotAllowed)).then(|| api::allowed_methods(template)).flatten();
     let (out, retry) = match result {
         Ok(o) => (o, None),
@@ -212,10 +218,7 @@ where
                 ApiError::Unavailable(_) => Some(1),
                 _ => None,
             };
-            if matches!(e, ApiError::Internal(_) | ApiError::Unavailable(_)) {
-                tracing::warn!(error = ?e, "request failed");
-            }
-            (error_out(&e), retry)
+            (span.in_scope(|| error_out(&e)), retry)
         }
     };
     let status = out.status();
@@ -223,6 +226,7 @@ where
     metrics::counter!("http_requests_total", "route" => route, "method" => method.to_string(), "status" => status.as_u16().to_string())
         .increment(1);
     metrics::histogram!("http_request_duration_seconds", "route" => route).record(started.elapsed().as_secs_f64());
+    span.in_scope(|| tracing::debug!(status = status.as_u16(), micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX), "answered"));
     let mut response = render(out, &request_id, retry);
     if let Some(a) = allow.and_then(|a| warp::http::HeaderValue::from_str(&a).ok()) {
         response.headers_mut().insert("allow", a);
