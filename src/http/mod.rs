@@ -29,8 +29,11 @@ use crate::shop::Shop;
 use auth::Auth;
 use error::ApiError;
 
-/// Largest request body, bytes.
+/// Largest request body, bytes (API.md: 64 KiB).
 pub const HTTP_BODY_BYTES_MAX: usize = 64 * 1024;
+/// Longest a request may take before it is answered 503 (so a stuck service never hangs a
+/// client; the slowest legitimate wait, `/pay/redirectUrl` for a booking, is 3 s).
+pub const HTTP_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Everything the handlers use.
 pub struct App {
@@ -200,7 +203,10 @@ where
             Some(bytes) => {
                 let req =
                     Req { method: method.clone(), path: raw_path, query: query.unwrap_or_default(), headers, body: bytes };
-                api::dispatch(&app, template, req).await
+                match tokio::time::timeout(HTTP_REQUEST_TIMEOUT, api::dispatch(&app, template, req)).await {
+                    Ok(r) => r,
+                    Err(_) => Err(ApiError::Unavailable("the request took too long; try again".into())),
+                }
             }
         };
         if let Err(e @ (ApiError::Internal(_) | ApiError::Unavailable(_))) = &result {
