@@ -32,7 +32,7 @@ fn peak_rss_kib() -> Option<u64> {
     status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
 }
 
-async fn one_run(base: &Path, durability: Durability, customers: usize, secs: u64, run: u64) -> (f64, f64, u64) {
+async fn one_run(base: &Path, durability: Durability, customers: usize, secs: u64, run: u64) -> (f64, f64, u64, f64) {
     let dir = base.join(format!("saga-{}-{customers}-{run}", durability.name()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut opts = NodeOptions::single(NodeId::parse("bench").expect("valid"), dir.clone()).with_durability(durability);
@@ -69,9 +69,11 @@ async fn one_run(base: &Path, durability: Durability, customers: usize, secs: u6
     tokio::time::sleep(Duration::from_secs(1)).await;
     let stats = node.committer().stats();
     let (p0, w0, t0) = (paid.load(Ordering::Relaxed), stats.write_sets.load(Ordering::Relaxed), Instant::now());
+    let c0 = cpu_ticks();
     tokio::time::sleep(Duration::from_secs(secs)).await;
     let (p1, w1, el) =
         (paid.load(Ordering::Relaxed), stats.write_sets.load(Ordering::Relaxed), t0.elapsed().as_secs_f64());
+    let cpu_ms = (cpu_ticks() - c0) * 10;
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         let _ = t.await;
@@ -79,7 +81,18 @@ async fn one_run(base: &Path, durability: Durability, customers: usize, secs: u6
     drop(shop);
     node.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
-    ((p1 - p0) as f64 / el, (w1 - w0) as f64 / el, failed.load(Ordering::Relaxed))
+    let cpu_us_per_saga = (cpu_ms * 1000) as f64 / (p1 - p0).max(1) as f64;
+    ((p1 - p0) as f64 / el, (w1 - w0) as f64 / el, failed.load(Ordering::Relaxed), cpu_us_per_saga)
+}
+
+/// CPU time (user + system) the process used so far, in clock ticks of 10 ms.
+fn cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    field(11) + field(12)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -102,20 +115,22 @@ fn main() {
         if only.as_deref().is_some_and(|o| o != durability.name()) {
             continue;
         }
-        let (mut sagas, mut steps, mut failed) = (Vec::new(), Vec::new(), 0);
+        let (mut sagas, mut steps, mut failed, mut cpu) = (Vec::new(), Vec::new(), 0, Vec::new());
         for run in 0..runs {
-            let (s, w, f) = rt.block_on(one_run(&base, durability, customers, secs, run));
+            let (s, w, f, c) = rt.block_on(one_run(&base, durability, customers, secs, run));
             sagas.push(s);
             steps.push(w);
             failed += f;
+            cpu.push(c);
         }
         let (ms, mw) = (median(sagas.clone()), median(steps));
         println!("saga durability={} customers={customers}: {ms:.0} sagas/s, {mw:.0} steps/s", durability.name());
         let runs_txt: Vec<String> = sagas.iter().map(|r| format!("{r:.0}")).collect();
         println!(
-            "  runs: [{}] sagas/s, {:.1} steps per saga, {failed} sagas not paid",
+            "  runs: [{}] sagas/s, {:.1} steps per saga, {:.0} µs of CPU per saga, {failed} sagas not paid",
             runs_txt.join(", "),
-            mw / ms.max(1.0)
+            mw / ms.max(1.0),
+            median(cpu)
         );
     }
     match peak_rss_kib() {

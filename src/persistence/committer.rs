@@ -50,6 +50,8 @@ pub enum CommitError {
 #[allow(clippy::large_enum_variant)]
 enum Request {
     Write(WriteSet, Callback),
+    /// Delivered outbox entries to delete with the next batch.
+    Remove(Vec<u64>),
     Barrier(Box<dyn FnOnce() + Send>),
     Stop,
 }
@@ -126,6 +128,13 @@ impl Committer {
         if let Err(mpsc::error::SendError(Request::Write(_, cb))) = self.tx.send(Request::Write(ws, callback)).await {
             cb(Err(CommitError::ShuttingDown));
         }
+    }
+
+    /// Deletes delivered outbox entries in the next batch's transaction (or on their own when
+    /// nothing else is queued). Not made durable by itself: an entry whose deletion is lost in a
+    /// crash is delivered again, and its subscriber's inbox drops the repeat.
+    pub async fn remove_delivered(&self, seqs: Vec<u64>) -> Result<(), CommitError> {
+        self.tx.send(Request::Remove(seqs)).await.map_err(|_| CommitError::ShuttingDown)
     }
 
     /// Runs `f` once everything submitted before it has completed.
@@ -225,6 +234,11 @@ fn run(store: Store, mut rx: mpsc::Receiver<Request>, shared: Arc<Shared>, mut n
         match r {
             Request::Write(_, cb) => call_contained(|| cb(Err(CommitError::ShuttingDown))),
             Request::Barrier(f) => call_contained(f),
+            Request::Remove(seqs) => {
+                if let Err(e) = store.outbox_remove(&seqs) {
+                    tracing::warn!(error = %e, "could not delete delivered entries; they will be delivered again");
+                }
+            }
             Request::Stop => {}
         }
     }
@@ -244,16 +258,31 @@ fn process(
     let mut stop = false;
     let mut writes: Vec<(WriteSet, Callback)> = Vec::new();
     let mut barriers: Vec<Box<dyn FnOnce() + Send>> = Vec::new();
+    let mut removals: Vec<u64> = Vec::new();
     for r in pending.drain(..) {
         match r {
             Request::Write(ws, cb) => writes.push((ws, cb)),
             Request::Barrier(f) => barriers.push(f),
+            Request::Remove(seqs) => removals.extend(seqs),
             Request::Stop => stop = true,
         }
     }
+    if writes.is_empty() && !removals.is_empty() {
+        // Nothing to make durable: delete on its own, without a flush.
+        if let Err(e) = store.outbox_remove(&removals) {
+            tracing::warn!(error = %e, "could not delete delivered entries; they will be delivered again");
+        }
+        removals.clear();
+    }
     if !writes.is_empty() {
         let fault = shared.fault.lock().ok().and_then(|mut f| f.take());
-        let refs: Vec<&WriteSet> = writes.iter().map(|(ws, _)| ws).collect();
+        // The deletions ride in the batch's transaction as one more write set, last, so an
+        // injected fault counts only real write sets.
+        let removal_set = WriteSet { outbox_removals: std::mem::take(&mut removals), ..WriteSet::default() };
+        let mut refs: Vec<&WriteSet> = writes.iter().map(|(ws, _)| ws).collect();
+        if !removal_set.outbox_removals.is_empty() {
+            refs.push(&removal_set);
+        }
         let stats = &shared.stats;
         let t0 = Instant::now();
         let outcome = store.commit(&refs, *next_seq, fault, versions).and_then(|(applied, new_seq)| {

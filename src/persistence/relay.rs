@@ -4,8 +4,8 @@
 //! It is woken by the committer after each durable batch (a `Notify`, no polling, no sled
 //! `watch_prefix`) and scans the outbox from where it stopped; at start-up it scans from the
 //! beginning, so it resumes after a restart. An entry is deleted only after the subscriber
-//! acknowledged its own durable commit. A failed delivery is retried with exponential backoff;
-//! after `RELAY_ATTEMPTS_MAX` failures, or at once when the failure is permanent (an entry that
+//! acknowledged its own durable commit (the deletion rides in the committer's next batch). A
+//! failed delivery is retried with exponential backoff; after `RELAY_ATTEMPTS_MAX` failures, or at once when the failure is permanent (an entry that
 //! does not decode, an unknown topic), the entry moves to the dead-letter tree with the reason,
 //! where operators can list and replay it.
 //!
@@ -203,9 +203,9 @@ impl Worker {
             };
             if !self.acked.is_empty() {
                 let seqs = std::mem::take(&mut self.acked);
-                let store = self.store.clone();
-                if let Err(e) = blocking(move || store.outbox_remove(&seqs)).await {
-                    // Not deleted means delivered again later; the inbox drops the repeat.
+                // Deleted in the committer's next batch; not deleted means delivered again
+                // later, and the inbox drops the repeat.
+                if let Err(e) = self.committer.remove_delivered(seqs).await {
                     tracing::warn!(error = %e, "relay could not delete delivered entries");
                 }
             }

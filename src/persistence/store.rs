@@ -184,6 +184,9 @@ pub struct WriteSet {
     pub outbox: Vec<Vec<u8>>,
     /// Dead letters to delete (their replay is in `outbox`).
     pub dead_letter_removals: Vec<u64>,
+    /// Delivered outbox entries to delete (the relay's acknowledgements, folded into a batch
+    /// by the committer so they cost no transaction of their own).
+    pub outbox_removals: Vec<u64>,
     /// Aggregates this write set creates (sibling aggregates of the same service, e.g. the order
     /// a customer gate opens). Each must not exist yet; if one does, the whole write set is a
     /// conflict.
@@ -760,6 +763,9 @@ impl Store {
                 }
                 for dl in &ws.dead_letter_removals {
                     tx[2].remove(&seq_key(*dl)[..])?;
+                }
+                for done in &ws.outbox_removals {
+                    tx[0].remove(&seq_key(*done)[..])?;
                 }
                 applied.push(Applied::Written { first_seq: first, count: seq - first });
                 written += 1;
