@@ -7,7 +7,14 @@
 //! Prints `saga durability=flush customers=64: N sagas/s, M steps/s` (steps = durable messages
 //! handled, i.e. write sets committed: commands and events alike), medians of
 //! `BAZAAR_BENCH_RUNS` runs (default 3) of `BAZAAR_BENCH_SECS` seconds (default 5), for
-//! durability flush and none, and the peak RSS.
+//! durability flush and none, and the peak RSS. Each setting also prints the runs, the steps
+//! per saga and the process's CPU time per saga (user + system, median), which varies less
+//! than sagas/s on a shared machine.
+//!
+//! Knobs: `BAZAAR_BENCH_ONLY=flush|none`, `BAZAAR_BENCH_CUSTOMERS`, `BAZAAR_BENCH_LIVE_MAX`
+//! (live entities per service), `BAZAAR_BENCH_CACHE_MIB` (sled's page cache),
+//! `BAZAAR_BENCH_VERBOSE=1` (outbox entries per saga; the commit pipeline's batches, its time
+//! in the transaction and in making batches durable, and how busy the committer thread is).
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -37,6 +44,9 @@ async fn one_run(base: &Path, durability: Durability, customers: usize, secs: u6
     let _ = std::fs::remove_dir_all(&dir);
     let mut opts = NodeOptions::single(NodeId::parse("bench").expect("valid"), dir.clone()).with_durability(durability);
     opts.payment_secret = b"bench".to_vec();
+    if let Ok(v) = std::env::var("BAZAAR_BENCH_CACHE_MIB") {
+        opts.store.cache_bytes = v.parse::<u64>().expect("a number") << 20;
+    }
     if let Ok(v) = std::env::var("BAZAAR_BENCH_LIVE_MAX") {
         opts.entities.live_max = v.parse().expect("a number");
     }
@@ -70,10 +80,31 @@ async fn one_run(base: &Path, durability: Durability, customers: usize, secs: u6
     let stats = node.committer().stats();
     let (p0, w0, t0) = (paid.load(Ordering::Relaxed), stats.write_sets.load(Ordering::Relaxed), Instant::now());
     let c0 = cpu_ticks();
+    let pipeline = |s: &bazaar::persistence::CommitStats| {
+        [&s.batches, &s.transaction_us, &s.durable_us].map(|c| c.load(Ordering::Relaxed))
+    };
+    let k0 = pipeline(stats);
+    let seq0 = node.committer().durable_end();
     tokio::time::sleep(Duration::from_secs(secs)).await;
     let (p1, w1, el) =
         (paid.load(Ordering::Relaxed), stats.write_sets.load(Ordering::Relaxed), t0.elapsed().as_secs_f64());
     let cpu_ms = (cpu_ticks() - c0) * 10;
+    if std::env::var("BAZAAR_BENCH_VERBOSE").is_ok() {
+        let k1 = pipeline(stats);
+        let b = (k1[0] - k0[0]).max(1);
+        println!(
+            "  outbox entries per saga: {:.1}",
+            (node.committer().durable_end() - seq0) as f64 / (p1 - p0).max(1) as f64
+        );
+        println!(
+            "  pipeline: {:.0} batches/s of {:.1} write sets, {} µs in the transaction and {} µs making it durable per batch, committer busy {:.0}%",
+            b as f64 / el,
+            (w1 - w0) as f64 / b as f64,
+            (k1[1] - k0[1]) / b,
+            (k1[2] - k0[2]) / b,
+            ((k1[1] - k0[1]) + (k1[2] - k0[2])) as f64 / (el * 1e4)
+        );
+    }
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         let _ = t.await;

@@ -13,7 +13,7 @@ pub mod relay;
 pub mod store;
 
 pub use codec::CodecError;
-pub use committer::{Callback, CommitError, CommitResult, Committer};
+pub use committer::{Callback, CommitError, CommitResult, CommitStats, Committer};
 pub use envelope::Envelope;
 pub use events::Topic;
 pub use records::{DeadLetter, InboxRecord, OutboxEntry};
