@@ -232,14 +232,20 @@ async fn idempotent(
     needs_token: bool,
     run: impl std::future::Future<Output = Result<Out, ApiError>>,
 ) -> Result<Out, ApiError> {
-    let Some(key) = req.header("idempotency-key") else { return run.await };
+    // The raw value: a key that is not text at all must be refused, not taken for no key.
+    let Some(raw) = req.headers.get("idempotency-key") else { return run.await };
     if needs_token {
         // Who may not use the route learns that first (401/403 come from the handler).
         caller(app, req)?;
     }
-    if key.is_empty() || key.len() > 200 {
-        return Err(ApiError::BadRequest("Idempotency-Key must have 1 to 200 characters".into()));
-    }
+    // As the OpenAPI document says: `^[!-~]{1,200}$`.
+    let key = raw
+        .to_str()
+        .ok()
+        .filter(|k| (1..=200).contains(&k.len()) && k.bytes().all(|b| (b'!'..=b'~').contains(&b)))
+        .ok_or_else(|| {
+            ApiError::BadRequest("Idempotency-Key must be 1 to 200 visible ASCII characters, without spaces".into())
+        })?;
     let who = bearer(req.header("authorization"))
         .ok()
         .and_then(|t| app.auth.verify(t, now(app)).ok())

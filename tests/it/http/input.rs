@@ -218,5 +218,19 @@ async fn an_idempotency_key_returns_the_first_answer_and_does_nothing_else() {
     other["email"] = json!("eve@example.com");
     let c = s.send(s.http.post(format!("{}/customer", s.base)).header("idempotency-key", "k").json(&other)).await;
     c.assert_error(422, "invalid");
+    // A key outside the documented shape (`^[!-~]{1,200}$`) is refused and changes nothing —
+    // also one that is not text at all, which must not pass for a request without a key.
+    let before = s.settled_digest().await;
+    let fresh = json!({"email": "lin@example.com", "password": "lins-password", "name": "Lin", "lastName": "Wu", "communications": []});
+    let bad_keys: Vec<reqwest::header::HeaderValue> = vec![
+        reqwest::header::HeaderValue::from_static("two words"),
+        reqwest::header::HeaderValue::from_str(&"k".repeat(201)).unwrap(),
+        reqwest::header::HeaderValue::from_bytes(b"caf\xe9").unwrap(),
+    ];
+    for key in bad_keys {
+        let r = s.send(s.http.post(format!("{}/customer", s.base)).header("idempotency-key", key).json(&fresh)).await;
+        r.assert_error(400, "bad_request");
+    }
+    assert_eq!(s.settled_digest().await, before, "a refused request changed stored state");
     s.stop().await;
 }
