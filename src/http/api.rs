@@ -787,15 +787,9 @@ pub async fn sandbox_page(app: &App, req: &Req) -> Result<Out, ApiError> {
     Ok(Out::Html(StatusCode::OK, html))
 }
 
-/// `POST /sandbox/pay/{paymentId}` form.
-#[derive(Debug, Deserialize)]
-struct SandboxForm {
-    action: String,
-}
-
 /// The sandbox acts: it calls `/pay/callback` over HTTP, signed, as an external system would.
 #[utoipa::path(post, path = "/sandbox/pay/{paymentId}", tag = "payment", params(("paymentId" = String, Path)),
-    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "action=full|part|fail"),
+    request_body(content = SandboxForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, content_type = "text/html", body = String), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn sandbox_act(app: &App, req: &Req) -> Result<Out, ApiError> {
     let form: SandboxForm =

@@ -510,6 +510,14 @@ pub struct ShippingStatusIn {
     pub status: String,
 }
 
+/// `POST /sandbox/pay/{paymentId}` form (`application/x-www-form-urlencoded`).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct SandboxForm {
+    /// What the sandbox reports to the store: pay in full, pay part (half), or fail.
+    #[schema(pattern = "^(full|part|fail)$")]
+    pub action: String,
+}
+
 /// `GET /pay/redirectUrl` answer.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -38,7 +38,7 @@ impl Modify for Security {
     components(schemas(
         ErrorBody, TokenOut, CheckTokenOut, CommunicationDto, CustomerIn, CustomerUpdateIn, CustomerOut, UserIn, UserOut,
         PromotionOut, ProductOut, ProductPage, ProductIn, FreeItemsOut, StockIn, ItemOut, LineIn, OrderIn, LineOut, OrderOut,
-        PaymentOut, ShipItemOut, ShippingOut, OrderSummaryOut, ShippingStatusIn, RedirectOut, TimelineOut, RuleDto, PromocodeIn,
+        PaymentOut, ShipItemOut, ShippingOut, OrderSummaryOut, ShippingStatusIn, SandboxForm, RedirectOut, TimelineOut, RuleDto, PromocodeIn,
         PromocodeOut, PromoListOut, PriceOut, HealthOut, NodeOut, ClusterOut, NotificationOut, CheckOut, InvariantsOut,
         crate::actors::payment::CallbackBody,
     )),
