@@ -638,7 +638,9 @@ pub async fn get_order(app: &App, req: &Req) -> Result<Out, ApiError> {
 #[into_params(parameter_in = Query)]
 pub struct OrdersQuery {
     /// Only orders in this status (operators).
-    #[param(pattern = "^(NEW|BOOKING_PENDING|BOOKED|PAY_PENDING|PAID|PAID_PARTIAL|SHIPPING_PENDING|COMPLETED|CANCELLED)$")]
+    #[param(
+        pattern = "^(NEW|BOOKING_PENDING|BOOKED|PAY_PENDING|PAID|PAID_PARTIAL|SHIPPING_PENDING|COMPLETED|CANCELLED)$"
+    )]
     pub status: Option<String>,
 }
 

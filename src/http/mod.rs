@@ -201,8 +201,13 @@ where
         let result = match read_body(body).await {
             None => Err(ApiError::PayloadTooLarge),
             Some(bytes) => {
-                let req =
-                    Req { method: method.clone(), path: raw_path, query: query.unwrap_or_default(), headers, body: bytes };
+                let req = Req {
+                    method: method.clone(),
+                    path: raw_path,
+                    query: query.unwrap_or_default(),
+                    headers,
+                    body: bytes,
+                };
                 match tokio::time::timeout(HTTP_REQUEST_TIMEOUT, api::dispatch(&app, template, req)).await {
                     Ok(r) => r,
                     Err(_) => Err(ApiError::Unavailable("the request took too long; try again".into())),
@@ -232,7 +237,13 @@ where
     metrics::counter!("http_requests_total", "route" => route, "method" => method.to_string(), "status" => status.as_u16().to_string())
         .increment(1);
     metrics::histogram!("http_request_duration_seconds", "route" => route).record(started.elapsed().as_secs_f64());
-    span.in_scope(|| tracing::debug!(status = status.as_u16(), micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX), "answered"));
+    span.in_scope(|| {
+        tracing::debug!(
+            status = status.as_u16(),
+            micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            "answered"
+        )
+    });
     let mut response = render(out, &request_id, retry);
     if let Some(a) = allow.and_then(|a| warp::http::HeaderValue::from_str(&a).ok()) {
         response.headers_mut().insert("allow", a);

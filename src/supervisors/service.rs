@@ -498,7 +498,10 @@ impl<K: EntityKind> Service<K> {
         let mut lost = 0;
         for _ in 0..ENTITY_SEND_ATTEMPTS_MAX {
             let c = cmd.clone();
-            match self.send_once(key, |reply| EntityMsg::Command { id, cmd: c, reply, span: tracing::Span::current() }).await? {
+            match self
+                .send_once(key, |reply| EntityMsg::Command { id, cmd: c, reply, span: tracing::Span::current() })
+                .await?
+            {
                 Sent::Answer(a) => return a,
                 Sent::Retry => continue,
                 // The entity stopped with the command in its mailbox (a passivation race), or
