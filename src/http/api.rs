@@ -238,7 +238,7 @@ async fn idempotent(
         // Who may not use the route learns that first (401/403 come from the handler).
         caller(app, req)?;
     }
-    // As the OpenAPI document says: `^[!-~]{1,200}$`.
+    // As `IdempotencyHeader` documents it: `^[!-~]{1,200}$`.
     let key = raw
         .to_str()
         .ok()
@@ -391,7 +391,7 @@ pub async fn logout(app: &App, req: &Req) -> Result<Out, ApiError> {
 
 /// Creates a user with any role (ADMIN).
 #[utoipa::path(post, path = "/user", tag = "auth", security(("bearer" = [])), request_body = UserIn,
-    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,200}$", description = "repeats within 24 h get the first answer")),
+    params(IdempotencyHeader),
     responses((status = 201, body = UserOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn create_user(app: &App, req: &Req) -> Result<Out, ApiError> {
@@ -412,7 +412,7 @@ pub async fn create_user(app: &App, req: &Req) -> Result<Out, ApiError> {
 
 /// Signs a customer up.
 #[utoipa::path(post, path = "/customer", tag = "customer", request_body = CustomerIn,
-    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,200}$", description = "repeats within 24 h get the first answer")),
+    params(IdempotencyHeader),
     responses((status = 201, body = CustomerOut), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn post_customer(app: &App, req: &Req) -> Result<Out, ApiError> {
@@ -538,7 +538,7 @@ pub async fn list_products(app: &App, req: &Req) -> Result<Out, ApiError> {
 
 /// Adds a book (ADMIN).
 #[utoipa::path(post, path = "/product/add", tag = "catalogue", security(("bearer" = [])), request_body = ProductIn,
-    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,200}$", description = "repeats within 24 h get the first answer")),
+    params(IdempotencyHeader),
     responses((status = 201, body = ProductOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn add_product(app: &App, req: &Req) -> Result<Out, ApiError> {
@@ -609,7 +609,7 @@ pub async fn receive_stock(app: &App, req: &Req) -> Result<Out, ApiError> {
 
 /// Places an order (CUSTOMER).
 #[utoipa::path(post, path = "/order/add", tag = "order", security(("bearer" = [])), request_body = OrderIn,
-    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,200}$", description = "repeats within 24 h get the first answer")),
+    params(IdempotencyHeader),
     responses((status = 201, body = OrderOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, body = ErrorBody, description = "unpaid_order_exists, with orderId"), (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
@@ -863,7 +863,7 @@ pub async fn calc_price(app: &App, req: &Req) -> Result<Out, ApiError> {
 
 /// Creates a promo code (ADMIN).
 #[utoipa::path(post, path = "/promocode", tag = "promocode", security(("bearer" = [])), request_body = PromocodeIn,
-    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,200}$", description = "repeats within 24 h get the first answer")),
+    params(IdempotencyHeader),
     responses((status = 201, body = PromocodeOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn post_promocode(app: &App, req: &Req) -> Result<Out, ApiError> {

@@ -510,6 +510,15 @@ pub struct ShippingStatusIn {
     pub status: String,
 }
 
+/// The header of a creating write (its one description for every such route).
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IdempotencyHeader {
+    /// Repeats within 24 h get the first answer.
+    #[param(rename = "Idempotency-Key", pattern = "^[!-~]{1,200}$")]
+    pub idempotency_key: Option<String>,
+}
+
 /// `POST /sandbox/pay/{paymentId}` form (`application/x-www-form-urlencoded`).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SandboxForm {
