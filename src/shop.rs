@@ -444,19 +444,21 @@ impl Shop {
     /// Waits up to `wait` while the order's booking completes.
     pub async fn redirect(&self, order: &OrderId, wait: Duration) -> Result<Payment, ShopError> {
         let deadline = tokio::time::Instant::now() + wait;
-        let mut pause = Duration::from_millis(2);
         loop {
+            // Watch the account before asking, so a booking that lands in between still wakes us.
+            let mut changes = self.payments.subscribe(order).await?;
             let cmd = PaymentCommand::Open { redirect_template: self.payment_system.redirect_template() };
             match self.payments.command(order, new_id(), cmd).await? {
                 Ok(PaymentReply::Payment(p)) => return Ok(p),
                 Ok(PaymentReply::Account(_)) => {
                     return Err(EngineError::Unavailable("unexpected account reply".into()).into())
                 }
-                Err(DomainError::NotPayable { reason: NotPayableReason::NotBookedYet })
-                    if tokio::time::Instant::now() < deadline =>
-                {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_millis(50));
+                Err(e @ DomainError::NotPayable { reason: NotPayableReason::NotBookedYet }) => {
+                    // Woken by the account's next durable change (the booking), or by its
+                    // passivation (then watch the next incarnation); at the deadline, say why.
+                    if tokio::time::timeout_at(deadline, changes.changed()).await.is_err() {
+                        return Err(e.into());
+                    }
                 }
                 Err(e) => return Err(e.into()),
             }

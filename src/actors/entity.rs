@@ -579,21 +579,32 @@ impl<K: EntityKind> Actor for Entity<K> {
     type State = EntityState<K>;
     type Arguments = EntityArgs<K>;
 
+    /// Builds the actor only: its supervisor waits for this, so it must be quick.
     async fn pre_start(
         &self,
         _myself: ActorRef<Self::Msg>,
         args: Self::Arguments,
     ) -> Result<Self::State, ActorProcessingErr> {
-        let (state, version) = load_state::<K>(&args.env, &args.key).await?;
+        let state = K::initial(&args.key);
         Ok(EntityState {
             key: args.key,
             state,
-            version,
+            version: 0,
             epoch: 0,
             inflight: Arc::new(AtomicUsize::new(0)),
             env: args.env,
             shared: args.shared,
         })
+    }
+
+    /// Loads the aggregate, in the entity's own task: ractor hands it no message before this
+    /// returns, and the supervisor meanwhile starts other entities (a load can wait on sled).
+    /// A failed load fails the actor; its supervisor starts it afresh on the next message.
+    async fn post_start(&self, _myself: ActorRef<Self::Msg>, st: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        let (state, version) = load_state::<K>(&st.env, &st.key).await?;
+        st.state = state;
+        st.version = version;
+        Ok(())
     }
 
     async fn handle(

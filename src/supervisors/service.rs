@@ -68,6 +68,8 @@ pub struct ServiceStats {
     pub passivations: AtomicU64,
     /// Entity actors that failed (panicked or returned `Err`).
     pub failures: AtomicU64,
+    /// Microseconds the supervisor spent starting entity actors (the state loads in the actor).
+    pub activation_us: AtomicU64,
 }
 
 type Registry<K> = Mutex<HashMap<<K as EntityKind>::Key, EntityHandle<K>>>;
@@ -162,7 +164,13 @@ impl<K: EntityKind> SupervisorState<K> {
     ) -> Result<EntityHandle<K>, EngineError> {
         let shared = Arc::new(HandleShared::new(self.args.env.clock.now_ms()));
         let args = EntityArgs { key: key.clone(), env: self.args.env.clone(), shared: shared.clone() };
-        match Actor::spawn_linked(None, Entity::<K>::default(), args, myself.get_cell()).await {
+        let t0 = std::time::Instant::now();
+        let spawned = Actor::spawn_linked(None, Entity::<K>::default(), args, myself.get_cell()).await;
+        self.args
+            .stats
+            .activation_us
+            .fetch_add(u64::try_from(t0.elapsed().as_micros()).unwrap_or(0), Ordering::Relaxed);
+        match spawned {
             Ok((actor, _join)) => {
                 let handle = EntityHandle::new(actor.clone(), shared);
                 self.registry().insert(key.clone(), handle.clone());
