@@ -9,7 +9,7 @@
 //! average batch size and the process's peak RSS. Data goes to a fresh directory under
 //! `BAZAAR_BENCH_DIR` (default: target/bench-data), on the project's disk.
 //! `BAZAAR_BENCH_ONLY=flush:64` runs one setting only (for profiling); `BAZAAR_BENCH_VERBOSE=1`
-//! prints, per run, the committer's transaction and flush time per write set and how busy it was.
+//! prints, per run, the committer's and the syncer's time per write set and how busy each was.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -95,10 +95,11 @@ async fn one_run(base: &std::path::Path, durability: Durability, writers: usize,
     if std::env::var("BAZAAR_BENCH_VERBOSE").is_ok() {
         let ws = (w1 - w0).max(1) as f64;
         eprintln!(
-            "  tx {:.1} us/ws, durable {:.1} us/ws, committer busy {:.0}%, {:.2} write sets per command",
+            "  commit {:.1} us/ws (committer {:.0}% busy), fdatasync {:.1} us/ws (syncer {:.0}% busy), {:.2} write sets per command",
             (tx1 - tx0) as f64 / ws,
+            ((tx1 - tx0) as f64 / 1e6) / elapsed * 100.0,
             (du1 - du0) as f64 / ws,
-            ((tx1 - tx0 + du1 - du0) as f64 / 1e6) / elapsed * 100.0,
+            ((du1 - du0) as f64 / 1e6) / elapsed * 100.0,
             ws / (a1 - a0).max(1) as f64
         );
     }

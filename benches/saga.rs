@@ -13,8 +13,10 @@
 //!
 //! Knobs: `BAZAAR_BENCH_ONLY=flush|none`, `BAZAAR_BENCH_CUSTOMERS`, `BAZAAR_BENCH_LIVE_MAX`
 //! (live entities per service), `BAZAAR_BENCH_CACHE_MIB` (sled's page cache),
-//! `BAZAAR_BENCH_VERBOSE=1` (outbox entries per saga; the commit pipeline's batches, its time
-//! in the transaction and in making batches durable, and how busy the committer thread is).
+//! `BAZAAR_BENCH_VERBOSE=1` (CPU by thread, entity activations and outbox entries per saga; the
+//! commit pipeline's batches, the committer's time deciding, logging and applying them, and the
+//! syncer's `fdatasync`s). `BAZAAR_BENCH_SAGAS=N` runs a fixed number of sagas instead of a
+//! time (for instruction counts under callgrind).
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -56,13 +58,18 @@ async fn one_run(base: &Path, durability: Durability, customers: usize, secs: u6
     let paid = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
+    // With BAZAAR_BENCH_SAGAS=N the run is a fixed amount of work (N sagas, then stop), for
+    // instruction counts under callgrind rather than a rate.
+    let quota = env_u64("BAZAAR_BENCH_SAGAS", 0);
+    let started = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for i in 0..customers {
         let (shop, paid, failed, stop) = (shop.clone(), paid.clone(), failed.clone(), stop.clone());
+        let started = started.clone();
         tasks.push(tokio::spawn(async move {
             let c = loadgen::saga_customer(i);
             let mut n = 0u64;
-            while !stop.load(Ordering::Relaxed) {
+            while !stop.load(Ordering::Relaxed) && (quota == 0 || started.fetch_add(1, Ordering::Relaxed) < quota) {
                 n += 1;
                 let items = [(
                     loadgen::saga_product((i + usize::try_from(n).unwrap_or(0)) % loadgen::SAGA_PRODUCTS),
@@ -76,12 +83,34 @@ async fn one_run(base: &Path, durability: Durability, customers: usize, secs: u6
             }
         }));
     }
+    if quota > 0 {
+        let t0 = Instant::now();
+        for t in tasks {
+            let _ = t.await;
+        }
+        let el = t0.elapsed().as_secs_f64();
+        let n = paid.load(Ordering::Relaxed);
+        let w = node.committer().stats().write_sets.load(Ordering::Relaxed);
+        drop(shop);
+        node.shutdown().await;
+        let _ = std::fs::remove_dir_all(&dir);
+        return (n as f64 / el, w as f64 / el, failed.load(Ordering::Relaxed), 0.0);
+    }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let stats = node.committer().stats();
     let (p0, w0, t0) = (paid.load(Ordering::Relaxed), stats.write_sets.load(Ordering::Relaxed), Instant::now());
     let c0 = cpu_ticks();
+    let names = ["bazaar-committe", "bazaar-syncer", "tokio-rt-worker", "sled-io"];
+    let th0 = names.map(thread_ticks);
+    let activations = |n: &bazaar::node::Node| -> Vec<(u64, u64)> {
+        n.service_stats()
+            .iter()
+            .map(|(_, s)| (s.activations.load(Ordering::Relaxed), s.activation_us.load(Ordering::Relaxed)))
+            .collect()
+    };
+    let a0 = activations(&node);
     let pipeline = |s: &bazaar::persistence::CommitStats| {
-        [&s.batches, &s.transaction_us, &s.durable_us].map(|c| c.load(Ordering::Relaxed))
+        [&s.batches, &s.transaction_us, &s.durable_us, &s.syncs].map(|c| c.load(Ordering::Relaxed))
     };
     let k0 = pipeline(stats);
     let seq0 = node.committer().durable_end();
@@ -91,18 +120,40 @@ async fn one_run(base: &Path, durability: Durability, customers: usize, secs: u6
     let cpu_ms = (cpu_ticks() - c0) * 10;
     if std::env::var("BAZAAR_BENCH_VERBOSE").is_ok() {
         let k1 = pipeline(stats);
+        let th1 = names.map(thread_ticks);
+        println!(
+            "  CPU by thread: committer {:.0}%, syncer {:.0}%, tokio workers {:.0}%, sled io {:.0}% (of one core)",
+            (th1[0] - th0[0]) as f64 / el,
+            (th1[1] - th0[1]) as f64 / el,
+            (th1[2] - th0[2]) as f64 / el,
+            (th1[3] - th0[3]) as f64 / el
+        );
+        let a1 = activations(&node);
+        let (mut n, mut us) = (0, 0);
+        for (before, after) in a0.iter().zip(&a1) {
+            n += after.0 - before.0;
+            us += after.1 - before.1;
+        }
+        println!(
+            "  entity activations: {:.1} per saga, {:.0} µs of the supervisor's time each",
+            n as f64 / (p1 - p0).max(1) as f64,
+            us as f64 / n.max(1) as f64
+        );
         let b = (k1[0] - k0[0]).max(1);
         println!(
             "  outbox entries per saga: {:.1}",
             (node.committer().durable_end() - seq0) as f64 / (p1 - p0).max(1) as f64
         );
+        let syncs = (k1[3] - k0[3]).max(1);
         println!(
-            "  pipeline: {:.0} batches/s of {:.1} write sets, {} µs in the transaction and {} µs making it durable per batch, committer busy {:.0}%",
+            "  pipeline: {:.0} batches/s of {:.1} write sets, {} µs deciding, logging and applying each (committer {:.0}% busy); {:.0} fdatasyncs/s of {} µs (syncer {:.0}% busy)",
             b as f64 / el,
             (w1 - w0) as f64 / b as f64,
             (k1[1] - k0[1]) / b,
-            (k1[2] - k0[2]) / b,
-            ((k1[1] - k0[1]) + (k1[2] - k0[2])) as f64 / (el * 1e4)
+            (k1[1] - k0[1]) as f64 / (el * 1e4),
+            syncs as f64 / el,
+            (k1[2] - k0[2]) / syncs,
+            (k1[2] - k0[2]) as f64 / (el * 1e4)
         );
     }
     stop.store(true, Ordering::Relaxed);
@@ -118,7 +169,20 @@ async fn one_run(base: &Path, durability: Durability, customers: usize, secs: u6
 
 /// CPU time (user + system) the process used so far, in clock ticks of 10 ms.
 fn cpu_ticks() -> u64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    stat_ticks("/proc/self/stat")
+}
+
+/// CPU ticks of the process's threads named `name` (e.g. the committer).
+fn thread_ticks(name: &str) -> u64 {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else { return 0 };
+    dir.flatten()
+        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim_end().starts_with(name)))
+        .map(|t| stat_ticks(&t.path().join("stat").to_string_lossy()))
+        .sum()
+}
+
+fn stat_ticks(path: &str) -> u64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     // Fields after the command name (which is in parentheses and may hold spaces).
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
     let f: Vec<&str> = rest.split_whitespace().collect();

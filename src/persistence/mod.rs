@@ -1,5 +1,5 @@
-//! Everything that touches the disk: the sled database and its trees, the codec and upcasters,
-//! the commit pipeline, the outbox relay and the inbox.
+//! Everything that touches the disk: the sled database and its trees, the commit log, the codec
+//! and upcasters, the commit pipeline, the outbox relay and the inbox.
 //!
 //! All sled calls live in `store`; other modules of the crate see `Store`, `WriteSet` and
 //! opaque `ServiceTrees` only. Nothing here knows about actors or HTTP.
@@ -11,6 +11,7 @@ pub mod events;
 pub mod records;
 pub mod relay;
 pub mod store;
+pub mod wal;
 
 pub use codec::CodecError;
 pub use committer::{Callback, CommitError, CommitResult, CommitStats, Committer};

@@ -337,8 +337,8 @@ impl Worker {
                 tracing::debug!(seq, attempts, %reason, "delivery failed; will retry");
                 // Keep the count across restarts, so a poison entry is not retried forever.
                 if let Ok(bytes) = item.entry.encode() {
-                    let store = self.store.clone();
-                    if let Err(e) = blocking(move || store.outbox_update(seq, &bytes)).await {
+                    let ws = WriteSet { outbox_updates: vec![(seq, bytes)], ..WriteSet::default() };
+                    if let Err(e) = commit(&self.committer, ws).await {
                         tracing::warn!(error = %e, seq, "could not record the failed attempt");
                     }
                 }
@@ -368,8 +368,19 @@ impl Worker {
     }
 
     async fn bury(&mut self, letter: DeadLetter) {
-        let store = self.store.clone();
-        if let Err(e) = blocking(move || store.dead_letter(&letter)).await {
+        // Out of the outbox and into the dead letters in one write set: both or neither.
+        let moved = match letter.encode() {
+            Ok(bytes) => {
+                let ws = WriteSet {
+                    dead_letters: vec![(letter.seq, bytes)],
+                    outbox_removals: vec![letter.seq],
+                    ..WriteSet::default()
+                };
+                commit(&self.committer, ws).await.map(|_| ())
+            }
+            Err(e) => Err(CommitError::Store(StoreError::Codec(e))),
+        };
+        if let Err(e) = moved {
             tracing::error!(error = %e, "could not move an entry to the dead letters; it stays in the outbox");
         }
     }
@@ -395,6 +406,20 @@ impl Worker {
             }
         }
     }
+}
+
+/// Submits a write set of the relay's own (no entity) and waits until it is durable.
+async fn commit(committer: &Committer, ws: WriteSet) -> Result<Applied, CommitError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    committer
+        .submit(
+            ws,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        )
+        .await;
+    rx.await.map_err(|_| CommitError::ShuttingDown)?
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {
@@ -436,16 +461,7 @@ pub async fn replay_dead_letter(store: &Store, committer: &Committer, seq: u64) 
     entry.last_error = None;
     let bytes = entry.encode().map_err(|e| ReplayError::Unreadable { seq, reason: e.to_string() })?;
     let ws = WriteSet { outbox: vec![bytes], dead_letter_removals: vec![seq], ..WriteSet::default() };
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    committer
-        .submit(
-            ws,
-            Box::new(move |r| {
-                let _ = tx.send(r);
-            }),
-        )
-        .await;
-    match rx.await.map_err(|_| CommitError::ShuttingDown)?? {
+    match commit(committer, ws).await? {
         Applied::Written { first_seq, .. } => Ok(first_seq),
         other => Err(ReplayError::Unreadable { seq, reason: format!("unexpected outcome {other:?}") }),
     }

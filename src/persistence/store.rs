@@ -9,30 +9,36 @@
 //! goes into its own, and pruning drops whole generations older than the retention window — no
 //! per-id deletes, no time index, one insert less per write set.
 //! Keys that order are big-endian. No other module calls sled; nothing here sends, spawns or
-//! knows about actors. A transaction closure may run more than once, so it has no side effects.
+//! knows about actors. No sled transaction is ever run (see `wal` for why): a batch is made
+//! atomic and durable by its commit-log record.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use sled::transaction::{abort, TransactionError, TransactionalTree};
-use sled::{Transactional, Tree};
+use sled::Tree;
 
 use super::codec::{self, CodecError, RecordKind};
 use super::records::{DeadLetter, InboxRecord};
+use super::wal::{Wal, WalError};
 use crate::domain::MessageId;
-use crate::limits::{INBOX_GENERATION_MS, SLED_CACHE_BYTES, VERSION_CACHE_LEN_MAX};
+use crate::limits::{INBOX_GENERATION_MS, SLED_CACHE_BYTES, VERSION_CACHE_LEN_MAX, WAL_SEGMENT_BYTES};
 
-/// When an acknowledged write is safe.
+/// When an acknowledged write is safe (every batch is appended to the commit log first).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Durability {
-    /// Flush sled's buffers before acknowledging: survives kill -9 (the default).
+    /// Acknowledge once an `fdatasync` of the commit log covers the batch: survives kill -9 and
+    /// a power cut (the default).
     Flush,
-    /// Flush, then fsync the database file: also survives a power cut.
+    /// The same as `Flush` (it was stronger when sled's own flush made writes durable; kept so
+    /// existing configurations stay valid).
     Fsync,
-    /// Acknowledge before anything reaches the disk: tests and benches only.
+    /// Acknowledge once the log record is handed to the OS, without waiting for the disk:
+    /// survives the process being killed, not a machine crash. Tests and benches only.
     None,
 }
 
@@ -81,6 +87,12 @@ pub enum StoreError {
     /// A fault injected by a test.
     #[error("injected fault: {0}")]
     Injected(String),
+}
+
+impl From<WalError> for StoreError {
+    fn from(e: WalError) -> Self {
+        StoreError::Storage(e.to_string())
+    }
 }
 
 impl From<sled::Error> for StoreError {
@@ -195,6 +207,10 @@ pub struct WriteSet {
     pub timer_sets: Vec<(Vec<u8>, Vec<u8>)>,
     /// Timers to remove from the service's timer tree.
     pub timer_clears: Vec<Vec<u8>>,
+    /// Outbox entries to rewrite in place (their attempt count), each only if still there.
+    pub outbox_updates: Vec<(u64, Vec<u8>)>,
+    /// Dead letters to store (their outbox entries go in `outbox_removals`).
+    pub dead_letters: Vec<(u64, Vec<u8>)>,
 }
 
 /// The key of a durable timer: due time first (big-endian, so a range scan finds the due ones),
@@ -261,14 +277,11 @@ pub struct InjectedAbort {
 }
 
 const META_NEXT_SEQ: &[u8] = b"outbox.next_seq";
+/// The last log record whose writes sled holds durably (see `Store::checkpoint`).
+const META_CHECKPOINT: &[u8] = b"wal.checkpoint";
 
 /// A dead letter as read: decoded, or the error its bytes give.
 pub type DeadLetterRead = Result<DeadLetter, CodecError>;
-
-/// Where one write set goes inside a batch's transaction: its state tree, the inbox generation
-/// it writes to, every live generation it must not be a duplicate in, and its timer tree
-/// (tree indices).
-type Placement = (usize, usize, Arc<[usize]>, usize);
 
 /// The committer's record of the aggregate versions it wrote (it is their only writer, so each
 /// entry is exact). Bounded: past `VERSION_CACHE_LEN_MAX` entries it starts over, and a miss
@@ -310,6 +323,14 @@ struct Inner {
     generation_ms: u64,
     db_file: Option<File>,
     durability: Durability,
+    wal: Mutex<Wal>,
+    /// The last log record whose writes are all applied to sled.
+    applied_seq: AtomicU64,
+    /// The checkpoint mark written by the last checkpoint: durable once the next one flushed.
+    pending_mark: Mutex<u64>,
+    /// A batch failed half-applied: nothing more is written until the node restarts and
+    /// replays the log.
+    broken: AtomicBool,
 }
 
 /// The node's database. Open once per process (sled refuses a second open of one directory);
@@ -337,13 +358,9 @@ impl Store {
     pub fn open(dir: &Path, opts: &StoreOptions) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Storage(format!("cannot create {}: {e}", dir.display())))?;
-        // With `none` sled's own flusher is the only one, so keep it; otherwise every commit
-        // flushes and a background flush would only contend for sled's lock.
-        let flush_every = match opts.durability {
-            Durability::None => Some(1_000),
-            Durability::Flush | Durability::Fsync => None,
-        };
-        let config = sled::Config::new().path(dir).cache_capacity(opts.cache_bytes).flush_every_ms(flush_every);
+        // sled is made durable by our checkpoints only (the commit log carries the batches in
+        // between), so its own periodic flusher is off.
+        let config = sled::Config::new().path(dir).cache_capacity(opts.cache_bytes).flush_every_ms(None);
         // sled's lock on the directory is released when the last of its threads lets go of a
         // closed database, a moment after the close: retry briefly before calling it held.
         let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
@@ -356,14 +373,27 @@ impl Store {
             }
         };
         let db_file = match opts.durability {
-            Durability::Fsync => Some(
+            Durability::Flush | Durability::Fsync => Some(
                 File::open(dir.join("db"))
                     .map_err(|e| StoreError::Storage(format!("cannot open db file for fsync: {e}")))?,
             ),
-            _ => None,
+            Durability::None => None,
         };
+        let meta = db.open_tree("meta")?;
+        let checkpoint = match meta.get(META_CHECKPOINT)? {
+            Some(v) => {
+                seq_of(&v).ok_or_else(|| corrupt("meta", CodecError::NotARecord("wal.checkpoint is not 8 bytes")))?
+            }
+            None => 0,
+        };
+        let (wal, replay) = Wal::open(&dir.join("wal"), WAL_SEGMENT_BYTES, checkpoint)?;
+        let replayed = replay.len();
+        for record in &replay {
+            apply_logged(&db, record.seq, &record.payload)?;
+        }
+        let applied = wal.next_seq() - 1;
         let inner = Inner {
-            meta: db.open_tree("meta")?,
+            meta,
             outbox: db.open_tree("outbox")?,
             dead: db.open_tree("dead_letters")?,
             db,
@@ -373,8 +403,20 @@ impl Store {
             generation_ms: opts.inbox_generation_ms.max(1),
             db_file,
             durability: opts.durability,
+            wal: Mutex::new(wal),
+            applied_seq: AtomicU64::new(applied),
+            pending_mark: Mutex::new(checkpoint),
+            broken: AtomicBool::new(false),
         };
-        Ok(Store { inner: Arc::new(inner) })
+        let store = Store { inner: Arc::new(inner) };
+        if replayed > 0 {
+            tracing::info!(records = replayed, after = checkpoint, "replayed the commit log");
+            // Two checkpoints: the first makes the replayed writes durable in sled, the second
+            // makes its mark durable, so the replayed records can go.
+            store.checkpoint()?;
+            store.checkpoint()?;
+        }
+        Ok(store)
     }
 
     /// The data directory.
@@ -500,9 +542,17 @@ impl Store {
             let gens = trees.inbox.gens.read().unwrap_or_else(|p| p.into_inner());
             gens.keys().copied().filter(|g| g.saturating_add(1).saturating_mul(w) <= cutoff_ms).collect()
         };
+        if dead.is_empty() {
+            return Ok(0);
+        }
+        // Out of the live set first, so no commit checks or writes a tree being dropped.
         for g in &dead {
-            // Out of the live set first, so no commit checks a tree being dropped.
             trees.inbox.gens.write().unwrap_or_else(|p| p.into_inner()).remove(g);
+        }
+        // A dropped tree is not in the commit log: checkpoint first, so that no record a
+        // restart would replay writes into it (replaying would bring its old ids back).
+        self.flush()?;
+        for g in &dead {
             self.inner.db.drop_tree(format!("{}/inbox/{g:020}", trees.service))?;
         }
         Ok(dead.len())
@@ -576,45 +626,6 @@ impl Store {
         self.inner.outbox.len()
     }
 
-    /// Deletes delivered outbox entries. Not flushed: if the deletion is lost in a crash, the
-    /// entry is delivered again and the subscriber's inbox drops it.
-    pub fn outbox_remove(&self, seqs: &[u64]) -> Result<(), StoreError> {
-        let mut batch = sled::Batch::default();
-        for s in seqs {
-            batch.remove(&seq_key(*s)[..]);
-        }
-        self.inner.outbox.apply_batch(batch)?;
-        Ok(())
-    }
-
-    /// Rewrites an outbox entry in place (its attempt count), if it is still there.
-    pub fn outbox_update(&self, seq: u64, bytes: &[u8]) -> Result<(), StoreError> {
-        let key = seq_key(seq);
-        self.inner
-            .outbox
-            .transaction(|t| {
-                if t.get(key)?.is_some() {
-                    t.insert(&key[..], bytes)?;
-                }
-                Ok(())
-            })
-            .map_err(|e: TransactionError<()>| StoreError::Storage(format!("outbox update: {e:?}")))
-    }
-
-    /// Moves outbox entry `seq` to the dead letters, atomically.
-    pub fn dead_letter(&self, letter: &DeadLetter) -> Result<(), StoreError> {
-        let bytes = letter.encode()?;
-        let key = seq_key(letter.seq);
-        (&self.inner.outbox, &self.inner.dead)
-            .transaction(|(outbox, dead)| {
-                outbox.remove(&key[..])?;
-                dead.insert(&key[..], bytes.as_slice())?;
-                Ok(())
-            })
-            .map_err(|e: TransactionError<()>| StoreError::Storage(format!("dead letter: {e:?}")))?;
-        self.make_durable()
-    }
-
     /// Every dead letter, in sequence order, each decoded or with the error it gives.
     pub fn dead_letters(&self) -> Result<Vec<(u64, DeadLetterRead)>, StoreError> {
         let mut out = Vec::new();
@@ -635,14 +646,20 @@ impl Store {
         }
     }
 
-    /// Commits a batch of write sets in ONE transaction, starting outbox numbering at `next_seq`.
-    /// Each write set is checked inside the transaction (inbox duplicate, aggregate version);
-    /// one that fails its check is skipped without aborting the others. Returns what became of
-    /// each and the next free sequence number. Not durable until `make_durable`.
+    /// Commits a batch of write sets, starting outbox numbering at `next_seq`: decides each
+    /// (inbox duplicate, aggregate version, creations; one that fails its check is skipped
+    /// without failing the others), logs every write the batch makes as ONE commit-log record,
+    /// then applies them to sled. Returns what became of each write set and the next free
+    /// sequence number. Not durable until `make_durable`.
+    ///
+    /// All or nothing: a fault before the log record leaves nothing of the batch; once the
+    /// record is written the batch is applied, and if applying fails part-way the store refuses
+    /// every later batch (the node must restart, and replaying the log completes the batch).
+    /// Only one thread commits at a time (the committer; tests), so what it reads is exactly
+    /// what earlier batches wrote.
     ///
     /// `versions` is the caller's cache of stored aggregate versions: the committer is the only
-    /// writer of aggregates, so what it recorded is exact, and a hit saves a read inside the
-    /// transaction (which holds sled's process-wide lock).
+    /// writer of aggregates, so what it recorded is exact, and a hit saves a read.
     pub fn commit(
         &self,
         batch: &[&WriteSet],
@@ -650,178 +667,212 @@ impl Store {
         fault: Option<InjectedAbort>,
         versions: &mut VersionCache,
     ) -> Result<(Vec<Applied>, u64), StoreError> {
-        // Trees 0..3 are the node's; each write set's trees are added once (by name), so two
-        // write sets of one service see each other's inserts inside the transaction.
-        let mut trees: Vec<Tree> = vec![self.inner.outbox.clone(), self.inner.meta.clone(), self.inner.dead.clone()];
-        let mut names: Vec<sled::IVec> = trees.iter().map(Tree::name).collect();
-        let mut index_of = |t: &Tree| -> usize {
-            let name = t.name();
-            match names.iter().position(|x| *x == name) {
-                Some(i) => i,
-                None => {
-                    names.push(name);
-                    trees.push(t.clone());
-                    trees.len() - 1
-                }
-            }
-        };
-        // Per write set: its state tree, the inbox generation it writes to, and every live
-        // generation it must not be a duplicate in — resolved once per service and generation.
-        let mut resolved: Vec<(Arc<str>, u64, Placement)> = Vec::new();
-        let mut ix: Vec<Option<Placement>> = Vec::with_capacity(batch.len());
-        for ws in batch {
-            let Some(s) = &ws.service else {
-                ix.push(None);
-                continue;
-            };
-            let g = ws.inbox.as_ref().map_or(0, |i| i.recorded_at_ms / self.inner.generation_ms);
-            let hit = resolved.iter().find(|r| Arc::ptr_eq(&r.0, &s.name) && r.1 == g);
-            let entry = match hit {
-                Some(r) => r.2.clone(),
-                None => {
-                    let target = index_of(&self.generation_tree(s, g.saturating_mul(self.inner.generation_ms))?);
-                    let checks: Arc<[usize]> = s.inbox.live().iter().map(&mut index_of).collect();
-                    let state = index_of(&s.state);
-                    let timers = index_of(&s.timers);
-                    resolved.push((s.name.clone(), g, (state, target, checks.clone(), timers)));
-                    (state, target, checks, timers)
-                }
-            };
-            ix.push(Some(entry));
+        if self.inner.broken.load(Ordering::Acquire) {
+            return Err(StoreError::Storage(
+                "an earlier batch failed half-applied; restart the node to complete it from the commit log".into(),
+            ));
         }
-        // The state trees of the aggregates write sets create.
-        let create_ix: Vec<Vec<usize>> =
-            batch.iter().map(|ws| ws.creates.iter().map(|(t, _)| index_of(&t.state)).collect()).collect();
-        let cache_keys: Vec<Option<Vec<u8>>> = batch
-            .iter()
-            .map(|ws| match (&ws.service, &ws.state) {
-                (Some(s), Some(st)) => Some(VersionCache::key(&s.name, &st.key)),
-                _ => None,
-            })
-            .collect();
-        let cache = &*versions;
-        let result = trees.as_slice().transaction(|tx: &Vec<TransactionalTree>| {
-            let mut applied = Vec::with_capacity(batch.len());
-            let mut in_batch: HashMap<&[u8], u64> = HashMap::new();
-            let mut seq = next_seq;
-            let mut written = 0usize;
-            'sets: for (((ws, at), ck), cix) in batch.iter().zip(&ix).zip(&cache_keys).zip(&create_ix) {
-                let (state_t, inbox_t, checks, timers_t) = match at {
-                    Some((s, i, c, t)) => (*s, *i, &c[..], *t),
-                    None if ws.inbox.is_none() && ws.state.is_none() && ws.creates.is_empty() => (0, 0, &[][..], 0),
-                    None => return abort(StoreError::Storage("write set without service trees".into())),
-                };
-                if let Some(inb) = &ws.inbox {
-                    for &t in checks {
-                        if let Some(prev) = tx[t].get(inb.id.as_bytes())? {
-                            applied.push(Applied::Duplicate(prev.to_vec()));
-                            continue 'sets;
-                        }
-                    }
-                }
-                if let (Some(st), Some(ck)) = (&ws.state, ck) {
-                    let known = in_batch.get(ck.as_slice()).copied().or_else(|| cache.get(ck));
-                    let stored = match known {
-                        Some(v) => Some(v),
-                        None => match tx[state_t].get(&st.key)? {
-                            None => Some(0),
-                            Some(b) => codec::peek(RecordKind::Aggregate, &b).ok().map(|h| h.version),
-                        },
-                    };
-                    if stored != Some(st.expected_version) {
-                        applied.push(Applied::Conflict(stored));
-                        continue;
-                    }
-                    in_batch.insert(ck.as_slice(), st.expected_version + 1);
-                }
-                for ((_, cw), &t) in ws.creates.iter().zip(cix) {
-                    if let Some(b) = tx[t].get(&cw.key)? {
-                        let stored = codec::peek(RecordKind::Aggregate, &b).ok().map(|h| h.version);
-                        applied.push(Applied::Conflict(stored));
-                        continue 'sets;
-                    }
-                }
-                if let Some(inb) = &ws.inbox {
-                    tx[inbox_t].insert(&inb.id.as_bytes()[..], inb.record.as_slice())?;
-                }
-                if let Some(st) = &ws.state {
-                    tx[state_t].insert(st.key.as_slice(), st.record.as_slice())?;
-                }
-                for ((_, cw), &t) in ws.creates.iter().zip(cix) {
-                    tx[t].insert(cw.key.as_slice(), cw.record.as_slice())?;
-                }
-                for k in &ws.timer_clears {
-                    tx[timers_t].remove(k.as_slice())?;
-                }
-                for (k, v) in &ws.timer_sets {
-                    tx[timers_t].insert(k.as_slice(), v.as_slice())?;
-                }
-                let first = seq;
-                for entry in &ws.outbox {
-                    tx[0].insert(&seq_key(seq)[..], entry.as_slice())?;
-                    seq += 1;
-                }
-                for dl in &ws.dead_letter_removals {
-                    tx[2].remove(&seq_key(*dl)[..])?;
-                }
-                for done in &ws.outbox_removals {
-                    tx[0].remove(&seq_key(*done)[..])?;
-                }
-                applied.push(Applied::Written { first_seq: first, count: seq - first });
-                written += 1;
-                if let Some(f) = fault {
-                    if written == f.after_written {
-                        return abort(StoreError::Injected(format!("abort after {written} write sets")));
-                    }
-                }
-            }
-            if seq != next_seq {
-                tx[1].insert(META_NEXT_SEQ, &seq_key(seq)[..])?;
-            }
-            if fault.is_some() {
-                // A batch shorter than the requested point fails at its end, after everything.
-                return abort(StoreError::Injected(format!("abort after all {written} write sets")));
-            }
-            Ok((applied, seq))
-        });
-        let (applied, seq) = match result {
-            Ok(r) => r,
-            Err(TransactionError::Abort(e)) => return Err(e),
-            Err(TransactionError::Storage(e)) => return Err(e.into()),
-        };
-        for ((ws, a), ck) in batch.iter().zip(&applied).zip(cache_keys) {
+        let decided = self.decide(batch, next_seq, fault, versions)?;
+        if decided.ops.is_empty() {
+            return Ok((decided.applied, decided.next_seq));
+        }
+        let payload = encode_ops(&decided.trees, &decided.ops)?;
+        let seq = self
+            .inner
+            .wal
+            .lock()
+            .map_err(|_| StoreError::Storage("commit log lock poisoned".into()))?
+            .append(&payload)?;
+        if let Err(e) = apply_ops(&decided.trees, &decided.ops) {
+            self.inner.broken.store(true, Ordering::Release);
+            tracing::error!(error = %e, record = seq, "a logged batch failed half-applied; refusing further writes until restart");
+            return Err(e);
+        }
+        self.inner.applied_seq.store(seq, Ordering::Release);
+        for (ws, a) in batch.iter().zip(&decided.applied) {
             if !matches!(a, Applied::Written { .. }) {
                 continue;
             }
-            if let (Some(st), Some(ck)) = (&ws.state, ck) {
-                versions.record(ck, st.expected_version + 1);
+            if let (Some(s), Some(st)) = (&ws.service, &ws.state) {
+                versions.record(VersionCache::key(&s.name, &st.key), st.expected_version + 1);
             }
             for (t, cw) in &ws.creates {
                 versions.record(VersionCache::key(&t.name, &cw.key), cw.expected_version + 1);
             }
         }
-        Ok((applied, seq))
+        Ok((decided.applied, decided.next_seq))
     }
 
-    /// Makes every committed write durable, as the durability setting says.
-    pub fn make_durable(&self) -> Result<(), StoreError> {
-        match self.inner.durability {
-            Durability::None => Ok(()),
-            Durability::Flush => self.flush(),
-            Durability::Fsync => {
-                self.flush()?;
-                match &self.inner.db_file {
-                    Some(f) => f.sync_all().map_err(|e| StoreError::Storage(format!("fsync: {e}"))),
-                    None => Err(StoreError::Storage("fsync requested but the db file is not open".into())),
+    /// The checks of `commit`, and the writes the batch makes, in order.
+    fn decide<'b>(
+        &self,
+        batch: &[&'b WriteSet],
+        next_seq: u64,
+        fault: Option<InjectedAbort>,
+        versions: &VersionCache,
+    ) -> Result<Decided<'b>, StoreError> {
+        let mut trees = TreeSet::new(&self.inner);
+        let mut applied = Vec::with_capacity(batch.len());
+        let mut ops: Vec<Op<'b>> = Vec::new();
+        // What earlier write sets of this batch did, which sled does not show yet.
+        let mut in_batch: HashMap<Vec<u8>, u64> = HashMap::new();
+        let mut ids: HashMap<(Arc<str>, MessageId), &'b [u8]> = HashMap::new();
+        let mut seq = next_seq;
+        let mut written = 0usize;
+        'sets: for ws in batch {
+            if let Some(s) = &ws.service {
+                if let Some(inb) = &ws.inbox {
+                    if let Some(first) = ids.get(&(s.service.clone(), inb.id)) {
+                        applied.push(Applied::Duplicate(first.to_vec()));
+                        continue 'sets;
+                    }
+                    for t in s.inbox.live() {
+                        if let Some(prev) = t.get(inb.id.as_bytes())? {
+                            applied.push(Applied::Duplicate(prev.to_vec()));
+                            continue 'sets;
+                        }
+                    }
+                }
+                let ck = ws.state.as_ref().map(|st| VersionCache::key(&s.name, &st.key));
+                if let (Some(st), Some(ck)) = (&ws.state, &ck) {
+                    let stored = match in_batch.get(ck).copied().or_else(|| versions.get(ck)) {
+                        Some(v) => Some(v),
+                        None => stored_version(&s.state, &st.key)?,
+                    };
+                    if stored != Some(st.expected_version) {
+                        applied.push(Applied::Conflict(stored));
+                        continue 'sets;
+                    }
+                }
+                for (t, cw) in &ws.creates {
+                    // Any record there, readable or not, means the aggregate exists.
+                    let existing = match in_batch.get(&VersionCache::key(&t.name, &cw.key)) {
+                        Some(v) => Some(Some(*v)),
+                        None => t
+                            .state
+                            .get(&cw.key)?
+                            .map(|b| codec::peek(RecordKind::Aggregate, &b).ok().map(|h| h.version)),
+                    };
+                    if let Some(stored) = existing {
+                        applied.push(Applied::Conflict(stored));
+                        continue 'sets;
+                    }
+                }
+                if let Some(inb) = &ws.inbox {
+                    ids.insert((s.service.clone(), inb.id), &inb.record);
+                    let g = trees.index(&self.generation_tree(s, inb.recorded_at_ms)?);
+                    ops.push(Op::put(g, Cow::Borrowed(&inb.id.as_bytes()[..]), &inb.record));
+                }
+                if let (Some(st), Some(ck)) = (&ws.state, ck) {
+                    in_batch.insert(ck, st.expected_version + 1);
+                    ops.push(Op::put(trees.index(&s.state), Cow::Borrowed(&st.key), &st.record));
+                }
+                for (t, cw) in &ws.creates {
+                    in_batch.insert(VersionCache::key(&t.name, &cw.key), cw.expected_version + 1);
+                    ops.push(Op::put(trees.index(&t.state), Cow::Borrowed(&cw.key), &cw.record));
+                }
+                let timers = trees.index(&s.timers);
+                for k in &ws.timer_clears {
+                    ops.push(Op::remove(timers, Cow::Borrowed(k)));
+                }
+                for (k, v) in &ws.timer_sets {
+                    ops.push(Op::put(timers, Cow::Borrowed(k), v));
+                }
+            } else if ws.inbox.is_some() || ws.state.is_some() || !ws.creates.is_empty() {
+                return Err(StoreError::Storage("write set without service trees".into()));
+            }
+            let first = seq;
+            for entry in &ws.outbox {
+                ops.push(Op::put(TreeSet::OUTBOX, Cow::Owned(seq_key(seq).to_vec()), entry));
+                seq += 1;
+            }
+            for (s_, bytes) in &ws.outbox_updates {
+                if self.inner.outbox.get(seq_key(*s_))?.is_some() {
+                    ops.push(Op::put(TreeSet::OUTBOX, Cow::Owned(seq_key(*s_).to_vec()), bytes));
                 }
             }
+            for (s_, bytes) in &ws.dead_letters {
+                ops.push(Op::put(TreeSet::DEAD, Cow::Owned(seq_key(*s_).to_vec()), bytes));
+            }
+            for dl in &ws.dead_letter_removals {
+                ops.push(Op::remove(TreeSet::DEAD, Cow::Owned(seq_key(*dl).to_vec())));
+            }
+            for done in &ws.outbox_removals {
+                ops.push(Op::remove(TreeSet::OUTBOX, Cow::Owned(seq_key(*done).to_vec())));
+            }
+            applied.push(Applied::Written { first_seq: first, count: seq - first });
+            written += 1;
+            if fault.is_some_and(|f| written == f.after_written) {
+                return Err(StoreError::Injected(format!("abort after {written} write sets")));
+            }
+        }
+        if fault.is_some() {
+            // A batch shorter than the requested point fails at its end, after everything.
+            return Err(StoreError::Injected(format!("abort after all {written} write sets")));
+        }
+        if seq != next_seq {
+            ops.push(Op {
+                tree: TreeSet::META,
+                key: Cow::Borrowed(META_NEXT_SEQ),
+                value: Some(Cow::Owned(seq_key(seq).to_vec())),
+            });
+        }
+        Ok(Decided { trees: trees.trees, applied, ops, next_seq: seq })
+    }
+
+    /// Refuses every later batch (a failure left the store's durability in doubt); the node
+    /// must restart, and replaying the commit log makes it whole.
+    pub fn refuse_writes(&self, why: &str) {
+        if !self.inner.broken.swap(true, Ordering::AcqRel) {
+            tracing::error!(reason = why, "the store refuses further writes until the node restarts");
         }
     }
 
-    /// Flushes sled's buffers to the file (sync_file_range: survives a process crash).
-    pub fn flush(&self) -> Result<(), StoreError> {
+    /// Makes every committed batch durable, as the durability setting says: `flush` and `fsync`
+    /// wait until the commit log is on disk (`fdatasync`); `none` does not wait.
+    pub fn make_durable(&self) -> Result<(), StoreError> {
+        if self.inner.durability == Durability::None {
+            return Ok(());
+        }
+        let handle =
+            self.inner.wal.lock().map_err(|_| StoreError::Storage("commit log lock poisoned".into()))?.sync_handle();
+        handle.sync_data().map_err(|e| StoreError::Storage(format!("commit log fdatasync: {e}")))
+    }
+
+    /// Makes sled hold durably every batch applied so far, so the commit log before it can go:
+    /// sled is flushed (and its file synced), then the mark "log records up to N are in sled"
+    /// is written. That mark is itself durable only after the next checkpoint's flush, so each
+    /// checkpoint deletes the log segments covered by the previous one's mark.
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        let applied = self.inner.applied_seq.load(Ordering::Acquire);
         self.inner.db.flush()?;
+        if let Some(f) = &self.inner.db_file {
+            f.sync_all().map_err(|e| StoreError::Storage(format!("fsync of sled's file: {e}")))?;
+        }
+        let mut pending =
+            self.inner.pending_mark.lock().map_err(|_| StoreError::Storage("checkpoint lock poisoned".into()))?;
+        let durable = *pending;
+        let deleted = self
+            .inner
+            .wal
+            .lock()
+            .map_err(|_| StoreError::Storage("commit log lock poisoned".into()))?
+            .delete_through(durable)?;
+        if applied > durable {
+            self.inner.meta.insert(META_CHECKPOINT, &seq_key(applied)[..])?;
+            *pending = applied;
+        }
+        if deleted > 0 {
+            tracing::debug!(deleted, through = durable, "commit log segments deleted");
+        }
         Ok(())
+    }
+
+    /// Makes everything durable and trims the commit log (two checkpoints: see `checkpoint`).
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.make_durable()?;
+        self.checkpoint()?;
+        self.checkpoint()
     }
 
     /// Waits (up to `wait`) until this is the last handle to the database, then closes it, so
@@ -842,8 +893,10 @@ impl Store {
     }
 
     /// A fingerprint of everything stored: every tree's name and every key and value in it
-    /// (tests use it to prove that a refused request changed nothing).
+    /// (tests use it to prove that a refused request changed nothing) — except the checkpoint
+    /// mark, which the checkpointer moves on its own.
     pub fn digest(&self) -> Result<u128, StoreError> {
+        let meta_name = self.inner.meta.name();
         let mut h = xxhash_rust::xxh3::Xxh3::new();
         let mut names = self.inner.db.tree_names();
         names.sort();
@@ -856,6 +909,9 @@ impl Store {
             h.update(&name);
             for kv in tree.iter() {
                 let (k, v) = kv?;
+                if name == meta_name && k == META_CHECKPOINT {
+                    continue;
+                }
                 h.update(&(k.len() as u64).to_le_bytes());
                 h.update(&k);
                 h.update(&(v.len() as u64).to_le_bytes());
@@ -869,6 +925,171 @@ impl Store {
     pub fn size_on_disk(&self) -> u64 {
         self.inner.db.size_on_disk().unwrap_or(0)
     }
+}
+
+/// The aggregate version stored under `key` (`Some(0)`: none stored; `None`: unreadable).
+fn stored_version(tree: &Tree, key: &[u8]) -> Result<Option<u64>, StoreError> {
+    Ok(match tree.get(key)? {
+        None => Some(0),
+        Some(b) => codec::peek(RecordKind::Aggregate, &b).ok().map(|h| h.version),
+    })
+}
+
+/// One write of a batch: `value` into `key` of tree `tree`, or a removal.
+struct Op<'b> {
+    tree: usize,
+    key: Cow<'b, [u8]>,
+    value: Option<Cow<'b, [u8]>>,
+}
+
+impl<'b> Op<'b> {
+    fn put(tree: usize, key: Cow<'b, [u8]>, value: &'b [u8]) -> Self {
+        Op { tree, key, value: Some(Cow::Borrowed(value)) }
+    }
+
+    fn remove(tree: usize, key: Cow<'b, [u8]>) -> Self {
+        Op { tree, key, value: None }
+    }
+}
+
+/// A decided batch: the trees it writes, what became of each write set, the writes in order.
+struct Decided<'b> {
+    trees: Vec<Tree>,
+    applied: Vec<Applied>,
+    ops: Vec<Op<'b>>,
+    next_seq: u64,
+}
+
+/// The trees one batch writes, by index (the node's own three first).
+struct TreeSet {
+    trees: Vec<Tree>,
+    names: Vec<sled::IVec>,
+}
+
+impl TreeSet {
+    const OUTBOX: usize = 0;
+    const META: usize = 1;
+    const DEAD: usize = 2;
+
+    fn new(inner: &Inner) -> Self {
+        let trees = vec![inner.outbox.clone(), inner.meta.clone(), inner.dead.clone()];
+        let names = trees.iter().map(Tree::name).collect();
+        TreeSet { trees, names }
+    }
+
+    fn index(&mut self, t: &Tree) -> usize {
+        let name = t.name();
+        match self.names.iter().position(|n| *n == name) {
+            Some(i) => i,
+            None => {
+                self.names.push(name);
+                self.trees.push(t.clone());
+                self.trees.len() - 1
+            }
+        }
+    }
+}
+
+const OPS_FORMAT: u8 = 1;
+const OP_PUT: u8 = 1;
+const OP_REMOVE: u8 = 2;
+
+fn push_len(out: &mut Vec<u8>, len: usize, what: &'static str) -> Result<(), StoreError> {
+    let n = u32::try_from(len)
+        .map_err(|_| StoreError::Codec(CodecError::TooLarge { what, len, max: u32::MAX as usize }))?;
+    out.extend_from_slice(&n.to_le_bytes());
+    Ok(())
+}
+
+/// A batch's writes as one log payload: format, the tree names, then each write (kind, tree,
+/// key, value).
+fn encode_ops(trees: &[Tree], ops: &[Op<'_>]) -> Result<Vec<u8>, StoreError> {
+    let size: usize = ops.iter().map(|o| 11 + o.key.len() + o.value.as_ref().map_or(0, |v| v.len())).sum();
+    let mut out = Vec::with_capacity(8 + trees.len() * 32 + size);
+    out.push(OPS_FORMAT);
+    push_len(&mut out, trees.len(), "tree count")?;
+    for t in trees {
+        let name = t.name();
+        push_len(&mut out, name.len(), "tree name")?;
+        out.extend_from_slice(&name);
+    }
+    for op in ops {
+        out.push(if op.value.is_some() { OP_PUT } else { OP_REMOVE });
+        push_len(&mut out, op.tree, "tree index")?;
+        push_len(&mut out, op.key.len(), "key")?;
+        out.extend_from_slice(&op.key);
+        if let Some(v) = &op.value {
+            push_len(&mut out, v.len(), "value")?;
+            out.extend_from_slice(v);
+        }
+    }
+    Ok(out)
+}
+
+/// Reads a log payload back (every length checked: a bad payload is an error, not a panic).
+fn decode_ops(payload: &[u8]) -> Result<(Vec<Vec<u8>>, Vec<Op<'_>>), &'static str> {
+    fn take<'p>(p: &mut &'p [u8], n: usize) -> Result<&'p [u8], &'static str> {
+        if p.len() < n {
+            return Err("cut short");
+        }
+        let (a, b) = p.split_at(n);
+        *p = b;
+        Ok(a)
+    }
+    fn len(p: &mut &[u8]) -> Result<usize, &'static str> {
+        let b: [u8; 4] = take(p, 4)?.try_into().map_err(|_| "cut short")?;
+        usize::try_from(u32::from_le_bytes(b)).map_err(|_| "length out of range")
+    }
+    let mut p = payload;
+    if take(&mut p, 1)? != [OPS_FORMAT] {
+        return Err("unknown format");
+    }
+    let n = len(&mut p)?;
+    let mut names = Vec::with_capacity(n.min(1024));
+    for _ in 0..n {
+        let l = len(&mut p)?;
+        names.push(take(&mut p, l)?.to_vec());
+    }
+    let mut ops = Vec::new();
+    while !p.is_empty() {
+        let kind = take(&mut p, 1)?[0];
+        let tree = len(&mut p)?;
+        if tree >= names.len() {
+            return Err("tree index out of range");
+        }
+        let kl = len(&mut p)?;
+        let key = Cow::Borrowed(take(&mut p, kl)?);
+        let value = match kind {
+            OP_PUT => {
+                let vl = len(&mut p)?;
+                Some(Cow::Borrowed(take(&mut p, vl)?))
+            }
+            OP_REMOVE => None,
+            _ => return Err("unknown write kind"),
+        };
+        ops.push(Op { tree, key, value });
+    }
+    Ok((names, ops))
+}
+
+/// Applies a batch's writes to sled, in order.
+fn apply_ops(trees: &[Tree], ops: &[Op<'_>]) -> Result<(), StoreError> {
+    for op in ops {
+        let t = trees.get(op.tree).ok_or_else(|| StoreError::Storage("write to an unknown tree".into()))?;
+        match &op.value {
+            Some(v) => t.insert(&*op.key, &**v)?,
+            None => t.remove(&*op.key)?,
+        };
+    }
+    Ok(())
+}
+
+/// Replays one commit-log record into `db` (at start-up, before anything else writes).
+fn apply_logged(db: &sled::Db, seq: u64, payload: &[u8]) -> Result<(), StoreError> {
+    let (names, ops) = decode_ops(payload)
+        .map_err(|e| StoreError::Storage(format!("commit log record {seq} does not decode: {e}")))?;
+    let trees = names.iter().map(|n| db.open_tree(n)).collect::<Result<Vec<_>, _>>()?;
+    apply_ops(&trees, &ops)
 }
 
 #[cfg(test)]

@@ -169,10 +169,86 @@ fn a_second_open_of_a_held_directory_is_a_clear_error() {
     assert!(err.to_string().contains("in use"), "{err}");
 }
 
+/// Copies a data directory as it is on disk right now — what a `kill -9` at this moment would
+/// leave behind (sled holds only what its last checkpoint or its own buffer writes put there;
+/// the rest is in the commit log).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_batch_logged_but_not_applied_is_replayed_at_the_next_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let t = store.service("svc", "agg").unwrap();
+    let mut versions = VersionCache::default();
+    store.commit(&[&ws(&t, 1, "a", 0, 10, 1)], 0, None, &mut versions).unwrap();
+    store.make_durable().unwrap();
+    store.checkpoint().unwrap();
+    store.checkpoint().unwrap();
+    // Two batches after the checkpoint, durable in the log only; then the process dies.
+    store.commit(&[&ws(&t, 2, "a", 1, 11, 2), &ws(&t, 3, "b", 0, 20, 0)], 1, None, &mut versions).unwrap();
+    store.commit(&[&ws(&t, 4, "b", 1, 21, 1)], 3, None, &mut versions).unwrap();
+    store.make_durable().unwrap();
+    let crashed = tempfile::tempdir().unwrap();
+    copy_dir(dir.path(), crashed.path());
+    drop(t);
+    drop(store);
+    let store = open(crashed.path());
+    let t = store.service("svc", "agg").unwrap();
+    assert_eq!(value_of(&store, &t, "a"), Some((2, 11)));
+    assert_eq!(value_of(&store, &t, "b"), Some((2, 21)));
+    for m in 1..=4 {
+        assert!(store.inbox_record(&t, &id(m)).unwrap().is_some(), "message {m}");
+    }
+    assert_eq!(store.outbox_scan(0, u64::MAX, 100).unwrap().len(), 4);
+    assert_eq!(store.next_outbox_seq().unwrap(), 4);
+    // Replay is idempotent: a second crash right after it changes nothing.
+    let again = tempfile::tempdir().unwrap();
+    copy_dir(crashed.path(), again.path());
+    let store2 = open(again.path());
+    let t2 = store2.service("svc", "agg").unwrap();
+    assert_eq!(value_of(&store2, &t2, "b"), Some((2, 21)));
+}
+
+#[test]
+fn checkpoints_trim_the_commit_log_and_a_refusing_store_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let t = store.service("svc", "agg").unwrap();
+    let mut versions = VersionCache::default();
+    for m in 0..50u8 {
+        store.commit(&[&ws(&t, m, &format!("k{m}"), 0, 1, 1)], u64::from(m), None, &mut versions).unwrap();
+    }
+    let log_bytes = |d: &Path| -> u64 {
+        std::fs::read_dir(d.join("wal")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum()
+    };
+    assert!(log_bytes(dir.path()) > 0);
+    store.flush().unwrap();
+    assert_eq!(log_bytes(dir.path()), 0, "everything is in sled now");
+    let before = store.digest().unwrap();
+    store.refuse_writes("test");
+    let r = store.commit(&[&ws(&t, 99, "z", 0, 1, 1)], 50, None, &mut versions);
+    assert!(matches!(r, Err(StoreError::Storage(_))), "{r:?}");
+    assert_eq!(store.digest().unwrap(), before);
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Commit(Vec<(u8, u8, bool, usize)>),
     Restart,
+    /// The process dies: the store reopens from what is on disk now.
+    Crash,
+    Checkpoint,
     Prune(u64),
 }
 
@@ -180,6 +256,8 @@ fn arb_op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => prop::collection::vec((0u8..24, 0u8..4, any::<bool>(), 0usize..3), 1..6).prop_map(Op::Commit),
         1 => Just(Op::Restart),
+        2 => Just(Op::Crash),
+        1 => Just(Op::Checkpoint),
         1 => (1000u64..1030).prop_map(Op::Prune),
     ]
 }
@@ -188,10 +266,11 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
     /// The store against a BTreeMap model, through commits (with duplicates and stale
-    /// versions), restarts and pruning.
+    /// versions), restarts, crashes (the directory as a kill -9 would leave it), checkpoints
+    /// and pruning.
     #[test]
     fn the_store_behaves_like_its_model(ops in prop::collection::vec(arb_op(), 1..25)) {
-        let dir = tempfile::tempdir().unwrap();
+        let mut dir = tempfile::tempdir().unwrap();
         let mut store = open(dir.path());
         let mut t = store.service("svc", "agg").unwrap();
         let mut states: BTreeMap<String, (u64, u64)> = BTreeMap::new();
@@ -248,6 +327,18 @@ proptest! {
                     t = store.service("svc", "agg").unwrap();
                     prop_assert_eq!(store.next_outbox_seq().unwrap(), next);
                 }
+                Op::Crash => {
+                    let crashed = tempfile::tempdir().unwrap();
+                    copy_dir(dir.path(), crashed.path());
+                    drop(t);
+                    drop(store);
+                    dir = crashed;
+                    versions = VersionCache::default();
+                    store = open(dir.path());
+                    t = store.service("svc", "agg").unwrap();
+                    prop_assert_eq!(store.next_outbox_seq().unwrap(), next);
+                }
+                Op::Checkpoint => store.checkpoint().unwrap(),
                 Op::Prune(cutoff) => {
                     store.prune_inbox(&t, cutoff).unwrap();
                     // Generations of 10 ms wholly before the cut-off go.
