@@ -331,6 +331,8 @@ struct Inner {
     /// A batch failed half-applied: nothing more is written until the node restarts and
     /// replays the log.
     broken: AtomicBool,
+    /// The log payload being built, reused from batch to batch (see `Wal`'s buffer).
+    payload: Mutex<Vec<u8>>,
 }
 
 /// The node's database. Open once per process (sled refuses a second open of one directory);
@@ -407,6 +409,7 @@ impl Store {
             applied_seq: AtomicU64::new(applied),
             pending_mark: Mutex::new(checkpoint),
             broken: AtomicBool::new(false),
+            payload: Mutex::new(Vec::new()),
         };
         let store = Store { inner: Arc::new(inner) };
         if replayed > 0 {
@@ -676,13 +679,15 @@ impl Store {
         if decided.ops.is_empty() {
             return Ok((decided.applied, decided.next_seq));
         }
-        let payload = encode_ops(&decided.trees, &decided.ops)?;
+        let mut payload = self.inner.payload.lock().map_err(|_| StoreError::Storage("payload lock poisoned".into()))?;
+        encode_ops(&mut payload, &decided.trees, &decided.ops)?;
         let seq = self
             .inner
             .wal
             .lock()
             .map_err(|_| StoreError::Storage("commit log lock poisoned".into()))?
             .append(&payload)?;
+        drop(payload);
         if let Err(e) = apply_ops(&decided.trees, &decided.ops) {
             self.inner.broken.store(true, Ordering::Release);
             tracing::error!(error = %e, record = seq, "a logged batch failed half-applied; refusing further writes until restart");
@@ -1001,29 +1006,30 @@ fn push_len(out: &mut Vec<u8>, len: usize, what: &'static str) -> Result<(), Sto
     Ok(())
 }
 
-/// A batch's writes as one log payload: format, the tree names, then each write (kind, tree,
-/// key, value).
-fn encode_ops(trees: &[Tree], ops: &[Op<'_>]) -> Result<Vec<u8>, StoreError> {
-    let size: usize = ops.iter().map(|o| 11 + o.key.len() + o.value.as_ref().map_or(0, |v| v.len())).sum();
-    let mut out = Vec::with_capacity(8 + trees.len() * 32 + size);
+/// A batch's writes as one log payload, into `out` (cleared first): format, the tree names, then
+/// each write (kind, tree, key, value).
+fn encode_ops(out: &mut Vec<u8>, trees: &[Tree], ops: &[Op<'_>]) -> Result<(), StoreError> {
+    let size: usize = ops.iter().map(|o| 13 + o.key.len() + o.value.as_ref().map_or(0, |v| v.len())).sum();
+    out.clear();
+    out.reserve(8 + trees.len() * 32 + size);
     out.push(OPS_FORMAT);
-    push_len(&mut out, trees.len(), "tree count")?;
+    push_len(out, trees.len(), "tree count")?;
     for t in trees {
         let name = t.name();
-        push_len(&mut out, name.len(), "tree name")?;
+        push_len(out, name.len(), "tree name")?;
         out.extend_from_slice(&name);
     }
     for op in ops {
         out.push(if op.value.is_some() { OP_PUT } else { OP_REMOVE });
-        push_len(&mut out, op.tree, "tree index")?;
-        push_len(&mut out, op.key.len(), "key")?;
+        push_len(out, op.tree, "tree index")?;
+        push_len(out, op.key.len(), "key")?;
         out.extend_from_slice(&op.key);
         if let Some(v) = &op.value {
-            push_len(&mut out, v.len(), "value")?;
+            push_len(out, v.len(), "value")?;
             out.extend_from_slice(v);
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Reads a log payload back (every length checked: a bad payload is an error, not a panic).

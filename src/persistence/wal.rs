@@ -86,6 +86,9 @@ pub struct Wal {
     file: Arc<File>,
     len: u64,
     next_seq: u64,
+    /// The record being written, reused: a batch's record is tens of KiB, and allocating one
+    /// per batch made the allocator fault fresh pages in all the time.
+    buf: Vec<u8>,
 }
 
 fn segment_name(first: u64) -> String {
@@ -100,16 +103,25 @@ fn crc_of(seq: u64, payload: &[u8]) -> u32 {
 }
 
 /// Encodes one record (header and payload).
+#[cfg(test)]
 fn encode_record(seq: u64, payload: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    encode_record_into(&mut out, seq, payload)?;
+    Ok(out)
+}
+
+/// Encodes one record (header and payload) into `out`, which it clears first.
+fn encode_record_into(out: &mut Vec<u8>, seq: u64, payload: &[u8]) -> Result<(), String> {
     let len = u32::try_from(payload.len()).map_err(|_| format!("a record of {} bytes is too large", payload.len()))?;
-    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+    out.clear();
+    out.reserve(HEADER_LEN + payload.len());
     out.extend_from_slice(&MAGIC.to_le_bytes());
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&seq.to_le_bytes());
     out.extend_from_slice(&crc_of(seq, payload).to_le_bytes());
     out.extend_from_slice(&0u32.to_le_bytes());
     out.extend_from_slice(payload);
-    Ok(out)
+    Ok(())
 }
 
 /// What reading one segment found.
@@ -237,6 +249,7 @@ impl Wal {
             file: Arc::new(file),
             len: tail_len,
             next_seq,
+            buf: Vec::new(),
         };
         Ok((wal, replay))
     }
@@ -255,15 +268,21 @@ impl Wal {
             self.start_segment()?;
         }
         let seq = self.next_seq;
-        let bytes = encode_record(seq, payload).map_err(|e| io_err(&self.current_path(), e))?;
-        let mut f: &File = &self.file;
-        if let Err(e) = f.write_all(&bytes) {
+        let mut bytes = std::mem::take(&mut self.buf);
+        let encoded = encode_record_into(&mut bytes, seq, payload);
+        let written = encoded.map_err(|e| io_err(&self.current_path(), e)).and_then(|()| {
+            let mut f: &File = &self.file;
+            f.write_all(&bytes).map_err(|e| io_err(&self.current_path(), e))
+        });
+        let n = bytes.len() as u64;
+        self.buf = bytes;
+        if let Err(e) = written {
             // Whatever part of the record reached the file is cut off again, so the next
             // record does not follow garbage (reading would stop at it).
             let _ = self.file.set_len(self.len);
-            return Err(io_err(&self.current_path(), e));
+            return Err(e);
         }
-        self.len += bytes.len() as u64;
+        self.len += n;
         self.next_seq += 1;
         Ok(seq)
     }
