@@ -9,8 +9,12 @@
 //! does not decode, an unknown topic), the entry moves to the dead-letter tree with the reason,
 //! where operators can list and replay it.
 //!
-//! Invariant: at most one entry per lane (subscriber, routing key) is in flight or waiting for a
-//! retry, and a lane's entries are delivered in sequence order.
+//! Invariant: at most one delivery per lane (subscriber, routing key) is in flight or waiting for
+//! a retry; it carries the lane's waiting entries in sequence order (up to
+//! `RELAY_LANE_BATCH_LEN_MAX`), and an entity service queues them in its entity's mailbox in that
+//! order, so their write sets ride the same commit batches instead of one batch each. An entry
+//! that fails transiently stays at the head of its lane; entries after it in the same delivery
+//! may have taken effect already (handlers discard stale events, so a late retry is harmless).
 //! Boundary: the relay reads only entries below the committer's durable mark, so nothing a
 //! write set produced is delivered before it is durable.
 
@@ -32,7 +36,8 @@ use super::records::{DeadLetter, OutboxEntry};
 use super::store::{Applied, Store, StoreError, WriteSet};
 use crate::clock::Clock;
 use crate::limits::{
-    RELAY_ATTEMPTS_MAX, RELAY_BACKOFF_MS_MAX, RELAY_BACKOFF_MS_MIN, RELAY_DELIVERY_TIMEOUT_MS, RELAY_WINDOW_LEN_MAX,
+    RELAY_ATTEMPTS_MAX, RELAY_BACKOFF_MS_MAX, RELAY_BACKOFF_MS_MIN, RELAY_DELIVERY_TIMEOUT_MS,
+    RELAY_LANE_BATCH_LEN_MAX, RELAY_WINDOW_LEN_MAX,
 };
 
 /// Why a delivery failed.
@@ -51,6 +56,27 @@ pub enum DeliveryError {
 pub trait Subscriber: Send + Sync + 'static {
     /// Delivers one event.
     fn deliver(&self, envelope: Envelope) -> BoxFuture<'static, Result<(), DeliveryError>>;
+
+    /// Delivers the waiting events of one lane, in order, and resolves with each one's outcome.
+    /// The default takes them one after the other and stops at the first failure (the rest are
+    /// reported as not attempted); an entity service instead queues them all in the entity's
+    /// mailbox at once, so their write sets share commit batches.
+    fn deliver_lane(&self, envelopes: Vec<Envelope>) -> BoxFuture<'static, Vec<Result<(), DeliveryError>>> {
+        let deliveries: Vec<_> = envelopes.into_iter().map(|e| self.deliver(e)).collect();
+        Box::pin(async move {
+            let mut out = Vec::with_capacity(deliveries.len());
+            for d in deliveries {
+                if out.iter().any(Result::is_err) {
+                    out.push(Err(DeliveryError::Transient(
+                        "not attempted: an earlier event of its lane failed".into(),
+                    )));
+                    continue;
+                }
+                out.push(d.await);
+            }
+            out
+        })
+    }
 }
 
 /// The aggregate statuses a subscriber takes (`None`: all).
@@ -163,11 +189,18 @@ impl Relay {
 type Lane = (String, String);
 
 struct Item {
-    lane: Lane,
     entry: OutboxEntry,
 }
 
-type Delivery = BoxFuture<'static, (u64, Result<(), DeliveryError>)>;
+/// A lane's waiting entries and whether a delivery of them is in flight (or waiting to retry).
+#[derive(Default)]
+struct LaneState {
+    queue: VecDeque<u64>,
+    busy: bool,
+}
+
+/// One lane's delivery: the entries sent and each one's outcome.
+type Delivery = BoxFuture<'static, (Lane, Vec<u64>, Vec<Result<(), DeliveryError>>)>;
 
 struct Worker {
     store: Store,
@@ -177,8 +210,9 @@ struct Worker {
     config: RelayConfig,
     cursor: u64,
     items: HashMap<u64, Item>,
-    lanes: HashMap<Lane, VecDeque<u64>>,
-    retries: BinaryHeap<Reverse<(Instant, u64)>>,
+    lanes: HashMap<Lane, LaneState>,
+    /// Lanes paused after a failure, by when to try again.
+    retries: BinaryHeap<Reverse<(Instant, Lane)>>,
     acked: Vec<u64>,
 }
 
@@ -213,21 +247,22 @@ impl Worker {
             tokio::select! {
                 biased;
                 _ = stop.changed() => break,
-                Some((seq, result)) = inflight.next(), if !inflight.is_empty() => {
-                    self.finished(seq, result, &mut inflight).await;
+                Some((lane, seqs, results)) = inflight.next(), if !inflight.is_empty() => {
+                    self.finished(lane, seqs, results, &mut inflight).await;
                     // Take every other acknowledgement already there before going round.
-                    while let Some(Some((seq, result))) = inflight.next().now_or_never() {
-                        self.finished(seq, result, &mut inflight).await;
+                    while let Some(Some((lane, seqs, results))) = inflight.next().now_or_never() {
+                        self.finished(lane, seqs, results, &mut inflight).await;
                     }
                 }
                 _ = sleep_until_opt(next_retry), if next_retry.is_some() => {
                     let now = Instant::now();
-                    while let Some(Reverse((at, seq))) = self.retries.peek().copied() {
-                        if at > now {
-                            break;
+                    while self.retries.peek().is_some_and(|Reverse((at, _))| *at <= now) {
+                        if let Some(Reverse((_, lane))) = self.retries.pop() {
+                            if let Some(l) = self.lanes.get_mut(&lane) {
+                                l.busy = false;
+                            }
+                            self.start(&lane, &mut inflight);
                         }
-                        self.retries.pop();
-                        self.start(seq, &mut inflight);
                     }
                 }
                 _ = wake.notified(), if !more => {}
@@ -261,18 +296,18 @@ impl Worker {
             let next = rows.last().map_or(self.cursor, |(s, _)| s + 1).max(scan_end);
             rows.extend(handed.into_iter().filter(|(s, _)| *s >= next && *s < until).take(room));
         }
+        let mut touched: Vec<Lane> = Vec::new();
         for (seq, raw) in rows {
             self.cursor = seq + 1;
             match OutboxEntry::decode(&raw) {
                 Ok(entry) => {
                     let lane = (entry.destination.clone(), entry.envelope.routing_key.clone());
-                    let queue = self.lanes.entry(lane.clone()).or_default();
-                    queue.push_back(seq);
-                    let head = queue.len() == 1;
-                    self.items.insert(seq, Item { lane, entry });
-                    if head {
-                        self.start(seq, inflight);
+                    let state = self.lanes.entry(lane.clone()).or_default();
+                    state.queue.push_back(seq);
+                    if state.queue.len() == 1 {
+                        touched.push(lane.clone());
                     }
+                    self.items.insert(seq, Item { entry });
                 }
                 Err(e) => {
                     let letter = DeadLetter {
@@ -287,69 +322,127 @@ impl Worker {
                 }
             }
         }
+        // Started once everything loaded is queued, so each lane's delivery takes all of it.
+        for lane in touched {
+            self.start(&lane, inflight);
+        }
         let room_left = self.config.window_len_max.saturating_sub(self.items.len());
         Ok(self.cursor < self.committer.durable_end() && room_left > 0)
     }
 
-    fn start(&mut self, seq: u64, inflight: &mut FuturesUnordered<Delivery>) {
-        let Some(item) = self.items.get(&seq) else {
+    /// Delivers the waiting entries of `lane` (up to `RELAY_LANE_BATCH_LEN_MAX`), unless a
+    /// delivery of the lane is in flight or waiting to retry.
+    fn start(&mut self, lane: &Lane, inflight: &mut FuturesUnordered<Delivery>) {
+        let Some(state) = self.lanes.get_mut(lane) else {
             return;
         };
+        if state.busy || state.queue.is_empty() {
+            return;
+        }
+        state.busy = true;
+        let seqs: Vec<u64> = state.queue.iter().copied().take(RELAY_LANE_BATCH_LEN_MAX).collect();
+        let envelopes: Vec<Envelope> =
+            seqs.iter().filter_map(|s| self.items.get(s)).map(|i| i.entry.envelope.clone()).collect();
         let timeout = Duration::from_millis(self.config.delivery_timeout_ms);
-        let delivery = match self.subscribers.get(&item.entry.destination) {
-            Some(sub) => sub.deliver(item.entry.envelope.clone()),
-            None => {
-                let dest = item.entry.destination.clone();
-                Box::pin(async move { Err(DeliveryError::Transient(format!("no subscriber {dest:?} on this node"))) })
-            }
-        };
+        let n = seqs.len();
+        let delivery =
+            match self.subscribers.get(&lane.0) {
+                Some(sub) if envelopes.len() == n => sub.deliver_lane(envelopes),
+                Some(_) => Box::pin(async move {
+                    vec![Err(DeliveryError::Transient("the relay lost track of an entry".into())); n]
+                }),
+                None => {
+                    let dest = lane.0.clone();
+                    Box::pin(async move {
+                        vec![Err(DeliveryError::Transient(format!("no subscriber {dest:?} on this node"))); n]
+                    })
+                }
+            };
+        let lane = lane.clone();
         inflight.push(Box::pin(async move {
-            match tokio::time::timeout(timeout, delivery).await {
-                Ok(r) => (seq, r),
-                Err(_) => (seq, Err(DeliveryError::Transient("no acknowledgement in time".into()))),
-            }
+            let results = match tokio::time::timeout(timeout, delivery).await {
+                Ok(mut r) => {
+                    // A subscriber that answered for fewer events than it got: the rest failed.
+                    r.resize_with(n, || Err(DeliveryError::Transient("no outcome reported".into())));
+                    r
+                }
+                Err(_) => vec![Err(DeliveryError::Transient("no acknowledgement in time".into())); n],
+            };
+            (lane, seqs, results)
         }));
     }
 
+    /// Takes a lane's delivery outcomes: acknowledged entries go, permanent failures are
+    /// dead-lettered, transient ones stay at the head of the lane, which pauses with backoff.
     async fn finished(
         &mut self,
-        seq: u64,
-        result: Result<(), DeliveryError>,
+        lane: Lane,
+        seqs: Vec<u64>,
+        results: Vec<Result<(), DeliveryError>>,
         inflight: &mut FuturesUnordered<Delivery>,
     ) {
-        match result {
-            Ok(()) => {
-                self.acked.push(seq);
-                self.advance(seq, inflight);
-            }
-            Err(DeliveryError::Permanent(reason)) => self.give_up(seq, reason, inflight).await,
-            Err(DeliveryError::Transient(reason)) => {
-                let Some(item) = self.items.get_mut(&seq) else {
-                    return;
-                };
-                item.entry.attempts = item.entry.attempts.saturating_add(1);
-                item.entry.last_error = Some(reason.clone());
-                let attempts = item.entry.attempts;
-                if attempts >= self.config.attempts_max {
-                    self.give_up(seq, reason, inflight).await;
-                    return;
+        let mut done: Vec<u64> = Vec::new();
+        let mut delay_ms: Option<u64> = None;
+        for (seq, result) in seqs.into_iter().zip(results) {
+            match result {
+                Ok(()) => {
+                    self.acked.push(seq);
+                    done.push(seq);
                 }
-                tracing::debug!(seq, attempts, %reason, "delivery failed; will retry");
-                // Keep the count across restarts, so a poison entry is not retried forever.
-                if let Ok(bytes) = item.entry.encode() {
-                    let ws = WriteSet { outbox_updates: vec![(seq, bytes)], ..WriteSet::default() };
-                    if let Err(e) = commit(&self.committer, ws).await {
-                        tracing::warn!(error = %e, seq, "could not record the failed attempt");
+                Err(DeliveryError::Permanent(reason)) => {
+                    self.give_up(seq, reason).await;
+                    done.push(seq);
+                }
+                Err(DeliveryError::Transient(reason)) => match self.failed_once(seq, &reason).await {
+                    Some(d) => delay_ms = Some(delay_ms.map_or(d, |m| m.max(d))),
+                    None => {
+                        self.give_up(seq, reason).await;
+                        done.push(seq);
                     }
-                }
-                let exp = attempts.saturating_sub(1).min(20);
-                let delay = self.config.backoff_ms_min.saturating_mul(1u64 << exp).min(self.config.backoff_ms_max);
-                self.retries.push(Reverse((Instant::now() + Duration::from_millis(delay), seq)));
+                },
+            }
+        }
+        for seq in &done {
+            self.items.remove(seq);
+        }
+        let Some(state) = self.lanes.get_mut(&lane) else {
+            return;
+        };
+        state.queue.retain(|s| !done.contains(s));
+        match delay_ms {
+            Some(d) => self.retries.push(Reverse((Instant::now() + Duration::from_millis(d), lane))),
+            None if state.queue.is_empty() => {
+                self.lanes.remove(&lane);
+            }
+            None => {
+                state.busy = false;
+                self.start(&lane, inflight);
             }
         }
     }
 
-    async fn give_up(&mut self, seq: u64, reason: String, inflight: &mut FuturesUnordered<Delivery>) {
+    /// Counts a failed attempt (kept across restarts, so a poison entry is not retried
+    /// forever); returns the backoff before the next, or `None` when attempts are used up.
+    async fn failed_once(&mut self, seq: u64, reason: &str) -> Option<u64> {
+        let item = self.items.get_mut(&seq)?;
+        item.entry.attempts = item.entry.attempts.saturating_add(1);
+        item.entry.last_error = Some(reason.to_owned());
+        let attempts = item.entry.attempts;
+        if attempts >= self.config.attempts_max {
+            return None;
+        }
+        tracing::debug!(seq, attempts, %reason, "delivery failed; will retry");
+        if let Ok(bytes) = item.entry.encode() {
+            let ws = WriteSet { outbox_updates: vec![(seq, bytes)], ..WriteSet::default() };
+            if let Err(e) = commit(&self.committer, ws).await {
+                tracing::warn!(error = %e, seq, "could not record the failed attempt");
+            }
+        }
+        let exp = attempts.saturating_sub(1).min(20);
+        Some(self.config.backoff_ms_min.saturating_mul(1u64 << exp).min(self.config.backoff_ms_max))
+    }
+
+    async fn give_up(&mut self, seq: u64, reason: String) {
         let Some(item) = self.items.get(&seq) else {
             return;
         };
@@ -364,7 +457,6 @@ impl Worker {
             entry: raw,
         };
         self.bury(letter).await;
-        self.advance(seq, inflight);
     }
 
     async fn bury(&mut self, letter: DeadLetter) {
@@ -382,28 +474,6 @@ impl Worker {
         };
         if let Err(e) = moved {
             tracing::error!(error = %e, "could not move an entry to the dead letters; it stays in the outbox");
-        }
-    }
-
-    /// Removes `seq` from its lane and starts the lane's next entry.
-    fn advance(&mut self, seq: u64, inflight: &mut FuturesUnordered<Delivery>) {
-        let Some(item) = self.items.remove(&seq) else {
-            return;
-        };
-        let next = match self.lanes.get_mut(&item.lane) {
-            Some(queue) => {
-                if queue.front() == Some(&seq) {
-                    queue.pop_front();
-                }
-                queue.front().copied()
-            }
-            None => None,
-        };
-        match next {
-            Some(n) => self.start(n, inflight),
-            None => {
-                self.lanes.remove(&item.lane);
-            }
         }
     }
 }

@@ -530,15 +530,73 @@ impl<K: EntityKind> Service<K> {
     pub async fn deliver(&self, env: Envelope) -> Result<(), DeliveryError> {
         let key = K::event_key(&env).map_err(|e| DeliveryError::Permanent(format!("no entity for this event: {e}")))?;
         self.check_route(&key).map_err(|e| DeliveryError::Transient(e.to_string()))?;
-        for _ in 0..ENTITY_SEND_ATTEMPTS_MAX {
-            let e = env.clone();
-            match self.send_once(&key, |reply| EntityMsg::Event { env: e, reply }).await {
-                Ok(Sent::Answer(a)) => return a,
-                Ok(Sent::Retry) => continue,
-                Ok(Sent::Lost) => {
-                    return Err(DeliveryError::Transient(format!("{} {key} stopped before acknowledging", K::SERVICE)))
+        let ack = self.enqueue_event(&key, env).await?;
+        ack.await.unwrap_or_else(|_| {
+            Err(DeliveryError::Transient(format!("{} {key} stopped before acknowledging", K::SERVICE)))
+        })
+    }
+
+    /// Delivers one lane's events: queues them all in their entities' mailboxes, in order, and
+    /// only then waits for the acknowledgements, so an entity handles them back to back and
+    /// their write sets share commit batches. Once one cannot be queued (an overloaded or
+    /// unroutable entity), the rest are not sent either, so none overtakes it.
+    pub async fn deliver_lane(&self, envelopes: Vec<Envelope>) -> Vec<Result<(), DeliveryError>> {
+        let mut out: Vec<Option<Result<(), DeliveryError>>> = Vec::with_capacity(envelopes.len());
+        let mut acks = Vec::new();
+        let mut refused: Option<String> = None;
+        for env in envelopes {
+            if let Some(why) = &refused {
+                out.push(Some(Err(DeliveryError::Transient(format!("not sent: {why}")))));
+                continue;
+            }
+            let key = match K::event_key(&env) {
+                Ok(k) => k,
+                Err(e) => {
+                    out.push(Some(Err(DeliveryError::Permanent(format!("no entity for this event: {e}")))));
+                    continue;
                 }
-                Err(e) => return Err(DeliveryError::Transient(e.to_string())),
+            };
+            let queued = match self.check_route(&key) {
+                Ok(()) => self.enqueue_event(&key, env).await,
+                Err(e) => Err(DeliveryError::Transient(e.to_string())),
+            };
+            match queued {
+                Ok(ack) => {
+                    acks.push((out.len(), key, ack));
+                    out.push(None);
+                }
+                Err(e) => {
+                    refused = Some(e.to_string());
+                    out.push(Some(Err(e)));
+                }
+            }
+        }
+        for (i, key, ack) in acks {
+            out[i] = Some(ack.await.unwrap_or_else(|_| {
+                Err(DeliveryError::Transient(format!("{} {key} stopped before acknowledging", K::SERVICE)))
+            }));
+        }
+        out.into_iter().map(|r| r.unwrap_or_else(|| Err(DeliveryError::Transient("no outcome".into())))).collect()
+    }
+
+    /// Puts an event in its entity's mailbox (again on a fresh incarnation if the one found had
+    /// just stopped); returns where its acknowledgement will come.
+    async fn enqueue_event(
+        &self,
+        key: &K::Key,
+        env: Envelope,
+    ) -> Result<oneshot::Receiver<Result<(), DeliveryError>>, DeliveryError> {
+        for _ in 0..ENTITY_SEND_ATTEMPTS_MAX {
+            let handle = self.handle_for(key).await.map_err(|e| DeliveryError::Transient(e.to_string()))?;
+            let (reply, ack) = oneshot::channel();
+            match handle.send(EntityMsg::Event { env: env.clone(), reply }, self.env.clock.now_ms()) {
+                Ok(()) => return Ok(ack),
+                Err(SendFailure::Stopped) => continue,
+                Err(SendFailure::Overloaded) => {
+                    return Err(DeliveryError::Transient(
+                        EngineError::Overloaded { service: K::SERVICE.into(), key: key.to_string() }.to_string(),
+                    ))
+                }
             }
         }
         Err(DeliveryError::Transient(format!("{} {key} kept stopping", K::SERVICE)))
@@ -566,5 +624,10 @@ impl<K: EntityKind> Subscriber for Service<K> {
     fn deliver(&self, envelope: Envelope) -> BoxFuture<'static, Result<(), DeliveryError>> {
         let me = self.clone();
         Box::pin(async move { Service::deliver(&me, envelope).await })
+    }
+
+    fn deliver_lane(&self, envelopes: Vec<Envelope>) -> BoxFuture<'static, Vec<Result<(), DeliveryError>>> {
+        let me = self.clone();
+        Box::pin(async move { Service::deliver_lane(&me, envelopes).await })
     }
 }

@@ -238,3 +238,71 @@ async fn duplicate_and_reordered_events_take_effect_once() {
     assert!(matches!(err, bazaar::persistence::DeliveryError::Permanent(_)), "{err}");
     node.shutdown().await;
 }
+
+/// A subscriber that records each lane delivery it gets (the events' versions, in the order
+/// given) and fails, once, the event of one chosen version.
+struct LaneProbe {
+    batches: std::sync::Mutex<Vec<Vec<u64>>>,
+    fail_once_at: std::sync::Mutex<Option<u64>>,
+}
+
+impl bazaar::persistence::Subscriber for LaneProbe {
+    fn deliver(
+        &self,
+        env: bazaar::persistence::Envelope,
+    ) -> futures::future::BoxFuture<'static, Result<(), bazaar::persistence::DeliveryError>> {
+        let r = self.deliver_lane(vec![env]);
+        Box::pin(async move { r.await.pop().unwrap_or(Ok(())) })
+    }
+
+    fn deliver_lane(
+        &self,
+        envelopes: Vec<bazaar::persistence::Envelope>,
+    ) -> futures::future::BoxFuture<'static, Vec<Result<(), bazaar::persistence::DeliveryError>>> {
+        let versions: Vec<u64> = envelopes.iter().map(|e| e.aggregate_version).collect();
+        self.batches.lock().unwrap().push(versions.clone());
+        let fail = *self.fail_once_at.lock().unwrap();
+        let results = versions
+            .iter()
+            .map(|v| {
+                if Some(*v) == fail {
+                    *self.fail_once_at.lock().unwrap() = None;
+                    Err(bazaar::persistence::DeliveryError::Transient("not now".into()))
+                } else {
+                    Ok(())
+                }
+            })
+            .collect();
+        Box::pin(async move { results })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lanes_waiting_events_go_together_in_order_and_a_failed_one_is_retried_from_the_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let lanes = Arc::new(LaneProbe { batches: Default::default(), fail_once_at: std::sync::Mutex::new(Some(7)) });
+    let mut opts = support::options(dir.path(), Durability::Flush);
+    opts.relay = RelayConfig { backoff_ms_min: 1, backoff_ms_max: 4, ..RelayConfig::default() };
+    let mut node = NodeBuilder::store(opts).subscriber("lanes", Topic::StockItem, lanes.clone()).start().await.unwrap();
+    let stock = node.service::<StockItemKind>().unwrap();
+    let s = sku("hot-1");
+    // Twenty changes of one item while the relay is stopped: twenty entries wait in each lane.
+    node.stop_relay().await;
+    for _ in 0..20 {
+        stock.command(&s, mid(), receive(1)).await.unwrap().unwrap();
+    }
+    node.restart_relay();
+    eventually("everything delivered", || async { node.store().outbox_len() == 0 }).await;
+    let batches = lanes.batches.lock().unwrap().clone();
+    // The first delivery carries the whole lane, in order; event 7 failed in it, so the retry
+    // starts at 7 (events 1-6 and 8-20 were acknowledged already).
+    assert_eq!(batches[0], (1..=20).collect::<Vec<u64>>(), "{batches:?}");
+    assert_eq!(batches[1], vec![7], "{batches:?}");
+    assert_eq!(batches.len(), 2, "{batches:?}");
+    // The entity lane (the catalogue's projection) took all twenty, each once.
+    eventually("projection at v20", || async { projection_version(&node, &s).await == 20 }).await;
+    let p = node.service::<StockProjectionKind>().unwrap().command(&s, mid(), ProjectionQuery::Get).await.unwrap();
+    assert_eq!(p.applied, 20);
+    assert_eq!(p.levels.free.get(), 20);
+    node.shutdown().await;
+}

@@ -375,7 +375,13 @@ async fn operations_routes_answer_health_metrics_openapi_cluster_and_invariants(
     let o = s.order(&me, &[("book-jane-eyre", 1)], None).await;
     s.pay(&me, o["id"].as_str().unwrap(), "full").await;
     s.wait_status(&me, o["id"].as_str().unwrap(), "PAID").await;
-    let m = s.get("/metrics", None).await;
+    // The saga counter hears of PAID from the relay, a moment after the order is PAID.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut m = s.get("/metrics", None).await;
+    while !m.text.contains("saga_outcomes_total{") && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        m = s.get("/metrics", None).await;
+    }
     assert_eq!(m.status, StatusCode::OK);
     assert!(m.headers["content-type"].to_str().unwrap().starts_with("text/plain"));
     for family in [
