@@ -848,14 +848,17 @@ impl Store {
     /// sled is flushed (and its file synced), then the mark "log records up to N are in sled"
     /// is written. That mark is itself durable only after the next checkpoint's flush, so each
     /// checkpoint deletes the log segments covered by the previous one's mark.
+    ///
+    /// Checkpoints run one at a time (the pruner and shutdown call this too): a mark may only
+    /// be counted durable by a flush that began after it was written.
     pub fn checkpoint(&self) -> Result<(), StoreError> {
+        let mut pending =
+            self.inner.pending_mark.lock().map_err(|_| StoreError::Storage("checkpoint lock poisoned".into()))?;
         let applied = self.inner.applied_seq.load(Ordering::Acquire);
         self.inner.db.flush()?;
         if let Some(f) = &self.inner.db_file {
             f.sync_all().map_err(|e| StoreError::Storage(format!("fsync of sled's file: {e}")))?;
         }
-        let mut pending =
-            self.inner.pending_mark.lock().map_err(|_| StoreError::Storage("checkpoint lock poisoned".into()))?;
         let durable = *pending;
         let deleted = self
             .inner
