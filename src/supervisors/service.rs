@@ -479,15 +479,37 @@ impl<K: EntityKind> Service<K> {
     ) -> Result<Sent<T>, EngineError> {
         let handle = self.handle_for(key).await?;
         let (tx, rx) = oneshot::channel();
-        match handle.send(make(tx), self.env.clock.now_ms()) {
-            Ok(()) => Ok(match rx.await {
-                Ok(answer) => Sent::Answer(answer),
+        let sent = match handle.send(make(tx), self.env.clock.now_ms()) {
+            Ok(()) => match rx.await {
+                Ok(answer) => return Ok(Sent::Answer(answer)),
                 Err(_) => Sent::Lost,
-            }),
+            },
             Err(SendFailure::Overloaded) => {
-                Err(EngineError::Overloaded { service: K::SERVICE.into(), key: key.to_string() })
+                return Err(EngineError::Overloaded { service: K::SERVICE.into(), key: key.to_string() })
             }
-            Err(SendFailure::Stopped) => Ok(Sent::Retry),
+            Err(SendFailure::Stopped) => Sent::Retry,
+        };
+        // The supervisor learns of a stop a moment later: a retry before then would find the
+        // stopped incarnation again and use up its attempts at once.
+        self.stopped_one_gone(key, handle.actor().get_id()).await;
+        Ok(sent)
+    }
+
+    /// Waits (a bounded while) until the registry no longer maps `key` to the actor `gone`.
+    async fn stopped_one_gone(&self, key: &K::Key, gone: ActorId) {
+        let mut pause = Duration::from_millis(1);
+        for _ in 0..20 {
+            let still = self
+                .registry
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(key)
+                .is_some_and(|h| h.actor().get_id() == gone);
+            if !still {
+                return;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
         }
     }
 
