@@ -11,9 +11,16 @@
 //! Keys that order are big-endian. No other module calls sled; nothing here sends, spawns or
 //! knows about actors. No sled transaction is ever run (see `wal` for why): a batch is made
 //! atomic and durable by its commit-log record.
+//!
+//! Outbox entries are *staged*: a new entry is kept in memory, not written to the `outbox` tree,
+//! because most are delivered and deleted within milliseconds, long before the next checkpoint
+//! (the commit log holds them durably meanwhile). A checkpoint writes the entries still staged
+//! into the tree before it flushes, so sled alone holds every undelivered entry of the batches
+//! it covers; replay at start-up writes the tree directly. Every reader sees staged and stored
+//! entries as one outbox.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -333,6 +340,10 @@ struct Inner {
     broken: AtomicBool,
     /// The log payload being built, reused from batch to batch (see `Wal`'s buffer).
     payload: Mutex<Vec<u8>>,
+    /// Outbox entries applied but not written to the `outbox` tree (see the module's doc).
+    /// The committer changes it and `applied_seq` under this lock, so a checkpoint that holds
+    /// it sees exactly the entries of the batches up to `applied_seq`.
+    staged: Mutex<BTreeMap<u64, Vec<u8>>>,
 }
 
 /// The node's database. Open once per process (sled refuses a second open of one directory);
@@ -410,6 +421,7 @@ impl Store {
             pending_mark: Mutex::new(checkpoint),
             broken: AtomicBool::new(false),
             payload: Mutex::new(Vec::new()),
+            staged: Mutex::new(BTreeMap::new()),
         };
         let store = Store { inner: Arc::new(inner) };
         if replayed > 0 {
@@ -599,7 +611,8 @@ impl Store {
             Some((k, _)) => seq_of(&k).map_or(0, |s| s + 1),
             None => 0,
         };
-        Ok(from_meta.max(from_keys).max(from_dead))
+        let from_staged = self.staged()?.last_key_value().map_or(0, |(s, _)| s + 1);
+        Ok(from_meta.max(from_keys).max(from_dead).max(from_staged))
     }
 
     /// Up to `limit` outbox entries with `from <= seq < until`, raw (the relay decodes them, and
@@ -608,25 +621,35 @@ impl Store {
         if from >= until {
             return Ok(Vec::new());
         }
-        let mut out = Vec::new();
+        // Staged first, then the tree: an entry a checkpoint moves in between is seen in the
+        // first, and one seen in both is the same entry.
+        let mut merged: BTreeMap<u64, Vec<u8>> =
+            self.staged()?.range(from..until).take(limit).map(|(s, v)| (*s, v.clone())).collect();
         for item in self.inner.outbox.range(seq_key(from)..seq_key(until)).take(limit) {
             let (k, v) = item?;
             // A key that is not 8 bytes cannot be ours; skip it rather than misread it.
             if let Some(seq) = seq_of(&k) {
-                out.push((seq, v.to_vec()));
+                merged.entry(seq).or_insert_with(|| v.to_vec());
             }
         }
-        Ok(out)
+        Ok(merged.into_iter().take(limit).collect())
     }
 
     /// The raw outbox entry `seq`, if still there.
     pub fn outbox_get(&self, seq: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(v) = self.staged()?.get(&seq) {
+            return Ok(Some(v.clone()));
+        }
         Ok(self.inner.outbox.get(seq_key(seq))?.map(|v| v.to_vec()))
     }
 
     /// Entries in the outbox (delivered ones disappear).
     pub fn outbox_len(&self) -> usize {
-        self.inner.outbox.len()
+        self.outbox_scan(0, u64::MAX, usize::MAX).map_or(0, |v| v.len())
+    }
+
+    fn staged(&self) -> Result<std::sync::MutexGuard<'_, BTreeMap<u64, Vec<u8>>>, StoreError> {
+        self.inner.staged.lock().map_err(|_| StoreError::Storage("staged outbox lock poisoned".into()))
     }
 
     /// Every dead letter, in sequence order, each decoded or with the error it gives.
@@ -688,12 +711,11 @@ impl Store {
             .map_err(|_| StoreError::Storage("commit log lock poisoned".into()))?
             .append(&payload)?;
         drop(payload);
-        if let Err(e) = apply_ops(&decided.trees, &decided.ops) {
+        if let Err(e) = self.apply_live(&decided, next_seq, seq) {
             self.inner.broken.store(true, Ordering::Release);
             tracing::error!(error = %e, record = seq, "a logged batch failed half-applied; refusing further writes until restart");
             return Err(e);
         }
-        self.inner.applied_seq.store(seq, Ordering::Release);
         for (ws, a) in batch.iter().zip(&decided.applied) {
             if !matches!(a, Applied::Written { .. }) {
                 continue;
@@ -706,6 +728,34 @@ impl Store {
             }
         }
         Ok((decided.applied, decided.next_seq))
+    }
+
+    /// Applies a logged batch (record `record`): its outbox writes to the staged entries (a new
+    /// entry, numbered from `fresh_from` on, and any write to a staged one) or to the tree (an
+    /// entry a checkpoint already wrote there), everything else to sled, in order per tree.
+    fn apply_live(&self, decided: &Decided<'_>, fresh_from: u64, record: u64) -> Result<(), StoreError> {
+        let (outbox_ops, other): (Vec<&Op<'_>>, Vec<&Op<'_>>) =
+            decided.ops.iter().partition(|op| op.tree == TreeSet::OUTBOX);
+        apply_ops(&decided.trees, other)?;
+        let mut staged = self.staged()?;
+        for op in outbox_ops {
+            let seq = seq_of(&op.key).ok_or_else(|| StoreError::Storage("outbox key is not 8 bytes".into()))?;
+            match &op.value {
+                Some(v) if seq >= fresh_from || staged.contains_key(&seq) => {
+                    staged.insert(seq, v.to_vec());
+                }
+                Some(v) => {
+                    self.inner.outbox.insert(&*op.key, &**v)?;
+                }
+                None => {
+                    if staged.remove(&seq).is_none() {
+                        self.inner.outbox.remove(&*op.key)?;
+                    }
+                }
+            }
+        }
+        self.inner.applied_seq.store(record, Ordering::Release);
+        Ok(())
     }
 
     /// The checks of `commit`, and the writes the batch makes, in order.
@@ -792,7 +842,7 @@ impl Store {
                 seq += 1;
             }
             for (s_, bytes) in &ws.outbox_updates {
-                if self.inner.outbox.get(seq_key(*s_))?.is_some() {
+                if self.outbox_get(*s_)?.is_some() {
                     ops.push(Op::put(TreeSet::OUTBOX, Cow::Owned(seq_key(*s_).to_vec()), bytes));
                 }
             }
@@ -854,7 +904,16 @@ impl Store {
     pub fn checkpoint(&self) -> Result<(), StoreError> {
         let mut pending =
             self.inner.pending_mark.lock().map_err(|_| StoreError::Storage("checkpoint lock poisoned".into()))?;
-        let applied = self.inner.applied_seq.load(Ordering::Acquire);
+        let applied = {
+            let mut staged = self.staged()?;
+            while let Some((seq, v)) = staged.pop_first() {
+                if let Err(e) = self.inner.outbox.insert(seq_key(seq), v.as_slice()) {
+                    staged.insert(seq, v);
+                    return Err(e.into());
+                }
+            }
+            self.inner.applied_seq.load(Ordering::Acquire)
+        };
         self.inner.db.flush()?;
         if let Some(f) = &self.inner.db_file {
             f.sync_all().map_err(|e| StoreError::Storage(format!("fsync of sled's file: {e}")))?;
@@ -908,18 +967,28 @@ impl Store {
         let mut h = xxhash_rust::xxh3::Xxh3::new();
         let mut names = self.inner.db.tree_names();
         names.sort();
+        let outbox_name = self.inner.outbox.name();
         for name in names {
-            let tree = self.inner.db.open_tree(&name)?;
-            if tree.is_empty() {
+            // The outbox is hashed as its readers see it, staged entries included.
+            let pairs: Vec<(Vec<u8>, Vec<u8>)> = if name == outbox_name {
+                self.outbox_scan(0, u64::MAX, usize::MAX)?.into_iter().map(|(s, v)| (seq_key(s).to_vec(), v)).collect()
+            } else {
+                let mut out = Vec::new();
+                for kv in self.inner.db.open_tree(&name)?.iter() {
+                    let (k, v) = kv?;
+                    if name == meta_name && k == META_CHECKPOINT {
+                        continue;
+                    }
+                    out.push((k.to_vec(), v.to_vec()));
+                }
+                out
+            };
+            if pairs.is_empty() {
                 continue;
             }
             h.update(&(name.len() as u64).to_le_bytes());
             h.update(&name);
-            for kv in tree.iter() {
-                let (k, v) = kv?;
-                if name == meta_name && k == META_CHECKPOINT {
-                    continue;
-                }
+            for (k, v) in pairs {
                 h.update(&(k.len() as u64).to_le_bytes());
                 h.update(&k);
                 h.update(&(v.len() as u64).to_le_bytes());
@@ -1082,7 +1151,7 @@ fn decode_ops(payload: &[u8]) -> Result<(Vec<Vec<u8>>, Vec<Op<'_>>), &'static st
 }
 
 /// Applies a batch's writes to sled, in order.
-fn apply_ops(trees: &[Tree], ops: &[Op<'_>]) -> Result<(), StoreError> {
+fn apply_ops<'o, 'b: 'o>(trees: &[Tree], ops: impl IntoIterator<Item = &'o Op<'b>>) -> Result<(), StoreError> {
     for op in ops {
         let t = trees.get(op.tree).ok_or_else(|| StoreError::Storage("write to an unknown tree".into()))?;
         match &op.value {

@@ -334,6 +334,10 @@ enum Op {
     Crash,
     Checkpoint,
     Prune(u64),
+    /// The relay's acknowledgements: the entries at these positions of the outbox go.
+    Deliver(Vec<usize>),
+    /// The relay records a failed attempt: the entry at this position is rewritten.
+    Attempt(usize, u8),
 }
 
 fn arb_op() -> impl Strategy<Value = Op> {
@@ -343,6 +347,8 @@ fn arb_op() -> impl Strategy<Value = Op> {
         2 => Just(Op::Crash),
         1 => Just(Op::Checkpoint),
         1 => (1000u64..1030).prop_map(Op::Prune),
+        3 => prop::collection::vec(0usize..8, 1..4).prop_map(Op::Deliver),
+        1 => (0usize..8, any::<u8>()).prop_map(|(at, b)| Op::Attempt(at, b)),
     ]
 }
 
@@ -359,7 +365,7 @@ proptest! {
         let mut t = store.service("svc", "agg").unwrap();
         let mut states: BTreeMap<String, (u64, u64)> = BTreeMap::new();
         let mut inbox: BTreeMap<u8, u64> = BTreeMap::new();
-        let mut outbox: BTreeSet<u64> = BTreeSet::new();
+        let mut outbox: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
         let mut next = store.next_outbox_seq().unwrap();
         let mut value = 0u64;
         let mut versions = VersionCache::default();
@@ -384,8 +390,8 @@ proptest! {
                         } else {
                             pending_inbox.entry(msg).or_insert(1000 + u64::from(msg));
                             pending_states.insert(key, (cur + 1, value));
-                            for _ in 0..n_out {
-                                outbox.insert(seq);
+                            for i in 0..n_out {
+                                outbox.insert(seq, vec![msg, u8::try_from(i).unwrap()]);
                                 seq += 1;
                             }
                             expect.push("written");
@@ -423,6 +429,22 @@ proptest! {
                     prop_assert_eq!(store.next_outbox_seq().unwrap(), next);
                 }
                 Op::Checkpoint => store.checkpoint().unwrap(),
+                Op::Deliver(at) => {
+                    let seqs: Vec<u64> = outbox.keys().copied().collect();
+                    let gone: BTreeSet<u64> = at.iter().filter_map(|i| seqs.get(*i).copied()).collect();
+                    let w = WriteSet { outbox_removals: gone.iter().copied().collect(), ..WriteSet::default() };
+                    store.commit(&[&w], next, None, &mut versions).unwrap();
+                    store.make_durable().unwrap();
+                    outbox.retain(|s, _| !gone.contains(s));
+                }
+                Op::Attempt(at, b) => {
+                    if let Some(seq) = outbox.keys().nth(at).copied() {
+                        let w = WriteSet { outbox_updates: vec![(seq, vec![b, b, b])], ..WriteSet::default() };
+                        store.commit(&[&w], next, None, &mut versions).unwrap();
+                        store.make_durable().unwrap();
+                        outbox.insert(seq, vec![b, b, b]);
+                    }
+                }
                 Op::Prune(cutoff) => {
                     store.prune_inbox(&t, cutoff).unwrap();
                     // Generations of 10 ms wholly before the cut-off go.
@@ -436,8 +458,9 @@ proptest! {
             for m in 0..24u8 {
                 prop_assert_eq!(store.inbox_record(&t, &id(m)).unwrap().is_some(), inbox.contains_key(&m));
             }
-            let stored: BTreeSet<u64> = store.outbox_scan(0, u64::MAX, usize::MAX).unwrap().into_iter().map(|(s, _)| s).collect();
+            let stored: BTreeMap<u64, Vec<u8>> = store.outbox_scan(0, u64::MAX, usize::MAX).unwrap().into_iter().collect();
             prop_assert_eq!(&stored, &outbox);
+            prop_assert_eq!(store.outbox_len(), outbox.len());
         }
     }
 }
