@@ -643,9 +643,22 @@ impl Store {
         Ok(self.inner.outbox.get(seq_key(seq))?.map(|v| v.to_vec()))
     }
 
-    /// Entries in the outbox (delivered ones disappear).
+    /// Entries in the outbox (delivered ones disappear). Counts keys only: a scrape of a long
+    /// backlog must not copy it.
     pub fn outbox_len(&self) -> usize {
-        self.outbox_scan(0, u64::MAX, usize::MAX).map_or(0, |v| v.len())
+        let Ok(staged) = self.staged() else { return 0 };
+        let seen: std::collections::BTreeSet<u64> = staged.keys().copied().collect();
+        drop(staged);
+        // A checkpoint may move an entry from the staged ones into the tree meanwhile: counted once.
+        let stored = self
+            .inner
+            .outbox
+            .iter()
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| seq_of(k).is_none_or(|s| !seen.contains(&s)))
+            .count();
+        seen.len() + stored
     }
 
     fn staged(&self) -> Result<std::sync::MutexGuard<'_, BTreeMap<u64, Vec<u8>>>, StoreError> {
