@@ -747,11 +747,9 @@ impl Store {
     /// entry, numbered from `fresh_from` on, and any write to a staged one) or to the tree (an
     /// entry a checkpoint already wrote there), everything else to sled, in order per tree.
     fn apply_live(&self, decided: &Decided<'_>, fresh_from: u64, record: u64) -> Result<(), StoreError> {
-        let (outbox_ops, other): (Vec<&Op<'_>>, Vec<&Op<'_>>) =
-            decided.ops.iter().partition(|op| op.tree == TreeSet::OUTBOX);
-        apply_ops(&decided.trees, other)?;
+        apply_ops(&decided.trees, decided.ops.iter().filter(|op| op.tree != TreeSet::OUTBOX))?;
         let mut staged = self.staged()?;
-        for op in outbox_ops {
+        for op in decided.ops.iter().filter(|op| op.tree == TreeSet::OUTBOX) {
             let seq = seq_of(&op.key).ok_or_else(|| StoreError::Storage("outbox key is not 8 bytes".into()))?;
             match &op.value {
                 Some(v) if seq >= fresh_from || staged.contains_key(&seq) => {
@@ -855,7 +853,7 @@ impl Store {
                 seq += 1;
             }
             for (s_, bytes) in &ws.outbox_updates {
-                if self.outbox_get(*s_)?.is_some() {
+                if self.staged()?.contains_key(s_) || self.inner.outbox.contains_key(seq_key(*s_))? {
                     ops.push(Op::put(TreeSet::OUTBOX, Cow::Owned(seq_key(*s_).to_vec()), bytes));
                 }
             }
