@@ -1,7 +1,7 @@
 //! The invariant checker: reads every service's stored aggregates and reports what breaks the
 //! store's invariants (DESIGN.md): stock conserved, no PAID without booking and no booking held
 //! by a cancelled order, money balanced, at most one unpaid order per customer, no saga past its
-//! deadline. Usable offline (`bazaar verify`), from tests, on the simulation's stores, and
+//! deadline, promo codes within their limits. Usable offline (`bazaar verify`), from tests, on the simulation's stores, and
 //! online (`GET /invariants`).
 //!
 //! Online, events in flight make some checks briefly false (an order just cancelled still holds
@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::actors::entity::EntityKind;
 use crate::actors::order::{GateKind, OrderKind};
 use crate::actors::payment::PaymentAccountKind;
+use crate::actors::promo::PromoKind;
 use crate::actors::stock::{StockBookingKind, StockItemKind};
 use crate::domain::booking::LineStatus;
 use crate::domain::saga::{OrderStatus, StockStatus};
@@ -156,19 +157,47 @@ pub fn check(src: &dyn StateSource, now_ms: u64, grace_ms: u64) -> Report {
         }
     }
 
-    // 3. Money: captured − refunded = price once paid, 0 once cancelled, never more than price.
+    // 3. Money, per order: what each payment took minus what it owes back adds up to the
+    //    account's captured − refunded; that is the price once paid, 0 once cancelled, never
+    //    more than the price and never below 0.
     let mut money = Vec::new();
+    for (id, a) in &accounts {
+        match a.payments_total() {
+            Ok((paid, back)) if paid != a.captured || back != a.refunded => money.push(format!(
+                "payments of {id} took {} and owe back {}, but the account says captured {} and refunded {}",
+                paid.minor(),
+                back.minor(),
+                a.captured.minor(),
+                a.refunded.minor()
+            )),
+            Ok(_) => {}
+            Err(e) => money.push(format!("payments of {id} cannot be added up: {e}")),
+        }
+        for p in &a.payments {
+            if p.refunded_amount.minor() < 0 || p.refunded_amount.minor() > p.paid_amount.minor() {
+                money.push(format!(
+                    "payment {} took {} but owes back {}",
+                    p.id,
+                    p.paid_amount.minor(),
+                    p.refunded_amount.minor()
+                ));
+            }
+        }
+    }
     for (id, o) in &orders {
         let net = accounts.get(id).map_or(0, |a| a.net().minor());
         let price = o.fixed_price.minor();
         if o.status.is_paid() && net != price {
-            money.push(format!("order {id} is {} for {price} but {net} is captured", o.status.name()));
+            money.push(format!("order {id} is {} for {price} but {net} is kept", o.status.name()));
         }
         if o.status == OrderStatus::Cancelled && net != 0 {
-            money.push(format!("order {id} is cancelled but {net} is still captured"));
+            money.push(format!("order {id} is cancelled but {net} is still kept"));
         }
         if net > price {
-            money.push(format!("order {id} costs {price} but {net} is captured"));
+            money.push(format!("order {id} costs {price} but {net} is kept"));
+        }
+        if net < 0 {
+            money.push(format!("order {id} gave back {} more than it took", -net));
         }
     }
     for (id, a) in &accounts {
@@ -199,6 +228,31 @@ pub fn check(src: &dyn StateSource, now_ms: u64, grace_ms: u64) -> Report {
         }
     }
 
+    // 6. Promo codes: never more live orders with a code than its limit, and the code counts
+    //    exactly the live orders that hold it (once every event is delivered).
+    let mut promo = Vec::new();
+    let codes = load::<PromoKind>(src, &mut unreadable);
+    let mut live: BTreeMap<&str, u64> = BTreeMap::new();
+    for (_, o) in &orders {
+        if let (Some(t), false) = (&o.promo_code, o.status == OrderStatus::Cancelled) {
+            *live.entry(t.as_str()).or_default() += 1;
+        }
+    }
+    for (token, a) in &codes {
+        let n = live.remove(token.as_str()).unwrap_or(0);
+        if let Some(limit) = a.code.rule.usage_limit {
+            if n > u64::from(limit) {
+                promo.push(format!("promo code {token} is used by {n} live orders; its limit is {limit}"));
+            }
+        }
+        if u64::from(a.code.used_count) != n {
+            promo.push(format!("promo code {token} counts {} uses but {n} live orders hold it", a.code.used_count));
+        }
+    }
+    for (token, n) in live {
+        promo.push(format!("{n} live orders use promo code {token}, which does not exist"));
+    }
+
     // 5. No saga past its deadline.
     let mut deadlines = Vec::new();
     for (id, o) in &orders {
@@ -215,9 +269,13 @@ pub fn check(src: &dyn StateSource, now_ms: u64, grace_ms: u64) -> Report {
         Check { name: "money balanced", ok: money.is_empty(), violations: money },
         Check { name: "at most one unpaid order per customer", ok: unpaid.is_empty(), violations: unpaid },
         Check { name: "no saga past its deadline", ok: deadlines.is_empty(), violations: deadlines },
+        Check { name: "promo codes within their limits", ok: promo.is_empty(), violations: promo },
     ];
     if !unreadable.is_empty() {
         checks.push(Check { name: "records readable", ok: false, violations: unreadable });
     }
     Report { ok: checks.iter().all(|c| c.ok), checked_at_ms: now_ms, checks }
 }
+
+#[cfg(test)]
+mod tests;

@@ -120,6 +120,16 @@ pub const TIMELINE_LEN_MAX: usize = 64;
 /// Payments one order may open (each failed or partial payment opens the next).
 pub const PAYMENTS_PER_ORDER_MAX: usize = 20;
 
+/// Uses of one promo code held at once for orders being placed. A hold lives from the
+/// placement's start to its end (milliseconds), or `PROMO_HOLD_MS` when the placement was cut
+/// off; beyond this many at once, placements with the code are refused and may be retried.
+pub const PROMO_HOLDS_MAX: usize = 4_096;
+
+/// How long a promo code's hold waits for its order before asking the customer's gate whether
+/// the order came to exist, ms. Only liveness depends on it: the gate's answer, not the clock,
+/// decides whether the use is given back.
+pub const PROMO_HOLD_MS: u64 = 10_000;
+
 /// Recent orders a customer gate remembers (the rest stay in the order service's trees).
 pub const GATE_RECENT_ORDERS_MAX: usize = 50;
 

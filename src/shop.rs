@@ -52,6 +52,14 @@ pub enum ShopError {
     Callback(#[from] CallbackError),
 }
 
+/// How long a placement waits for the customer's gate to hear that their last order was paid
+/// or cancelled (it is told by an event, a few milliseconds behind the order).
+const GATE_CATCH_UP_WAIT: Duration = Duration::from_secs(5);
+
+/// Placements tried when another placement of the same customer took the order number a
+/// promo code's hold was taken for.
+const PLACEMENT_ATTEMPTS_MAX: usize = 3;
+
 /// A fresh message id.
 pub fn new_id() -> MessageId {
     MessageId::from_bytes(*uuid::Uuid::new_v4().as_bytes())
@@ -204,14 +212,15 @@ impl Shop {
         Ok(pricing::price(lines, promo, self.clock.now_ms(), Currency::EUR)?)
     }
 
-    /// Places an order for a customer (one unpaid order at a time).
+    /// Places an order for a customer (one unpaid order at a time), with an optional promo code
+    /// named by its token.
     pub async fn place_order(
         &self,
         customer: &CustomerId,
         items: &[(Sku, Qty)],
-        promo: Option<&Promo>,
+        promo_code: Option<&str>,
     ) -> Result<CommerceOrder, ShopError> {
-        self.place_order_as(new_id(), customer, items, promo).await
+        self.place_order_as(new_id(), customer, items, promo_code).await
     }
 
     /// The promo code `token` as the order service knows it, ready for pricing; an unknown code
@@ -225,28 +234,15 @@ impl Shop {
         Ok(Promo { token: p.token, rule: p.rule, used_count: p.used_count })
     }
 
-    /// Prices lines with an optional promo code named by its token (what `/calcPrice` does).
+    /// Prices lines with an optional promo code named by its token (what `/calcPrice` does; the
+    /// usage count it checks is the order service's copy, so a placement may still find the
+    /// code used up).
     pub async fn calc_price(&self, items: &[(Sku, Qty)], promo_code: Option<&str>) -> Result<Priced, ShopError> {
         let promo = match promo_code {
             Some(t) => Some(self.promo_for_pricing(t).await?),
             None => None,
         };
         self.price(items, promo.as_ref()).await
-    }
-
-    /// Places an order, with a promo code named by its token, under a given message id.
-    pub async fn place_order_with_code(
-        &self,
-        id: MessageId,
-        customer: &CustomerId,
-        items: &[(Sku, Qty)],
-        promo_code: Option<&str>,
-    ) -> Result<CommerceOrder, ShopError> {
-        let promo = match promo_code {
-            Some(t) => Some(self.promo_for_pricing(t).await?),
-            None => None,
-        };
-        self.place_order_as(id, customer, items, promo.as_ref()).await
     }
 
     /// Creates a promo code.
@@ -270,7 +266,7 @@ impl Shop {
 
     /// Every promo code (a scan of the promocode service's records).
     pub fn promos(&self) -> Result<Vec<crate::domain::promo::Promocode>, ShopError> {
-        self.scan::<PromoKind>()
+        Ok(self.scan::<PromoKind>()?.into_iter().map(|a| a.code).collect())
     }
 
     /// Every stored aggregate of kind `K` (a scan; for listings and tools).
@@ -352,16 +348,104 @@ impl Shop {
     }
 
     /// Places an order under a given message id: a repeat of the id gets the first answer.
+    ///
+    /// With a promo code, a use is taken from the code first (a hold for the order number the
+    /// customer's gate will use next), so the code's limit holds under any concurrency; the
+    /// order is priced with the code as its service has it; the hold is given back when the
+    /// gate refuses. An order just paid or cancelled that the gate has not heard of yet does
+    /// not block the next one: the gate is given a moment to hear of it.
     pub async fn place_order_as(
         &self,
         id: MessageId,
         customer: &CustomerId,
         items: &[(Sku, Qty)],
-        promo: Option<&Promo>,
+        promo_code: Option<&str>,
     ) -> Result<CommerceOrder, ShopError> {
-        let priced = self.price(items, promo).await?;
+        match self.place_once(id, customer, items, promo_code).await {
+            Err(ShopError::Domain(DomainError::UnpaidOrderExists { order })) => {
+                let settled = self.order(&order).await.is_ok_and(|o| !o.status.is_unpaid());
+                if !settled {
+                    return Err(DomainError::UnpaidOrderExists { order }.into());
+                }
+                // Its PAID or CANCELLED event is on its way to the gate (milliseconds).
+                let gate = self.wait_gate_free(customer, GATE_CATCH_UP_WAIT).await?;
+                if gate.unpaid.as_ref() == Some(&order) {
+                    return Err(DomainError::UnpaidOrderExists { order }.into());
+                }
+                self.place_once(id, customer, items, promo_code).await
+            }
+            r => r,
+        }
+    }
+
+    async fn place_once(
+        &self,
+        id: MessageId,
+        customer: &CustomerId,
+        items: &[(Sku, Qty)],
+        promo_code: Option<&str>,
+    ) -> Result<CommerceOrder, ShopError> {
         let partition = self.router.partition_of(customer.as_str().as_bytes());
-        let cmd = GateCommand::Place { priced, partition, deadlines: self.deadlines };
+        let Some(token) = promo_code else {
+            let priced = self.price(items, None).await?;
+            let cmd = GateCommand::Place { priced, partition, deadlines: self.deadlines, hold: None };
+            return self.gate_place(customer, id, cmd).await;
+        };
+        let token = token.to_owned();
+        crate::domain::promo::check_token(&token)
+            .map_err(|_| DomainError::PromoNotApplicable { token: token.clone(), reason: "no such code".into() })?;
+        for _ in 0..PLACEMENT_ATTEMPTS_MAX {
+            let (number, order) = self.customer_orders(customer).await?.next_order(partition);
+            let hold_id = MessageId::derived(&[b"promo-hold", id.as_bytes(), &number.to_be_bytes()]);
+            let hold = PromoCommand::Hold { order: order.clone(), number, customer: customer.clone() };
+            let code = match self.promos.command(&token, hold_id, hold).await? {
+                Ok(code) => code,
+                // Another placement of this customer holds that number: look again.
+                Err(DomainError::Raced { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let release = || async {
+                let cmd = PromoCommand::Release { order: order.clone(), cause: hold_id };
+                let release_id = MessageId::derived(&[b"promo-release", hold_id.as_bytes()]);
+                if let Err(e) = self.promos.command(&token, release_id, cmd).await {
+                    // The hold's check gives it back later.
+                    tracing::warn!(error = %e, %order, "cannot give a promo hold back now");
+                }
+            };
+            let promo = Promo { token: code.token, rule: code.rule, used_count: code.used_count };
+            let placed = match self.price(items, Some(&promo)).await {
+                Ok(priced) => {
+                    let cmd = GateCommand::Place { priced, partition, deadlines: self.deadlines, hold: Some(number) };
+                    self.gate_place(customer, id, cmd).await
+                }
+                Err(e) => Err(e),
+            };
+            match placed {
+                // An order under another number: a repeat of this request, answered as the first.
+                Ok(o) if o.id == order => return Ok(o),
+                Ok(o) => {
+                    release().await;
+                    return Ok(o);
+                }
+                // Outcome unknown: the hold's check settles it.
+                Err(e @ ShopError::Engine(_)) => return Err(e),
+                Err(e) => {
+                    release().await;
+                    if !matches!(e, ShopError::Domain(DomainError::Raced { .. })) {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Err(DomainError::Raced { what: "order placement".into() }.into())
+    }
+
+    async fn gate_place(
+        &self,
+        customer: &CustomerId,
+        id: MessageId,
+        cmd: GateCommand,
+    ) -> Result<CommerceOrder, ShopError> {
         match self.gates.command(customer, id, cmd).await?? {
             GateReply::Placed(o) => Ok(o),
             GateReply::State(_) => {

@@ -22,6 +22,7 @@ use crate::actors::notification::{NotificationsKind, SendCommand, SendOutcome, S
 use crate::actors::order::{GateCommand, GateKind, OrderCommand, OrderKind, PriceKind};
 use crate::actors::payment::{PaymentAccountKind, PaymentCommand, PaymentReply};
 use crate::actors::plan::{plan, Change, CommandOutcome, EventOutcome, Plan, Timer, TimerOp};
+use crate::actors::promo::{PromoCommand, PromoKind};
 use crate::actors::shipping::{ShipmentKind, ShippingCommand};
 use crate::actors::stock::{StockBookingKind, StockItemKind};
 use crate::domain::customer::{Channel, Communication};
@@ -55,6 +56,23 @@ pub struct Sim {
     pub dead: Vec<String>,
     /// Events delivered, counting repeats.
     pub delivered: u64,
+    /// What the run did (so a test can see that it did it).
+    pub stats: SimStats,
+}
+
+/// Counts of what a run did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SimStats {
+    /// Orders placed.
+    pub orders: u64,
+    /// Of them, with a promo code.
+    pub promo_orders: u64,
+    /// Placements refused a promo code's use (its limit reached).
+    pub promo_refused: u64,
+    /// Placements cut off between their hold and their order (the hold left to its check).
+    pub promo_cut_off: u64,
+    /// Holds that asked their gate whether their order exists.
+    pub holds_checked: u64,
 }
 
 /// A kind's event and timer handling with its types erased.
@@ -127,6 +145,7 @@ impl Sim {
             kinds: BTreeMap::new(),
             dead: Vec::new(),
             delivered: 0,
+            stats: SimStats::default(),
         };
         sim.add::<ProductKind>();
         sim.add::<StockProjectionKind>();
@@ -140,6 +159,7 @@ impl Sim {
         sim.add::<ShipmentKind>();
         sim.add::<NotificationsKind>();
         sim.add::<SendRecordKind>();
+        sim.add::<PromoKind>();
         sim.subscriptions.add(crate::persistence::Topic::NotificationSend, SENDER);
         sim
     }
@@ -240,6 +260,11 @@ impl Sim {
     /// Runs a command on entity `key` of kind `K`, as its actor would.
     pub fn command<K: EntityKind>(&mut self, key: &K::Key, cmd: K::Command) -> K::Reply {
         let id = self.new_id();
+        self.command_as::<K>(key, id, cmd)
+    }
+
+    /// Runs a command under message id `id` (what its handler sees as the cause).
+    pub fn command_as<K: EntityKind>(&mut self, key: &K::Key, id: MessageId, cmd: K::Command) -> K::Reply {
         let (state, version) = self.load::<K>(key);
         let ctx = self.ctx(id);
         match K::on_command(key, &state, cmd, &ctx) {
@@ -269,6 +294,9 @@ impl Sim {
             }
         }
         self.delivered += 1;
+        if env.topic == crate::persistence::Topic::PromoHold {
+            self.stats.holds_checked += 1;
+        }
         if lane.0 == SENDER {
             self.send(&env);
             return true;
@@ -348,12 +376,29 @@ fn sku(s: &str) -> Sku {
     Sku::parse(s).expect("valid")
 }
 
+/// Promo codes of a run: (token, usage limit).
+const CODES: [(&str, Option<u32>); 3] = [("SIM-ONE", Some(1)), ("SIM-TWO", Some(2)), ("SIM-ANY", None)];
+
+/// A placement with a promo code between its hold and its order (as `Shop::place_order_as`
+/// runs it, cut into steps so other work interleaves, and sometimes cut off for good).
+#[derive(Debug, Clone)]
+struct Placement {
+    token: String,
+    /// The code as its hold's answer gave it (what the order is priced with).
+    code: crate::domain::promo::Promocode,
+    hold: MessageId,
+    number: u64,
+    order: OrderId,
+    lines: Vec<Line>,
+}
+
 /// What a simulated customer does next.
 #[derive(Debug, Clone)]
 struct Shopper {
     id: CustomerId,
     orders_left: u32,
     current: Option<OrderId>,
+    placing: Option<Placement>,
 }
 
 /// One simulated run. `Err` says what broke.
@@ -374,6 +419,18 @@ pub fn run(seed: u64) -> Result<Sim, String> {
         sim.command::<StockItemKind>(&sku(id), StockCommand::Receive { qty: Qty::new(qty), dims: None })
             .map_err(|e| e.to_string())?;
     }
+    for (token, limit) in CODES {
+        let rule = pricing::Rule {
+            discount: pricing::Discount::Percent(10),
+            product_ids: None,
+            min_total: None,
+            valid_from_ms: None,
+            valid_until_ms: None,
+            usage_limit: limit,
+        };
+        let cmd = PromoCommand::Create { description: token.into(), rule };
+        sim.command::<PromoKind>(&token.to_owned(), cmd).map_err(|e| e.to_string())?;
+    }
     sim.drain();
     let customers = sim.rng.gen_range(1..=4);
     let mut shoppers: Vec<Shopper> = (0..customers)
@@ -381,6 +438,7 @@ pub fn run(seed: u64) -> Result<Sim, String> {
             id: CustomerId::parse(&format!("sim{i}@example.com")).expect("valid"),
             orders_left: sim.rng.gen_range(1..=3),
             current: None,
+            placing: None,
         })
         .collect();
     for s in &shoppers {
@@ -397,7 +455,8 @@ pub fn run(seed: u64) -> Result<Sim, String> {
     let mut callbacks: Vec<(OrderId, Callback)> = Vec::new();
     let dup = sim.rng.gen_range(0.0..0.3);
     for _step in 0..4_000 {
-        let busy = shoppers.iter().any(|s| s.orders_left > 0 || s.current.is_some()) || !callbacks.is_empty();
+        let busy = shoppers.iter().any(|s| s.orders_left > 0 || s.current.is_some() || s.placing.is_some())
+            || !callbacks.is_empty();
         if !busy && sim.lanes.is_empty() {
             break;
         }
@@ -466,7 +525,12 @@ pub fn run(seed: u64) -> Result<Sim, String> {
                 }
             }
             _ => {
-                let ms = sim.rng.gen_range(1..3_000);
+                // Now and then a long pause, past a promo hold's check (`PROMO_HOLD_MS`).
+                let ms = if sim.rng.gen_bool(0.15) {
+                    sim.rng.gen_range(crate::limits::PROMO_HOLD_MS..2 * crate::limits::PROMO_HOLD_MS)
+                } else {
+                    sim.rng.gen_range(1..3_000)
+                };
                 sim.advance(ms);
             }
         }
@@ -519,6 +583,11 @@ pub fn run(seed: u64) -> Result<Sim, String> {
 
 fn shop_step(sim: &mut Sim, s: &mut Shopper, deadlines: Deadlines, callbacks: &mut Vec<(OrderId, Callback)>) {
     let redirect = "/sandbox/pay/{id}".to_owned();
+    let partition = crate::cluster::partition_of(s.id.as_str().as_bytes(), 16);
+    if let Some(p) = s.placing.take() {
+        finish_placement(sim, s, p, partition, deadlines);
+        return;
+    }
     match s.current.clone() {
         None if s.orders_left > 0 => {
             let mut lines = Vec::new();
@@ -534,16 +603,34 @@ fn shop_step(sim: &mut Sim, s: &mut Shopper, deadlines: Deadlines, callbacks: &m
                     qty: Qty::new(sim.rng.gen_range(1..=2)),
                 });
             }
+            if sim.rng.gen_bool(0.5) {
+                // With a promo code: take a hold now; the order comes in a later step.
+                let token = CODES[sim.rng.gen_range(0..CODES.len())].0.to_owned();
+                let Ok(crate::actors::order::GateReply::State(g)) = sim.command::<GateKind>(&s.id, GateCommand::Get)
+                else {
+                    return;
+                };
+                let (number, order) = g.next_order(partition);
+                let hold = sim.new_id();
+                let cmd = PromoCommand::Hold { order: order.clone(), number, customer: s.id.clone() };
+                match sim.command_as::<PromoKind>(&token, hold, cmd) {
+                    Ok(code) => s.placing = Some(Placement { token, code, hold, number, order, lines }),
+                    Err(_) => sim.stats.promo_refused += 1,
+                }
+                return;
+            }
             let Ok(priced) = pricing::price(lines, None, sim.now_ms, Currency::EUR) else { return };
-            let partition = crate::cluster::partition_of(s.id.as_str().as_bytes(), 16);
             // A double click: the same order placed twice, back to back.
             let clicks = if sim.rng.gen_bool(0.3) { 2 } else { 1 };
             for _ in 0..clicks {
-                let placed =
-                    sim.command::<GateKind>(&s.id, GateCommand::Place { priced: priced.clone(), partition, deadlines });
+                let placed = sim.command::<GateKind>(
+                    &s.id,
+                    GateCommand::Place { priced: priced.clone(), partition, deadlines, hold: None },
+                );
                 if let Ok(crate::actors::order::GateReply::Placed(o)) = placed {
                     s.current = Some(o.id);
                     s.orders_left -= 1;
+                    sim.stats.orders += 1;
                 }
             }
         }
@@ -570,6 +657,31 @@ fn shop_step(sim: &mut Sim, s: &mut Shopper, deadlines: Deadlines, callbacks: &m
                 }
             }
         },
+    }
+}
+
+/// The second half of a placement with a promo code: place under the hold, or give the hold
+/// back when the gate refuses; one in ten is cut off (a crashed front) and leaves the hold to
+/// its check.
+fn finish_placement(sim: &mut Sim, s: &mut Shopper, p: Placement, partition: u32, deadlines: Deadlines) {
+    if sim.rng.gen_bool(0.1) {
+        sim.stats.promo_cut_off += 1;
+        return;
+    }
+    let promo = pricing::Promo { token: p.code.token, rule: p.code.rule, used_count: p.code.used_count };
+    let placed = pricing::price(p.lines, Some(&promo), sim.now_ms, Currency::EUR).map(|priced| {
+        sim.command::<GateKind>(&s.id, GateCommand::Place { priced, partition, deadlines, hold: Some(p.number) })
+    });
+    match placed {
+        Ok(Ok(crate::actors::order::GateReply::Placed(o))) if o.id == p.order => {
+            s.current = Some(o.id);
+            s.orders_left -= 1;
+            sim.stats.orders += 1;
+            sim.stats.promo_orders += 1;
+        }
+        _ => {
+            let _ = sim.command::<PromoKind>(&p.token, PromoCommand::Release { order: p.order, cause: p.hold });
+        }
     }
 }
 
@@ -603,13 +715,137 @@ mod tests {
     #[test]
     fn sim_random_sagas_keep_every_invariant() {
         let mut steps = 0;
+        let mut total = SimStats::default();
         for seed in seeds() {
             match run(seed) {
-                Ok(sim) => steps += sim.delivered,
+                Ok(sim) => {
+                    steps += sim.delivered;
+                    total.orders += sim.stats.orders;
+                    total.promo_orders += sim.stats.promo_orders;
+                    total.promo_refused += sim.stats.promo_refused;
+                    total.promo_cut_off += sim.stats.promo_cut_off;
+                    total.holds_checked += sim.stats.holds_checked;
+                }
                 Err(e) => panic!("seed {seed} failed (replay with BAZAAR_SIM_SEED={seed}): {e}"),
             }
         }
         assert!(steps > 0);
+        if seeds().len() >= 100 {
+            // What the runs are for happened: promo codes were used, used up, and cut off.
+            assert!(total.promo_orders > 0 && total.promo_refused > 0 && total.promo_cut_off > 0, "{total:?}");
+            assert!(total.holds_checked > 0, "{total:?}");
+            eprintln!("{total:?}");
+        }
+    }
+
+    fn place_with(sim: &mut Sim, who: &CustomerId, token: &str) -> (Placement, u32) {
+        let partition = crate::cluster::partition_of(who.as_str().as_bytes(), 16);
+        let Ok(crate::actors::order::GateReply::State(g)) = sim.command::<GateKind>(who, GateCommand::Get) else {
+            panic!("a gate answers with its state")
+        };
+        let (number, order) = g.next_order(partition);
+        let hold = sim.new_id();
+        let cmd = PromoCommand::Hold { order: order.clone(), number, customer: who.clone() };
+        let code = sim.command_as::<PromoKind>(&token.to_owned(), hold, cmd).expect("a use is free");
+        let price = sim.command::<PriceKind>(&sku("sim-a"), crate::actors::order::PriceQuery::Get).unwrap();
+        let lines = vec![Line { product: sku("sim-a"), name: price.name, unit_price: price.price, qty: Qty::new(1) }];
+        (Placement { token: token.into(), code, hold, number, order, lines }, partition)
+    }
+
+    fn live_with(sim: &Sim, token: &str) -> usize {
+        sim.states("order", "order")
+            .unwrap()
+            .into_iter()
+            .filter_map(|(k, schema, body)| {
+                OrderKind::decode_state(&OrderId::parse(&k).unwrap(), schema, &body).unwrap()
+            })
+            .filter(|o| {
+                o.promo_code.as_deref() == Some(token) && o.status != crate::domain::saga::OrderStatus::Cancelled
+            })
+            .count()
+    }
+
+    #[test]
+    fn sim_a_hold_answered_by_its_gate_fences_the_late_placement() {
+        let mut sim = Sim::new(7);
+        let deadlines = Deadlines { booking_ms: 60_000, payment_ms: 60_000 };
+        let rule = pricing::Rule {
+            discount: pricing::Discount::Percent(10),
+            product_ids: None,
+            min_total: None,
+            valid_from_ms: None,
+            valid_until_ms: None,
+            usage_limit: Some(1),
+        };
+        let cmd = PromoCommand::Create { description: "one".into(), rule };
+        sim.command::<PromoKind>(&"ONLY-ONE".to_owned(), cmd).unwrap();
+        let add = ProductCommand::Add {
+            name: "a".into(),
+            description: String::new(),
+            price: Money::new(1000, Currency::EUR),
+            photo: None,
+        };
+        sim.command::<ProductKind>(&sku("sim-a"), add).unwrap();
+        sim.command::<StockItemKind>(&sku("sim-a"), StockCommand::Receive { qty: Qty::new(5), dims: None }).unwrap();
+        sim.drain();
+        let (a, b) = (CustomerId::parse("a@example.com").unwrap(), CustomerId::parse("b@example.com").unwrap());
+        // A's placement takes the only use, then stalls past its hold's check.
+        let (slow, partition) = place_with(&mut sim, &a, "ONLY-ONE");
+        sim.advance(crate::limits::PROMO_HOLD_MS);
+        sim.drain();
+        // The gate fenced A's order number, so the use went back and B gets it.
+        let (fast, _) = place_with(&mut sim, &b, "ONLY-ONE");
+        let s = Shopper { id: b.clone(), orders_left: 1, current: None, placing: None };
+        let mut s = s;
+        sim.rng = ChaCha8Rng::seed_from_u64(1); // finish_placement's cut-off draw: not cut off
+        finish_placement(&mut sim, &mut s, fast, partition, deadlines);
+        assert!(s.current.is_some(), "B's order is placed");
+        // A's stalled placement comes back: the gate refuses it, and one order holds the code.
+        let mut s = Shopper { id: a.clone(), orders_left: 1, current: None, placing: None };
+        let a_partition = crate::cluster::partition_of(a.as_str().as_bytes(), 16);
+        sim.rng = ChaCha8Rng::seed_from_u64(1);
+        finish_placement(&mut sim, &mut s, slow, a_partition, deadlines);
+        assert_eq!(s.current, None, "A's late placement is refused");
+        sim.drain();
+        assert_eq!(live_with(&sim, "ONLY-ONE"), 1);
+        let report = invariants::check(&sim, sim.now_ms, 0);
+        assert!(report.ok, "{:?}", report.violations());
+    }
+
+    #[test]
+    fn sim_a_cancelled_order_gives_its_use_back_once_the_code_hears_of_it() {
+        let mut sim = Sim::new(8);
+        let rule = pricing::Rule {
+            discount: pricing::Discount::Amount(100),
+            product_ids: None,
+            min_total: None,
+            valid_from_ms: None,
+            valid_until_ms: None,
+            usage_limit: Some(1),
+        };
+        sim.command::<PromoKind>(&"ONCE".to_owned(), PromoCommand::Create { description: "x".into(), rule }).unwrap();
+        let add = ProductCommand::Add {
+            name: "a".into(),
+            description: String::new(),
+            price: Money::new(1000, Currency::EUR),
+            photo: None,
+        };
+        sim.command::<ProductKind>(&sku("sim-a"), add).unwrap();
+        sim.drain();
+        let deadlines = Deadlines { booking_ms: 60_000, payment_ms: 60_000 };
+        let a = CustomerId::parse("a@example.com").unwrap();
+        let (p, partition) = place_with(&mut sim, &a, "ONCE");
+        let mut s = Shopper { id: a.clone(), orders_left: 1, current: None, placing: None };
+        sim.rng = ChaCha8Rng::seed_from_u64(1);
+        finish_placement(&mut sim, &mut s, p, partition, deadlines);
+        let order = s.current.clone().expect("placed");
+        sim.command::<OrderKind>(&order, OrderCommand::Cancel(Canceller::Customer(a.clone()))).unwrap();
+        // Until the cancellation reaches the code, its one use is still given out.
+        let b = CustomerId::parse("b@example.com").unwrap();
+        let hold = PromoCommand::Hold { order: OrderId::for_customer(0, &b, 1), number: 1, customer: b.clone() };
+        assert!(sim.command::<PromoKind>(&"ONCE".to_owned(), hold.clone()).is_err());
+        sim.drain();
+        assert!(sim.command::<PromoKind>(&"ONCE".to_owned(), hold).is_ok());
     }
 
     #[test]

@@ -12,7 +12,8 @@ use crate::domain::catalogue::Product;
 use crate::domain::gate::CustomerOrders;
 use crate::domain::order::{Canceller, CommerceOrder, Deadlines, Source, Transition};
 use crate::domain::pricing::Priced;
-use crate::domain::saga::{OrderEvent, PayEvent, ShippingEvent, StockEvent};
+use crate::domain::promo::{HoldCheck, PromoUse};
+use crate::domain::saga::{OrderEvent, OrderStatus, PayEvent, ShippingEvent, StockEvent};
 use crate::domain::{Ctx, CustomerId, DomainError, Money, OrderId, Sku};
 use crate::persistence::codec::CodecError;
 use crate::persistence::events::{self, Topic};
@@ -36,6 +37,8 @@ pub enum GateCommand {
         partition: u32,
         /// The saga deadlines.
         deadlines: Deadlines,
+        /// The order number the promo code's hold was taken for (with a promo code only).
+        hold: Option<u64>,
     },
     /// Read the gate.
     Get,
@@ -66,11 +69,11 @@ impl EntityKind for GateKind {
     type Reply = Result<GateReply, DomainError>;
 
     fn topics() -> &'static [Topic] {
-        &[Topic::OrderEvent]
+        &[Topic::OrderEvent, Topic::PromoHold]
     }
 
-    fn status_filter(_topic: Topic) -> Option<&'static [&'static str]> {
-        Some(SETTLED)
+    fn status_filter(topic: Topic) -> Option<&'static [&'static str]> {
+        (topic == Topic::OrderEvent).then_some(SETTLED)
     }
 
     fn parse_key(s: &str) -> Result<CustomerId, String> {
@@ -78,7 +81,12 @@ impl EntityKind for GateKind {
     }
 
     fn event_key(env: &Envelope) -> Result<CustomerId, String> {
-        events::decode_order_event(env.schema_version, &env.payload).map(|e| e.customer_id).map_err(|e| e.to_string())
+        match env.topic {
+            Topic::OrderEvent => events::decode_order_event(env.schema_version, &env.payload)
+                .map(|e| e.customer_id)
+                .map_err(|e| e.to_string()),
+            _ => Self::parse_key(&env.routing_key),
+        }
     }
 
     fn initial(key: &CustomerId) -> CustomerOrders {
@@ -98,11 +106,11 @@ impl EntityKind for GateKind {
     }
 
     fn on_command(_key: &CustomerId, state: &CustomerOrders, cmd: GateCommand, ctx: &Ctx) -> CommandOutcome<Self> {
-        let (priced, partition, deadlines) = match cmd {
+        let (priced, partition, deadlines, hold) = match cmd {
             GateCommand::Get => return CommandOutcome::Unchanged(Ok(GateReply::State(state.clone()))),
-            GateCommand::Place { priced, partition, deadlines } => (priced, partition, deadlines),
+            GateCommand::Place { priced, partition, deadlines, hold } => (priced, partition, deadlines, hold),
         };
-        let (next, order, event) = match state.place(&priced, partition, deadlines, ctx, ctx.cause) {
+        let (next, order, event) = match state.place(&priced, partition, deadlines, hold, ctx, ctx.cause) {
             Ok(r) => r,
             Err(e) => return CommandOutcome::Unchanged(Err(e)),
         };
@@ -124,8 +132,8 @@ impl EntityKind for GateKind {
         let id = order.id.to_string();
         let mut extra = Vec::new();
         if let Some(token) = &order.promo_code {
-            // The code's service counts the use; this event is once per order.
-            match events::encode(&order.id) {
+            // The hold becomes a use: this event is once per order, in the order's write set.
+            match events::encode(&PromoUse::Taken { order: order.id.clone(), cause: Some(ctx.cause) }) {
                 Ok(p) => extra.push(Emit {
                     topic: Topic::PromoUsed,
                     routing_key: token.clone(),
@@ -158,14 +166,29 @@ impl EntityKind for GateKind {
         env: &Envelope,
         _ctx: &Ctx,
     ) -> Result<EventOutcome<Self>, DeliveryError> {
-        if env.topic != Topic::OrderEvent {
-            return Err(permanent(format!("gates take no {} events", env.topic.name())));
+        match env.topic {
+            Topic::OrderEvent => {
+                let e = events::decode_order_event(env.schema_version, &env.payload).map_err(permanent)?;
+                Ok(match state.on_order_event(&e) {
+                    Some(next) => EventOutcome::Changed(Change::to(next)),
+                    None => EventOutcome::Ignored,
+                })
+            }
+            Topic::PromoHold => {
+                let q: HoldCheck = events::decode(env.topic, env.schema_version, &env.payload).map_err(permanent)?;
+                if q.customer != state.customer_id {
+                    return Err(permanent(format!("a hold check for {} reached {}", q.customer, state.customer_id)));
+                }
+                // Answered on the code's lane after any `Taken` of the same order.
+                let answer = events::encode(&PromoUse::Settled { order: q.order }).map_err(permanent)?;
+                let emit = Emit::new(Topic::PromoUsed, q.token, answer);
+                Ok(match state.on_hold_check(q.number) {
+                    Some(next) => EventOutcome::Changed(Change::to(next).emit(emit)),
+                    None => EventOutcome::Emit(vec![emit]),
+                })
+            }
+            t => Err(permanent(format!("gates take no {} events", t.name()))),
         }
-        let e = events::decode_order_event(env.schema_version, &env.payload).map_err(permanent)?;
-        Ok(match state.on_order_event(&e) {
-            Some(next) => EventOutcome::Changed(Change::to(next)),
-            None => EventOutcome::Ignored,
-        })
     }
 }
 
@@ -196,6 +219,11 @@ fn transition_change(t: Transition) -> Result<Change<Option<CommerceOrder>>, Cod
     let mut emits = Vec::new();
     if let Some(e) = &t.event {
         emits.push(Emit::new(Topic::OrderEvent, t.next.id.to_string(), events::encode(e)?));
+        if let (OrderStatus::Cancelled, Some(token)) = (e.status, &t.next.promo_code) {
+            // A cancelled order gives its promo code's use back (once: it is cancelled once).
+            let given_back = events::encode(&PromoUse::Released { order: t.next.id.clone() })?;
+            emits.push(Emit::new(Topic::PromoUsed, token.clone(), given_back));
+        }
     }
     let mut change = Change::to(Some(t.next)).emit_all(emits);
     change.timers = change_timers;

@@ -8,12 +8,13 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use super::entity::EntityKind;
+use super::from_state_v1;
 use super::plan::{Change, CommandOutcome, Emit, EventOutcome};
-use super::{from_state_v1, state_v1};
-use crate::domain::payment::{Callback, CallbackStatus, Payment, PaymentAccount};
+use crate::domain::payment::{Callback, CallbackStatus, Payment, PaymentAccount, PaymentAccountV1};
 use crate::domain::saga::{OrderEvent, PayEvent, StockEvent};
 use crate::domain::{Ctx, Currency, DomainError, Money, OrderId, PaymentId};
-use crate::persistence::codec::CodecError;
+use crate::limits::AGGREGATE_BYTES_MAX;
+use crate::persistence::codec::{self, CodecError};
 use crate::persistence::events::{self, Topic};
 use crate::persistence::{DeliveryError, Envelope};
 
@@ -114,9 +115,6 @@ pub fn read_callback(system: &dyn PaymentSystem, body: &[u8], signature: &str) -
     if b.system_pay_id.is_empty() || b.system_pay_id.len() > 128 {
         return Err(CallbackError::Malformed("systemPayId must be 1..128 characters".into()));
     }
-    if b.amount < 0 {
-        return Err(CallbackError::Malformed("amount must not be negative".into()));
-    }
     Ok(Callback { payment_id, system_pay_id: b.system_pay_id, status, amount: Money::new(b.amount, Currency::EUR) })
 }
 
@@ -146,6 +144,10 @@ pub enum PaymentReply {
 /// The payment account entity kind (one per order).
 #[derive(Debug)]
 pub struct PaymentAccountKind;
+
+/// Schema of the stored payment account. History: 1 — refunds kept on the account only;
+/// 2 — each payment records what it owes back (`refunded_amount`).
+const ACCOUNT_SCHEMA: u16 = 2;
 
 const CANCELLED: &[&str] = &["CANCELLED"];
 const BOOKED: &[&str] = &["BOOKED"];
@@ -187,11 +189,15 @@ impl EntityKind for PaymentAccountKind {
     }
 
     fn encode_state(state: &PaymentAccount) -> Result<(u16, Vec<u8>), CodecError> {
-        state_v1("payment account", state)
+        Ok((ACCOUNT_SCHEMA, codec::to_body("payment account", state, AGGREGATE_BYTES_MAX)?))
     }
 
     fn decode_state(_key: &OrderId, schema: u16, body: &[u8]) -> Result<PaymentAccount, CodecError> {
-        from_state_v1("payment account", schema, body)
+        match schema {
+            ACCOUNT_SCHEMA => codec::from_body("payment account", body),
+            1 => from_state_v1::<PaymentAccountV1>("payment account v1", 1, body).map(PaymentAccount::from),
+            version => Err(CodecError::UnknownSchema { what: "payment account".into(), version }),
+        }
     }
 
     fn status(state: &PaymentAccount) -> String {
@@ -259,6 +265,48 @@ impl EntityKind for PaymentAccountKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::payment::PaymentV1;
+    use crate::domain::saga::PaymentStatus;
+    use crate::persistence::fixtures::fixture;
+
+    #[test]
+    fn a_schema_1_account_is_still_read_and_the_current_one_is_pinned() {
+        let order = OrderId::parse("o3-00000001-1").unwrap();
+        let eur = |m| Money::new(m, Currency::EUR);
+        let v1 = PaymentAccountV1 {
+            order_id: order.clone(),
+            due: Some(eur(1_000)),
+            payable: true,
+            cancelled: false,
+            customer_id: None,
+            order_version: 2,
+            payments: vec![PaymentV1 {
+                id: PaymentId::nth(&order, 1).unwrap(),
+                status: PaymentStatus::Paid,
+                version: 2,
+                order_version: 2,
+                amount: eur(1_000),
+                paid_amount: eur(1_000),
+                redirect_url: "/sandbox/pay/o3-00000001-1-p1".into(),
+                system_pay_id: Some("sb-1".into()),
+                system_status: Some("SUCCEEDED".into()),
+                created_at_ms: 1_764_000_000_000,
+            }],
+            captured: eur(1_000),
+            refunded: eur(0),
+        };
+        let fresh = codec::to_body("v1", &v1, 4096).unwrap();
+        let golden = fixture("payment_account_v1.bin", &fresh);
+        assert_eq!(golden, fresh, "schema 1 encoding changed: frozen types must not change");
+        let a = PaymentAccountKind::decode_state(&order, 1, &golden).unwrap();
+        assert_eq!((a.net(), a.payments[0].refunded_amount), (eur(1_000), eur(0)));
+        let (schema, fresh) = PaymentAccountKind::encode_state(&a).unwrap();
+        assert_eq!(schema, ACCOUNT_SCHEMA);
+        let golden = fixture("payment_account_v2.bin", &fresh);
+        assert_eq!(golden, fresh, "schema 2 encoding changed: bump ACCOUNT_SCHEMA and add an upcaster");
+        assert_eq!(PaymentAccountKind::decode_state(&order, ACCOUNT_SCHEMA, &golden).unwrap(), a);
+        assert!(PaymentAccountKind::decode_state(&order, 3, &golden).is_err());
+    }
 
     #[test]
     fn the_sandbox_verifies_its_own_signature_only() {

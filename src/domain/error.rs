@@ -130,6 +130,13 @@ pub enum DomainError {
         /// Why.
         reason: String,
     },
+    /// Another request for the same thing came first, or too many run at once; the request
+    /// changed nothing and may be tried again.
+    #[error("another request for this {what} came first; try again")]
+    Raced {
+        /// What was raced for.
+        what: String,
+    },
     /// A value that came from outside is not acceptable.
     #[error("invalid {field}: {reason}")]
     Invalid {

@@ -30,8 +30,11 @@ pub struct Payment {
     pub order_version: u64,
     /// The amount asked.
     pub amount: Money,
-    /// The amount the payment system reported paid.
+    /// The amount the payment system reported taken from the payer.
     pub paid_amount: Money,
+    /// The part of it owed back to the payer (more than was due, or the order was cancelled);
+    /// `paid_amount − refunded_amount` is what the store keeps.
+    pub refunded_amount: Money,
     /// Where the shopper pays.
     pub redirect_url: String,
     /// The payment system's id, once it called back.
@@ -40,6 +43,103 @@ pub struct Payment {
     pub system_status: Option<String>,
     /// Opened, ms.
     pub created_at_ms: u64,
+}
+
+/// One payment as stored in schema 1, before it recorded what it owes back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentV1 {
+    /// See `Payment`.
+    pub id: PaymentId,
+    /// See `Payment`.
+    pub status: PaymentStatus,
+    /// See `Payment`.
+    pub version: u32,
+    /// See `Payment`.
+    pub order_version: u64,
+    /// See `Payment`.
+    pub amount: Money,
+    /// See `Payment`.
+    pub paid_amount: Money,
+    /// See `Payment`.
+    pub redirect_url: String,
+    /// See `Payment`.
+    pub system_pay_id: Option<String>,
+    /// See `Payment`.
+    pub system_status: Option<String>,
+    /// See `Payment`.
+    pub created_at_ms: u64,
+}
+
+/// A payment account as stored in schema 1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentAccountV1 {
+    /// See `PaymentAccount`.
+    pub order_id: OrderId,
+    /// See `PaymentAccount`.
+    pub due: Option<Money>,
+    /// See `PaymentAccount`.
+    pub payable: bool,
+    /// See `PaymentAccount`.
+    pub cancelled: bool,
+    /// See `PaymentAccount`.
+    pub customer_id: Option<CustomerId>,
+    /// See `PaymentAccount`.
+    pub order_version: u64,
+    /// Payments, oldest first.
+    pub payments: Vec<PaymentV1>,
+    /// See `PaymentAccount`.
+    pub captured: Money,
+    /// See `PaymentAccount`.
+    pub refunded: Money,
+}
+
+impl From<PaymentAccountV1> for PaymentAccount {
+    /// Schema 1 kept refunds on the account only: a refunded payment gave back all it took, and
+    /// what else the account gave back (an overpayment's excess) is put on its last payment that
+    /// kept money, so the payments add up to the account again.
+    fn from(v1: PaymentAccountV1) -> PaymentAccount {
+        let mut payments: Vec<Payment> = v1
+            .payments
+            .into_iter()
+            .map(|p| Payment {
+                refunded_amount: if p.status == PaymentStatus::Refunded {
+                    p.paid_amount
+                } else {
+                    Money::zero(p.paid_amount.currency())
+                },
+                id: p.id,
+                status: p.status,
+                version: p.version,
+                order_version: p.order_version,
+                amount: p.amount,
+                paid_amount: p.paid_amount,
+                redirect_url: p.redirect_url,
+                system_pay_id: p.system_pay_id,
+                system_status: p.system_status,
+                created_at_ms: p.created_at_ms,
+            })
+            .collect();
+        let on_payments: i64 = payments.iter().map(|p| p.refunded_amount.minor()).sum();
+        let rest = v1.refunded.minor() - on_payments;
+        if rest > 0 {
+            if let Some(p) =
+                payments.iter_mut().rev().find(|p| matches!(p.status, PaymentStatus::Paid | PaymentStatus::Partial))
+            {
+                p.refunded_amount = Money::new(p.refunded_amount.minor() + rest, p.refunded_amount.currency());
+            }
+        }
+        PaymentAccount {
+            order_id: v1.order_id,
+            due: v1.due,
+            payable: v1.payable,
+            cancelled: v1.cancelled,
+            customer_id: v1.customer_id,
+            order_version: v1.order_version,
+            payments,
+            captured: v1.captured,
+            refunded: v1.refunded,
+        }
+    }
 }
 
 /// What the payment system reports.
@@ -174,6 +274,7 @@ impl PaymentAccount {
             order_version: self.order_version,
             amount: rest,
             paid_amount: Money::zero(rest.currency()),
+            refunded_amount: Money::zero(rest.currency()),
             system_pay_id: None,
             system_status: None,
             created_at_ms: ctx.now_ms,
@@ -184,22 +285,38 @@ impl PaymentAccount {
         Ok((payment, Some((next, Some(event)))))
     }
 
-    /// The payment system called back. A callback for a payment that is no longer pending is
-    /// a no-op (repeated or late). Returns the payment as it stands and the change, if any.
+    /// The payment system called back. SUCCEEDED must report an amount above 0 (refused
+    /// otherwise, changing nothing). At most what the order still owes is kept: the rest of the
+    /// amount taken is recorded as owed back to the payer on this payment, and all of it when
+    /// the order is cancelled. A payment accepts what makes sense in its state: a pending one
+    /// either outcome; a failed one a late success (money was taken after all: it is recorded
+    /// and given back, the order having failed); a settled one nothing (a repeated or late
+    /// callback is a no-op). Returns the payment as it stands and the change, if any.
     pub fn callback(&self, c: &Callback) -> Result<(Payment, Option<Step>), DomainError> {
         let i = self
             .payments
             .iter()
             .position(|p| p.id == c.payment_id)
             .ok_or_else(|| DomainError::NotFound { what: "payment".into(), id: c.payment_id.to_string() })?;
-        if self.payments[i].status != PaymentStatus::Pending {
+        if c.amount.currency() != self.payments[i].amount.currency() {
+            return Err(DomainError::Invalid { field: "amount".into(), reason: "wrong currency".into() });
+        }
+        if c.amount.minor() < 0 {
+            return Err(DomainError::Invalid { field: "amount".into(), reason: "must not be negative".into() });
+        }
+        if c.status == CallbackStatus::Succeeded && c.amount.minor() == 0 {
+            return Err(DomainError::Invalid {
+                field: "amount".into(),
+                reason: "a SUCCEEDED callback must report an amount above 0".into(),
+            });
+        }
+        let was = self.payments[i].status;
+        let late_success = was == PaymentStatus::Failed && c.status == CallbackStatus::Succeeded;
+        if was != PaymentStatus::Pending && !late_success {
             return Ok((self.payments[i].clone(), None));
         }
-        if c.amount.currency() != self.payments[i].amount.currency() || c.amount.minor() < 0 {
-            return Err(DomainError::Invalid { field: "amount".into(), reason: "wrong currency or negative".into() });
-        }
         let mut next = self.clone();
-        let status = {
+        {
             let p = &mut next.payments[i];
             p.version += 1;
             p.system_pay_id = Some(c.system_pay_id.clone());
@@ -207,40 +324,50 @@ impl PaymentAccount {
                 CallbackStatus::Succeeded => "SUCCEEDED".into(),
                 CallbackStatus::Failed => "FAILED".into(),
             });
-            match c.status {
-                CallbackStatus::Failed => {
-                    p.status = PaymentStatus::Failed;
-                    PaymentStatus::Failed
-                }
-                CallbackStatus::Succeeded => {
-                    p.paid_amount = c.amount;
-                    p.status =
-                        if c.amount.minor() >= p.amount.minor() { PaymentStatus::Paid } else { PaymentStatus::Partial };
-                    p.status
-                }
-            }
-        };
-        if status == PaymentStatus::Failed {
+        }
+        if c.status == CallbackStatus::Failed {
+            next.payments[i].status = PaymentStatus::Failed;
             let event = next.event(Some(&c.payment_id), PaymentStatus::Failed);
             return Ok((next.payments[i].clone(), Some((next, Some(event)))));
         }
+        // What the order still owes; nothing once it is cancelled or its payment failed.
+        let owed = match self.due {
+            Some(due) if !self.cancelled && !late_success => due.checked_sub(self.net())?.minor().max(0),
+            _ => 0,
+        };
+        let kept = Money::new(c.amount.minor().min(owed), c.amount.currency());
+        let back = c.amount.checked_sub(kept)?;
         next.captured = next.captured.checked_add(c.amount)?;
-        let due = next.due.unwrap_or(next.captured);
-        if next.cancelled {
-            // Paid for an order that no longer exists: give it all back.
-            next.refunded = next.refunded.checked_add(c.amount)?;
-            next.payments[i].status = PaymentStatus::Refunded;
-            let event = next.event(Some(&c.payment_id), PaymentStatus::Refunded);
-            return Ok((next.payments[i].clone(), Some((next, Some(event)))));
-        }
-        let over = next.net().checked_sub(due)?;
-        if over.minor() > 0 {
-            // More than due: the excess goes back, so the books balance to the price.
-            next.refunded = next.refunded.checked_add(over)?;
-        }
-        let order_status = if next.net().minor() >= due.minor() { PaymentStatus::Paid } else { PaymentStatus::Partial };
+        next.refunded = next.refunded.checked_add(back)?;
+        let asked = next.payments[i].amount;
+        let p = &mut next.payments[i];
+        p.paid_amount = c.amount;
+        p.refunded_amount = back;
+        p.status = if kept.minor() == 0 {
+            PaymentStatus::Refunded
+        } else if kept.minor() >= asked.minor() {
+            PaymentStatus::Paid
+        } else {
+            PaymentStatus::Partial
+        };
+        let order_status = if kept.minor() == 0 {
+            PaymentStatus::Refunded
+        } else if next.due.is_some_and(|d| next.net().minor() >= d.minor()) {
+            PaymentStatus::Paid
+        } else {
+            PaymentStatus::Partial
+        };
         let event = next.event(Some(&c.payment_id), order_status);
         Ok((next.payments[i].clone(), Some((next, Some(event)))))
+    }
+
+    /// Money taken and owed back, summed over the payments (what `captured` and `refunded`
+    /// must equal).
+    pub fn payments_total(&self) -> Result<(Money, Money), DomainError> {
+        let zero = Money::zero(self.captured.currency());
+        self.payments.iter().try_fold((zero, zero), |(paid, back), p| {
+            Ok((paid.checked_add(p.paid_amount)?, back.checked_add(p.refunded_amount)?))
+        })
     }
 
     /// The order was cancelled: every captured payment is refunded, and nothing more is
@@ -256,6 +383,7 @@ impl PaymentAccount {
         for p in &mut next.payments {
             if matches!(p.status, PaymentStatus::Paid | PaymentStatus::Partial) {
                 p.status = PaymentStatus::Refunded;
+                p.refunded_amount = p.paid_amount;
                 p.version += 1;
                 refunded_any = true;
             }
@@ -265,3 +393,6 @@ impl PaymentAccount {
         Some((next, event))
     }
 }
+
+#[cfg(test)]
+mod tests;

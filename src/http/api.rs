@@ -619,7 +619,7 @@ pub async fn add_order(app: &App, req: &Req) -> Result<Out, ApiError> {
     let b: OrderIn = json_body(req)?;
     let items = lines(&b.items_list)?;
     let id = command_id(app, req, "/order/add");
-    let o = app.shop.place_order_with_code(id, &c.customer, &items, b.promo_code.as_deref()).await?;
+    let o = app.shop.place_order_as(id, &c.customer, &items, b.promo_code.as_deref()).await?;
     Out::json(StatusCode::CREATED, &OrderOut::from(&o))
 }
 

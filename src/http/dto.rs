@@ -409,8 +409,11 @@ pub struct PaymentOut {
     pub version: u32,
     /// Asked, minor units.
     pub amount: i64,
-    /// Paid, minor units.
+    /// Taken from the payer, minor units.
     pub paid_amount: i64,
+    /// Owed back to the payer (more than was due, or the order was cancelled), minor units;
+    /// `paidAmount − refundedAmount` is what the store keeps.
+    pub refunded_amount: i64,
     /// Where the shopper pays.
     pub redirect_url: String,
     /// The payment system's id.
@@ -430,6 +433,7 @@ impl PaymentOut {
             version: p.version,
             amount: p.amount.minor(),
             paid_amount: p.paid_amount.minor(),
+            refunded_amount: p.refunded_amount.minor(),
             redirect_url: p.redirect_url.clone(),
             system_pay_id: p.system_pay_id.clone(),
             system_status: p.system_status.clone(),

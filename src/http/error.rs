@@ -120,6 +120,7 @@ impl From<DomainError> for ApiError {
                 message: msg,
                 order_id: None,
             },
+            DomainError::Raced { .. } => ApiError::Conflict { code: "try_again", message: msg, order_id: None },
             DomainError::InsufficientStock { .. } | DomainError::NotBooked { .. } => {
                 ApiError::Conflict { code: "stock", message: msg, order_id: None }
             }

@@ -37,8 +37,12 @@ pub enum Topic {
     NotificationSend,
     /// A promo code was created or used (`Promocode`), keyed by its token.
     PromoEvent,
-    /// An order used a promo code (the `OrderId`), keyed by the code's token.
+    /// A promo code's use was taken, given back or settled (`PromoUse`), keyed by the code's
+    /// token.
     PromoUsed,
+    /// A promo code's hold asks a customer's gate whether its order exists (`HoldCheck`),
+    /// keyed by the customer id.
+    PromoHold,
 }
 
 impl Topic {
@@ -56,6 +60,7 @@ impl Topic {
         Topic::NotificationSend,
         Topic::PromoEvent,
         Topic::PromoUsed,
+        Topic::PromoHold,
     ];
 
     /// The topic's name on the wire.
@@ -73,6 +78,7 @@ impl Topic {
             Topic::NotificationSend => "notification.send",
             Topic::PromoEvent => "promo.event",
             Topic::PromoUsed => "promo.used",
+            Topic::PromoHold => "promo.hold",
         }
     }
 
@@ -86,6 +92,7 @@ impl Topic {
         match self {
             Topic::StockItem => STOCK_ITEM_SCHEMA,
             Topic::OrderEvent => ORDER_EVENT_SCHEMA,
+            Topic::PromoUsed => PROMO_USED_SCHEMA,
             _ => 1,
         }
     }
@@ -153,6 +160,21 @@ pub mod order_v1 {
             fixed_price: old.fixed_price,
             cancel_reason: old.cancel_reason,
         }
+    }
+}
+
+/// Schema of `promo.used` payloads. History: 1 — the `OrderId` that used the code (counted,
+/// never given back); 2 — a `PromoUse`: taken under a hold, released, or settled.
+pub const PROMO_USED_SCHEMA: u16 = 2;
+
+/// Decodes a `promo.used` payload written at any schema version this program knows.
+pub fn decode_promo_use(schema: u16, bytes: &[u8]) -> Result<crate::domain::promo::PromoUse, CodecError> {
+    match schema {
+        2 => codec::from_body("promo.used", bytes),
+        // Version 1 named the order that used the code, before holds existed.
+        1 => codec::from_body::<OrderId>("promo.used v1", bytes)
+            .map(|order| crate::domain::promo::PromoUse::Taken { order, cause: None }),
+        version => Err(CodecError::UnknownSchema { what: Topic::PromoUsed.name().to_owned(), version }),
     }
 }
 

@@ -13,6 +13,9 @@ pub mod relay;
 pub mod store;
 pub mod wal;
 
+#[cfg(test)]
+pub(crate) mod fixtures;
+
 pub use codec::CodecError;
 pub use committer::{Callback, CommitError, CommitResult, CommitStats, Committer};
 pub use envelope::Envelope;

@@ -1,22 +1,11 @@
-//! Golden byte fixtures: the encodings of every schema version, frozen in `tests/fixtures/`.
-//! A missing fixture is written only when `BAZAAR_BLESS=1`; an existing one is never rewritten,
-//! so a change to a frozen type (or to the codec) fails here instead of misreading old data.
-
-use std::path::PathBuf;
+//! Golden byte fixtures: the encodings of every schema version, frozen in `tests/fixtures/`
+//! (see `persistence::fixtures`).
 
 use super::v1::{StockChangeV1, StockItemEventV1};
 use super::*;
 use crate::domain::{MessageId, NodeId};
 use crate::persistence::envelope::Envelope;
-
-fn fixture(name: &str, fresh: &[u8]) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
-    if !path.exists() && std::env::var("BAZAAR_BLESS").as_deref() == Ok("1") {
-        std::fs::write(&path, fresh).unwrap();
-    }
-    std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("fixture {} missing ({e}); run with BAZAAR_BLESS=1 once", path.display()))
-}
+use crate::persistence::fixtures::fixture;
 
 fn levels() -> StockLevels {
     StockLevels {
@@ -163,4 +152,19 @@ fn every_topic_round_trips_its_name() {
     for t in Topic::ALL {
         assert_eq!(Topic::parse(t.name()), Some(*t));
     }
+}
+
+#[test]
+fn a_v1_promo_use_is_read_as_taken_without_a_hold() {
+    use crate::domain::promo::PromoUse;
+    let fresh = codec::to_body("v1", &order(), 1024).unwrap();
+    let golden = fixture("promo_used_v1.bin", &fresh);
+    assert_eq!(golden, fresh, "schema 1 encoding changed: frozen types must not change");
+    assert_eq!(decode_promo_use(1, &golden).unwrap(), PromoUse::Taken { order: order(), cause: None });
+    let v2 = PromoUse::Released { order: order() };
+    let fresh = encode(&v2).unwrap();
+    let golden = fixture("promo_used_v2_released.bin", &fresh);
+    assert_eq!(golden, fresh, "schema 2 encoding changed: bump PROMO_USED_SCHEMA and add an upcaster");
+    assert_eq!(decode_promo_use(2, &golden).unwrap(), v2);
+    assert!(decode_promo_use(3, &golden).is_err());
 }

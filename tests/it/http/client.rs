@@ -170,6 +170,16 @@ impl Srv {
 
     /// Signs a customer up and returns a token for them.
     pub async fn customer(&self, email: &str) -> String {
+        self.customer_named(email).await
+    }
+
+    /// Signs a customer up and returns a token for them (an owned future, for `join_all`).
+    pub fn customer_named(&self, email: &str) -> impl std::future::Future<Output = String> + '_ {
+        let email = email.to_owned();
+        async move { self.sign_up(&email).await }
+    }
+
+    async fn sign_up(&self, email: &str) -> String {
         let a = self
             .post(
                 "/customer",
