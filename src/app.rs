@@ -28,6 +28,8 @@ pub struct AppOptions {
     pub http: SocketAddr,
     /// The JWT signing key (default: generated and kept in the data directory).
     pub jwt_secret: Option<Vec<u8>>,
+    /// The HTTP front's settings (`[http]` of the cluster file).
+    pub front: crate::config::HttpConfig,
 }
 
 /// Why a node could not start.
@@ -195,6 +197,8 @@ pub async fn start(opts: AppOptions) -> Result<Running, AppError> {
         metrics: metrics_text,
         self_url: std::sync::RwLock::new(http::base_url(addr)),
         idempotency_locks: Default::default(),
+        hashes: crate::passwords::HashPool::for_this_machine(),
+        trusted_proxies: opts.front.trusted_proxies.clone(),
     });
     let (stop, mut stop_rx) = watch::channel(false);
     let server = tokio::spawn(http::serve(listener, app.clone(), async move {

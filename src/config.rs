@@ -103,6 +103,39 @@ pub struct NotificationsConfig {
     pub sms_url: Option<String>,
 }
 
+/// The payment system (`[payments]`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentsConfig {
+    /// Whether the built-in sandbox takes payments (default). Turn it off where a real payment
+    /// system is used: its pages then answer 404.
+    #[serde(default = "default_sandbox")]
+    pub sandbox: bool,
+    /// The real payment system's hosted checkout, `{id}` standing for the payment id (needed
+    /// when the sandbox is off). It calls `/pay/callback` signed with the payment secret.
+    pub checkout_url: Option<String>,
+}
+
+fn default_sandbox() -> bool {
+    true
+}
+
+impl Default for PaymentsConfig {
+    fn default() -> Self {
+        Self { sandbox: true, checkout_url: None }
+    }
+}
+
+/// The HTTP front (`[http]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Proxies in front of the node whose `X-Forwarded-For` is believed (their addresses).
+    /// From anyone else the client is the TCP peer, whatever a header says.
+    #[serde(default)]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+}
+
 /// One node (`[[node]]`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -135,6 +168,12 @@ pub struct ClusterConfig {
     /// Notification channels.
     #[serde(default)]
     pub notifications: NotificationsConfig,
+    /// The payment system.
+    #[serde(default)]
+    pub payments: PaymentsConfig,
+    /// The HTTP front.
+    #[serde(default)]
+    pub http: HttpConfig,
     /// The nodes.
     #[serde(rename = "node")]
     pub nodes: Vec<NodeConfig>,
@@ -187,6 +226,8 @@ impl ClusterConfig {
             storage: StorageConfig::default(),
             entities: EntitiesConfig::default(),
             notifications: NotificationsConfig::default(),
+            payments: PaymentsConfig::default(),
+            http: HttpConfig::default(),
             nodes: vec![NodeConfig {
                 name,
                 cluster_addr: SocketAddr::from(([127, 0, 0, 1], 7400)),
@@ -231,6 +272,18 @@ impl ClusterConfig {
             if crate::domain::CustomerId::parse(from).is_err() {
                 return Err(invalid("notifications.smtp_from", "an e-mail address is needed with smtp"));
             }
+        }
+        match (&self.payments.checkout_url, self.payments.sandbox) {
+            (None, false) => {
+                return Err(invalid(
+                    "payments.checkout_url",
+                    "needed when the sandbox is off (payments.sandbox = false)",
+                ))
+            }
+            (Some(url), _) if !(url.starts_with("https://") || url.starts_with("http://")) || !url.contains("{id}") => {
+                return Err(invalid("payments.checkout_url", "an http(s) URL with {id} where the payment id goes"));
+            }
+            _ => {}
         }
         if let Some(url) = &self.notifications.sms_url {
             if !url.starts_with("http://") || url.len() <= "http://".len() {

@@ -148,6 +148,14 @@ pub const PAYMENT_TIMEOUT_MS: u64 = 15 * 60 * 1000;
 /// How often the order service's supervisor looks for due saga deadlines, ms.
 pub const TIMER_TICK_MS: u64 = 50;
 
+/// Most password hashes computed at once (argon2id takes ~19 MiB and tens of ms each); the
+/// pool is one per core up to this.
+pub const PASSWORD_HASH_WORKERS_MAX: usize = 8;
+
+/// Password checks waiting per hashing worker before more are refused (429 with Retry-After):
+/// at ~50 ms a hash, a waiter is answered within a fraction of a second.
+pub const PASSWORD_HASH_QUEUE_PER_WORKER: usize = 4;
+
 /// Longest human text stored in a record (a dead letter's reason, an error message), in bytes.
 pub const REASON_BYTES_MAX: usize = 1_024;
 

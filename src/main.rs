@@ -208,9 +208,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let mut front = bazaar::config::HttpConfig::default();
     let (mut opts, mut http) = match &args.config {
         Some(path) => {
             let cfg = ClusterConfig::load(path)?;
+            front = cfg.http.clone();
             let name = match &args.node {
                 Some(n) => n.clone(),
                 None if cfg.nodes.len() == 1 => cfg.nodes[0].name.to_string(),
@@ -234,14 +236,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         opts.payment_secret = s.into_bytes();
     }
     let http = http.unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 8080)));
-    let mut running = bazaar::app::start(bazaar::app::AppOptions { node: opts, http, jwt_secret: None })
+    let mut running = bazaar::app::start(bazaar::app::AppOptions { node: opts, http, jwt_secret: None, front })
         .await
         .map_err(|e| match e {
-            bazaar::app::AppError::Node(bazaar::node::NodeError::Store(
-                s @ bazaar::persistence::StoreError::Locked(_),
-            )) => anyhow!("{s}"),
-            other => anyhow!("cannot start the node: {other}"),
-        })?;
+        bazaar::app::AppError::Node(bazaar::node::NodeError::Store(s @ bazaar::persistence::StoreError::Locked(_))) => {
+            anyhow!("{s}")
+        }
+        other => anyhow!("cannot start the node: {other}"),
+    })?;
     if args.demo {
         bazaar::demo::seed(&running.shop, |p| bazaar::passwords::hash(p).map_err(|e| e.to_string()))
             .await

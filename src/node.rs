@@ -80,6 +80,8 @@ pub struct NodeOptions {
     pub channels: Arc<Channels>,
     /// The payment sandbox's callback secret.
     pub payment_secret: Vec<u8>,
+    /// The payment system: the sandbox, or an external hosted checkout.
+    pub payments: crate::config::PaymentsConfig,
 }
 
 impl NodeOptions {
@@ -98,6 +100,7 @@ impl NodeOptions {
             deadlines: Deadlines { booking_ms: BOOKING_TIMEOUT_MS, payment_ms: PAYMENT_TIMEOUT_MS },
             channels: Arc::new(Channels::default()),
             payment_secret: Vec::new(),
+            payments: crate::config::PaymentsConfig::default(),
         }
     }
 
@@ -114,6 +117,7 @@ impl NodeOptions {
         };
         o.entities =
             EntityConfig { live_max: cfg.entities.live_max, idle_ms: cfg.entities.idle_ms, ..EntityConfig::default() };
+        o.payments = cfg.payments.clone();
         let n = &cfg.notifications;
         let smtp = n.smtp_endpoint().map_err(|e| NodeError::Config(format!("notifications.smtp: {e}")))?;
         o.channels = Arc::new(Channels {

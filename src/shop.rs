@@ -14,7 +14,8 @@ use crate::actors::entity::EntityKind;
 use crate::actors::notification::{NotificationsKind, NotificationsQuery, SendRecordKind};
 use crate::actors::order::{GateCommand, GateKind, GateReply, OrderCommand, OrderKind, PriceKind, PriceQuery};
 use crate::actors::payment::{
-    self, CallbackError, PaymentAccountKind, PaymentCommand, PaymentReply, PaymentSystem, Sandbox,
+    self, CallbackError, HostedCheckout, PaymentAccountKind, PaymentCommand, PaymentLinks, PaymentReply, PaymentSystem,
+    Sandbox,
 };
 use crate::actors::promo::{OrderPromoKind, PromoCommand, PromoKind, PromoQuery};
 use crate::actors::shipping::{ShipmentKind, ShippingCommand};
@@ -84,7 +85,10 @@ pub struct Shop {
     promos: Service<PromoKind>,
     order_promos: Service<OrderPromoKind>,
     idempotency: Service<crate::actors::idempotency::IdempotencyKind>,
-    payment_system: Arc<Sandbox>,
+    payment_system: Arc<dyn PaymentSystem>,
+    payment_links: PaymentLinks,
+    sandbox: Option<Arc<Sandbox>>,
+    callback_secret: Arc<[u8]>,
     deadlines: Deadlines,
     store: Store,
     clock: Arc<dyn Clock>,
@@ -100,6 +104,13 @@ impl Shop {
     /// The shop of a node started with `NodeBuilder::store`.
     pub fn new(node: &Node) -> Result<Shop, EngineError> {
         let o = node.options();
+        let (payment_system, sandbox): (Arc<dyn PaymentSystem>, _) = match &o.payments.checkout_url {
+            Some(url) if !o.payments.sandbox => (Arc::new(HostedCheckout::new(url, &o.payment_secret)), None),
+            _ => {
+                let s = Arc::new(Sandbox::new(&o.payment_secret));
+                (s.clone(), Some(s))
+            }
+        };
         Ok(Shop {
             products: need(node)?,
             stock_levels: need(node)?,
@@ -117,7 +128,10 @@ impl Shop {
             promos: need(node)?,
             order_promos: need(node)?,
             idempotency: need(node)?,
-            payment_system: Arc::new(Sandbox::new(&o.payment_secret)),
+            payment_links: PaymentLinks::of(payment_system.clone()),
+            payment_system,
+            sandbox,
+            callback_secret: o.payment_secret.clone().into(),
             deadlines: o.deadlines,
             store: node.store().clone(),
             clock: o.clock.clone(),
@@ -130,9 +144,9 @@ impl Shop {
         &self.items
     }
 
-    /// The payment system (the sandbox).
-    pub fn payment_system(&self) -> &Sandbox {
-        &self.payment_system
+    /// The built-in sandbox payment system, unless the store uses an external one.
+    pub fn sandbox(&self) -> Option<&Sandbox> {
+        self.sandbox.as_deref()
     }
 
     /// Adds a product to the catalogue.
@@ -531,7 +545,7 @@ impl Shop {
         loop {
             // Watch the account before asking, so a booking that lands in between still wakes us.
             let mut changes = self.payments.subscribe(order).await?;
-            let cmd = PaymentCommand::Open { redirect_template: self.payment_system.redirect_template() };
+            let cmd = PaymentCommand::Open { links: self.payment_links.clone() };
             match self.payments.command(order, new_id(), cmd).await? {
                 Ok(PaymentReply::Payment(p)) => return Ok(p),
                 Ok(PaymentReply::Account(_)) => {
@@ -561,7 +575,8 @@ impl Shop {
         }
     }
 
-    /// The sandbox's signed callback body for a payment (what its page posts).
+    /// The sandbox's signed callback body for a payment (what its page posts; signed with the
+    /// callback secret the store shares with its payment system).
     pub fn sandbox_callback(&self, payment: &Payment, succeeded: bool, amount: i64) -> (Vec<u8>, String) {
         let body = serde_json::json!({
             "paymentId": payment.id.as_str(),
@@ -571,7 +586,7 @@ impl Shop {
         })
         .to_string()
         .into_bytes();
-        let sig = self.payment_system.sign(&body);
+        let sig = payment::sign(&self.callback_secret, &body);
         (body, sig)
     }
 

@@ -641,8 +641,10 @@ fn shop_step(sim: &mut Sim, s: &mut Shopper, deadlines: Deadlines, callbacks: &m
                 s.current = None;
             }
             _ => {
-                let opened =
-                    sim.command::<PaymentAccountKind>(&order, PaymentCommand::Open { redirect_template: redirect });
+                let opened = sim.command::<PaymentAccountKind>(
+                    &order,
+                    PaymentCommand::Open { links: crate::actors::payment::PaymentLinks::template(&redirect) },
+                );
                 match opened {
                     Ok(PaymentReply::Payment(p)) => {
                         let c = callback(sim, &p);

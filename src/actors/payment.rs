@@ -26,16 +26,40 @@ fn permanent(e: impl std::fmt::Display) -> DeliveryError {
 pub trait PaymentSystem: Send + Sync + 'static {
     /// Its name (for logs).
     fn name(&self) -> &'static str;
-    /// Where the shopper pays payment `id`: a URL with `{id}` in it.
-    fn redirect_template(&self) -> String;
+    /// Where the shopper pays payment `id`.
+    fn redirect_url(&self, id: &PaymentId) -> String;
     /// Whether `signature` is this system's signature of `body`.
     fn verify(&self, body: &[u8], signature: &str) -> bool;
 }
 
-/// The built-in sandbox payment system.
+/// Hex of HMAC-SHA256 of `body` under `secret`.
+pub fn sign(secret: &[u8], body: &[u8]) -> String {
+    hex::encode(mac(secret, body).finalize().into_bytes())
+}
+
+fn mac(secret: &[u8], body: &[u8]) -> Hmac<Sha256> {
+    // HMAC takes a key of any length.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC accepts any key length");
+    mac.update(body);
+    mac
+}
+
+/// Whether `signature` (hex) is the HMAC-SHA256 of `body` under `secret`, compared in constant
+/// time.
+fn verify_hex(secret: &[u8], body: &[u8], signature: &str) -> bool {
+    let Ok(sig) = hex::decode(signature.trim()) else { return false };
+    mac(secret, body).verify_slice(&sig).is_ok()
+}
+
+/// The built-in sandbox payment system. Its page for a payment is a capability URL: it carries
+/// a key derived from the payment id under the store's secret, so only who was given the link
+/// (the shopper, by `/pay/redirectUrl`) can open it or act on it.
 pub struct Sandbox {
     secret: Vec<u8>,
 }
+
+/// Hex digits of a sandbox link key (128 bits).
+const LINK_KEY_HEX_LEN: usize = 32;
 
 impl Sandbox {
     /// A sandbox signing with `secret`.
@@ -47,14 +71,20 @@ impl Sandbox {
     pub fn sign(&self, body: &[u8]) -> String {
         sign(&self.secret, body)
     }
-}
 
-/// Hex of HMAC-SHA256 of `body` under `secret`.
-pub fn sign(secret: &[u8], body: &[u8]) -> String {
-    // HMAC takes a key of any length.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC accepts any key length");
-    mac.update(body);
-    hex::encode(mac.finalize().into_bytes())
+    /// The key of payment `id`'s page.
+    pub fn link_key(&self, id: &PaymentId) -> String {
+        let mut k = sign(&self.secret, format!("sandbox-link:{id}").as_bytes());
+        k.truncate(LINK_KEY_HEX_LEN);
+        k
+    }
+
+    /// Whether `key` opens payment `id`'s page (compared in constant time).
+    pub fn check_link(&self, id: &PaymentId, key: &str) -> bool {
+        let Ok(given) = hex::decode(key) else { return false };
+        given.len() * 2 == LINK_KEY_HEX_LEN
+            && mac(&self.secret, format!("sandbox-link:{id}").as_bytes()).verify_truncated_left(&given).is_ok()
+    }
 }
 
 impl PaymentSystem for Sandbox {
@@ -62,18 +92,78 @@ impl PaymentSystem for Sandbox {
         "sandbox"
     }
 
-    fn redirect_template(&self) -> String {
-        "/sandbox/pay/{id}".into()
+    fn redirect_url(&self, id: &PaymentId) -> String {
+        format!("/sandbox/pay/{id}?key={}", self.link_key(id))
     }
 
     fn verify(&self, body: &[u8], signature: &str) -> bool {
-        let Ok(sig) = hex::decode(signature.trim()) else { return false };
-        let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret) else { return false };
-        mac.update(body);
-        // Constant-time comparison.
-        mac.verify_slice(&sig).is_ok()
+        verify_hex(&self.secret, body, signature)
     }
 }
+
+/// An external payment system's hosted checkout: the shopper goes to its URL (`{id}` is the
+/// payment id), and it calls back signed with the shared secret. Used when the sandbox is off.
+pub struct HostedCheckout {
+    url_template: String,
+    secret: Vec<u8>,
+}
+
+impl HostedCheckout {
+    /// A checkout at `url_template` (with `{id}` in it) calling back under `secret`.
+    pub fn new(url_template: &str, secret: &[u8]) -> Self {
+        Self { url_template: url_template.to_owned(), secret: secret.to_vec() }
+    }
+}
+
+impl PaymentSystem for HostedCheckout {
+    fn name(&self) -> &'static str {
+        "hosted checkout"
+    }
+
+    fn redirect_url(&self, id: &PaymentId) -> String {
+        self.url_template.replace("{id}", id.as_str())
+    }
+
+    fn verify(&self, body: &[u8], signature: &str) -> bool {
+        verify_hex(&self.secret, body, signature)
+    }
+}
+
+/// How a payment account names where its payments are paid (the payment system's URLs).
+#[derive(Clone)]
+pub struct PaymentLinks(std::sync::Arc<dyn Fn(&PaymentId) -> String + Send + Sync>);
+
+impl PaymentLinks {
+    /// The links of a payment system.
+    pub fn of(system: std::sync::Arc<dyn PaymentSystem>) -> Self {
+        Self(std::sync::Arc::new(move |id: &PaymentId| system.redirect_url(id)))
+    }
+
+    /// Links from a template with `{id}` in it.
+    pub fn template(t: &str) -> Self {
+        let t = t.to_owned();
+        Self(std::sync::Arc::new(move |id: &PaymentId| t.replace("{id}", id.as_str())))
+    }
+
+    /// The URL of payment `id`.
+    pub fn url(&self, id: &PaymentId) -> String {
+        (self.0)(id)
+    }
+}
+
+impl std::fmt::Debug for PaymentLinks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PaymentLinks")
+    }
+}
+
+impl PartialEq for PaymentLinks {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for PaymentLinks {}
 
 /// The callback body a payment system posts (API.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -123,8 +213,8 @@ pub fn read_callback(system: &dyn PaymentSystem, body: &[u8], signature: &str) -
 pub enum PaymentCommand {
     /// Open a payment for what is due (or return the one in progress).
     Open {
-        /// The payment system's redirect URL with `{id}` in it.
-        redirect_template: String,
+        /// Where the payment system takes the shopper.
+        links: PaymentLinks,
     },
     /// A verified callback.
     Callback(Callback),
@@ -216,9 +306,7 @@ impl EntityKind for PaymentAccountKind {
     fn on_command(_key: &OrderId, state: &PaymentAccount, cmd: PaymentCommand, ctx: &Ctx) -> CommandOutcome<Self> {
         let result = match cmd {
             PaymentCommand::Get => return CommandOutcome::Unchanged(Ok(PaymentReply::Account(state.clone()))),
-            PaymentCommand::Open { redirect_template } => {
-                state.open(ctx, &|id: &PaymentId| redirect_template.replace("{id}", id.as_str()))
-            }
+            PaymentCommand::Open { links } => state.open(ctx, &|id: &PaymentId| links.url(id)),
             PaymentCommand::Callback(c) => state.callback(&c),
         };
         match result {

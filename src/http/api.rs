@@ -19,7 +19,7 @@ use crate::domain::customer::ProfileChange;
 use crate::domain::order::Canceller;
 use crate::domain::saga::{OrderStatus, ShipmentStatus};
 use crate::domain::stock::Dimensions;
-use crate::domain::{Currency, CustomerId, MessageId, Money, OrderId, PaymentId, Qty, Sku};
+use crate::domain::{Currency, CustomerId, MessageId, Money, OrderId, Qty, Sku};
 use crate::shop::new_id;
 
 /// How long `/pay/redirectUrl` waits for an order's booking.
@@ -82,7 +82,7 @@ pub fn allowed_methods(template: Option<&str>) -> Option<String> {
 }
 
 /// The path parameter at position `i` (percent-decoded).
-fn param(req: &Req, i: usize) -> String {
+pub(crate) fn param(req: &Req, i: usize) -> String {
     let raw = segments(&req.path).get(i).copied().unwrap_or("");
     percent_decode(raw)
 }
@@ -137,15 +137,21 @@ pub async fn dispatch(app: &App, template: Option<&'static str>, req: Req) -> Re
         ("/pay/redirectUrl", Method::GET) => redirect_url(app, &req).await,
         ("/payments/{orderId}", Method::GET) => payments(app, &req).await,
         ("/pay/callback", Method::POST) => callback(app, &req).await,
-        ("/sandbox/pay/{paymentId}", Method::GET) => sandbox_page(app, &req).await,
-        ("/sandbox/pay/{paymentId}", Method::POST) => sandbox_act(app, &req).await,
+        ("/sandbox/pay/{paymentId}", Method::GET) => super::sandbox::page(app, &req).await,
+        ("/sandbox/pay/{paymentId}", Method::POST) => super::sandbox::act(app, &req).await,
         ("/shipping/{id}", Method::GET) => get_shipping(app, &req).await,
         ("/shipping/{id}/status", Method::POST) => ship(app, &req).await,
         ("/calcPrice", Method::POST) => calc_price(app, &req).await,
         ("/promocode", Method::POST) => idempotent(app, &req, t, true, post_promocode(app, &req)).await,
         ("/promocodes", Method::GET) => list_promocodes(app, &req).await,
         ("/health", Method::GET) => health(app).await,
-        ("/metrics", Method::GET) => Ok(Out::Text(StatusCode::OK, (app.metrics)(), "text/plain; version=0.0.4")),
+        ("/metrics", Method::GET) => {
+            metrics::gauge!("password_hash_workers").set(app.hashes.workers() as f64);
+            metrics::gauge!("password_hashes_in_flight").set(app.hashes.in_flight() as f64);
+            metrics::gauge!("password_hashes_in_flight_peak").set(app.hashes.peak() as f64);
+            metrics::gauge!("password_hashes_refused_total").set(app.hashes.refused() as f64);
+            Ok(Out::Text(StatusCode::OK, (app.metrics)(), "text/plain; version=0.0.4"))
+        }
         ("/cluster", Method::GET) => cluster(app, &req).await,
         ("/notifications", Method::GET) => notifications(app, &req).await,
         ("/invariants", Method::GET) => invariants(app, &req).await,
@@ -297,22 +303,34 @@ fn command_id(app: &App, req: &Req, route: &str) -> MessageId {
     }
 }
 
+/// A hash of no one's password: an unknown account is checked against it, so that a login for
+/// an account that does not exist takes as long as one that does (no enumeration by timing).
 fn dummy_hash() -> &'static str {
     static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     HASH.get_or_init(|| crate::passwords::hash("not-a-real-password").unwrap_or_default())
 }
 
-async fn verify_password(password: String, hash: String) -> bool {
-    tokio::task::spawn_blocking(move || crate::passwords::verify(&password, &hash)).await.unwrap_or(false)
+fn pool_error(e: crate::passwords::PoolError) -> ApiError {
+    match e {
+        crate::passwords::PoolError::Busy => ApiError::TooManyRequests(1),
+        crate::passwords::PoolError::Failed => ApiError::Internal(e.to_string()),
+    }
 }
 
-async fn hash_password(password: String) -> Result<String, ApiError> {
-    match tokio::task::spawn_blocking(move || crate::passwords::hash(&password)).await {
-        Ok(Ok(h)) => Ok(h),
-        Ok(Err(crate::passwords::PasswordError::Length)) => {
+/// Checks a password on the bounded hashing pool (`None`: check it against no one's).
+async fn verify_password(app: &App, password: String, hash: Option<String>) -> Result<bool, ApiError> {
+    app.hashes
+        .run(move || crate::passwords::verify(&password, hash.as_deref().unwrap_or_else(|| dummy_hash())))
+        .await
+        .map_err(pool_error)
+}
+
+async fn hash_password(app: &App, password: String) -> Result<String, ApiError> {
+    match app.hashes.run(move || crate::passwords::hash(&password)).await.map_err(pool_error)? {
+        Ok(h) => Ok(h),
+        Err(crate::passwords::PasswordError::Length) => {
             Err(ApiError::Unprocessable("a password has 8 to 256 characters".into()))
         }
-        Ok(Err(e)) => Err(ApiError::Internal(e.to_string())),
         Err(e) => Err(ApiError::Internal(e.to_string())),
     }
 }
@@ -325,21 +343,21 @@ async fn hash_password(password: String) -> Result<String, ApiError> {
 pub async fn token(app: &App, req: &Req) -> Result<Out, ApiError> {
     let (email, password) = basic_credentials(req.header("authorization"))?;
     let account = email.trim().to_ascii_lowercase();
-    app.auth.check_throttle(&account, now(app))?;
+    app.auth.check_throttle(&account, req.client, now(app))?;
     let user = match CustomerId::parse(&email) {
         Ok(id) => app.shop.user(&id).await.ok(),
         Err(_) => None,
     };
-    let hash = user.as_ref().map_or_else(|| dummy_hash().to_owned(), |u| u.password_hash.clone());
-    let ok = verify_password(password, hash).await && user.is_some();
+    let hash = user.as_ref().map(|u| u.password_hash.clone());
+    let ok = verify_password(app, password, hash).await? && user.is_some();
     let Some(user) = user.filter(|_| ok) else {
-        app.auth.login_failed(&account, now(app));
+        app.auth.login_failed(&account, req.client, now(app));
         return Err(ApiError::Unauthorized("wrong e-mail or password".into()));
     };
     if !user.is_enable {
         return Err(ApiError::Unauthorized("the account is disabled".into()));
     }
-    app.auth.login_succeeded(&account);
+    app.auth.login_succeeded(&account, req.client);
     let (token, exp) = app.auth.issue(&user, now(app))?;
     Out::json(
         StatusCode::OK,
@@ -400,7 +418,7 @@ pub async fn create_user(app: &App, req: &Req) -> Result<Out, ApiError> {
     let id = CustomerId::parse(&b.email)
         .map_err(|_| ApiError::Unprocessable("email is not a valid e-mail address".into()))?;
     let role = Role::parse(&b.role).ok_or_else(|| ApiError::Unprocessable(format!("unknown role {:?}", b.role)))?;
-    let hash = hash_password(b.password).await?;
+    let hash = hash_password(app, b.password).await?;
     let u = app.shop.create_user(&id, hash, role).await?;
     Out::json(
         StatusCode::CREATED,
@@ -443,7 +461,7 @@ pub async fn post_customer(app: &App, req: &Req) -> Result<Out, ApiError> {
             order_id: None,
         });
     }
-    let hash = hash_password(b.password).await?;
+    let hash = hash_password(app, b.password).await?;
     app.shop.create_user(&id, hash, Role::Customer).await?;
     let c = match app.shop.register_customer(&id, &b.name, &b.last_name, comms).await {
         Ok(c) => c,
@@ -757,70 +775,6 @@ pub async fn callback(app: &App, req: &Req) -> Result<Out, ApiError> {
     let sig = req.header("x-signature").ok_or_else(|| ApiError::Unauthorized("X-Signature is missing".into()))?;
     app.shop.callback(&req.body, sig).await?;
     Ok(Out::Empty(StatusCode::NO_CONTENT))
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
-async fn sandbox_payment(app: &App, req: &Req) -> Result<crate::domain::payment::Payment, ApiError> {
-    let raw = param(req, 2);
-    let not_found = || ApiError::NotFound(format!("payment {raw} not found"));
-    let id = PaymentId::parse(&raw).map_err(|_| not_found())?;
-    let order = id.order().ok_or_else(not_found)?;
-    let account = app.shop.payments(&order).await.map_err(|_| not_found())?;
-    account.payments.into_iter().find(|p| p.id == id).ok_or_else(not_found)
-}
-
-/// The sandbox payment system's page: pay in full, pay part, or fail.
-#[utoipa::path(get, path = "/sandbox/pay/{paymentId}", tag = "payment", params(("paymentId" = String, Path)),
-    responses((status = 200, content_type = "text/html", body = String), (status = 404, body = ErrorBody)))]
-pub async fn sandbox_page(app: &App, req: &Req) -> Result<Out, ApiError> {
-    let p = sandbox_payment(app, req).await?;
-    let id = html_escape(p.id.as_str());
-    let html = format!(
-        "<!doctype html><html><head><meta charset=utf-8><title>Sandbox payment {id}</title></head><body>\
-         <h1>Sandbox payment system</h1><p>Payment <code>{id}</code>: {amount} — status {status}</p>\
-         <form method=post><button name=action value=full>Pay in full</button> \
-         <button name=action value=part>Pay part</button> <button name=action value=fail>Fail</button></form></body></html>",
-        amount = html_escape(&p.amount.to_string()),
-        status = p.status.name()
-    );
-    Ok(Out::Html(StatusCode::OK, html))
-}
-
-/// The sandbox acts: it calls `/pay/callback` over HTTP, signed, as an external system would.
-#[utoipa::path(post, path = "/sandbox/pay/{paymentId}", tag = "payment", params(("paymentId" = String, Path)),
-    request_body(content = SandboxForm, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, content_type = "text/html", body = String), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn sandbox_act(app: &App, req: &Req) -> Result<Out, ApiError> {
-    let form: SandboxForm =
-        serde_urlencoded::from_bytes(&req.body).map_err(|e| ApiError::BadRequest(format!("bad form: {e}")))?;
-    let p = sandbox_payment(app, req).await?;
-    let (ok, amount) = match form.action.as_str() {
-        "full" => (true, p.amount.minor()),
-        "part" => (true, (p.amount.minor() / 2).max(1)),
-        "fail" => (false, 0),
-        a => return Err(ApiError::BadRequest(format!("action {a:?} is not full, part or fail"))),
-    };
-    let (body, sig) = app.shop.sandbox_callback(&p, ok, amount);
-    let url = format!("{}/pay/callback", app.self_url.read().map(|u| u.clone()).unwrap_or_default());
-    let sent = tokio::task::spawn_blocking(move || {
-        ureq::post(&url)
-            .timeout(Duration::from_secs(10))
-            .set("content-type", "application/json")
-            .set("x-signature", &sig)
-            .send_bytes(&body)
-            .map(|r| r.status())
-            .map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let msg = match sent {
-        Ok(s) => format!("The sandbox told the store ({s}). You can close this page."),
-        Err(e) => format!("The sandbox could not reach the store: {}", html_escape(&e)),
-    };
-    Ok(Out::Html(StatusCode::OK, format!("<!doctype html><html><body><p>{msg}</p></body></html>")))
 }
 
 // ---- shipping ----

@@ -1,7 +1,10 @@
 //! Tokens and roles: HS256 JWTs (and nothing else: `alg: none` or any other algorithm is refused),
-//! revocation until expiry, and throttling of repeated failed logins per account.
+//! revocation until expiry, and throttling of repeated failed logins: per account from one
+//! client address (guessing one account is slowed, while its owner elsewhere still gets in),
+//! and per client address across accounts (trying many accounts once each is slowed too).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Mutex, RwLock};
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -15,12 +18,17 @@ use crate::domain::CustomerId;
 pub const TOKEN_TTL_MS: u64 = 60 * 60 * 1000;
 /// A token this close to expiry is replaced by `/checkToken`, ms.
 pub const TOKEN_REFRESH_WINDOW_MS: u64 = 10 * 60 * 1000;
-/// Failed logins of one account before it is throttled.
+/// Failed logins of one account from one client address before they are throttled.
 const LOGIN_FAILURES_FREE: u32 = 5;
+/// Failed logins from one client address, over all accounts, before it is throttled.
+const CLIENT_FAILURES_FREE: u32 = 20;
 /// Longest throttle, s.
 const LOGIN_LOCK_S_MAX: u64 = 15 * 60;
-/// Accounts whose failures are remembered at once (oldest forgotten first).
-const THROTTLED_ACCOUNTS_MAX: usize = 100_000;
+/// Failures are forgotten this long after the last one, ms.
+const LOGIN_FAILURE_MEMORY_MS: u64 = 15 * 60 * 1000;
+/// Keys whose failures are remembered at once, per kind of key (past it, forgotten ones and then
+/// some others make room: memory stays bounded whatever an attacker sends).
+const THROTTLED_KEYS_MAX: usize = 100_000;
 
 /// What a token says.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -78,12 +86,65 @@ struct Failures {
     last_ms: u64,
 }
 
+/// Failed logins per key: past `free` of them, each further failure locks the key for 1, 2, 4,
+/// … s (at most `LOGIN_LOCK_S_MAX`); all is forgotten `LOGIN_FAILURE_MEMORY_MS` after the last.
+struct Throttle {
+    free: u32,
+    keys: Mutex<HashMap<String, Failures>>,
+}
+
+impl Throttle {
+    fn new(free: u32) -> Self {
+        Self { free, keys: Mutex::new(HashMap::new()) }
+    }
+
+    /// `Err(seconds)` while `key` is locked.
+    fn check(&self, key: &str, now_ms: u64) -> Result<(), u64> {
+        match lock(&self.keys).get(key) {
+            Some(f) if f.locked_until_ms > now_ms => Err((f.locked_until_ms - now_ms).div_ceil(1000)),
+            _ => Ok(()),
+        }
+    }
+
+    fn failed(&self, key: &str, now_ms: u64) {
+        let mut m = lock(&self.keys);
+        if m.len() >= THROTTLED_KEYS_MAX && !m.contains_key(key) {
+            m.retain(|_, f| f.locked_until_ms > now_ms || f.last_ms + LOGIN_FAILURE_MEMORY_MS > now_ms);
+            if m.len() >= THROTTLED_KEYS_MAX {
+                // Still full of live keys: forget a tenth of them (whichever), so each insert
+                // costs O(1) amortised however the attacker picks keys.
+                let drop: Vec<String> = m.keys().take(THROTTLED_KEYS_MAX / 10).cloned().collect();
+                for k in drop {
+                    m.remove(&k);
+                }
+            }
+        }
+        let f = m.entry(key.to_owned()).or_default();
+        if f.last_ms + LOGIN_FAILURE_MEMORY_MS <= now_ms {
+            *f = Failures::default();
+        }
+        f.count = f.count.saturating_add(1);
+        f.last_ms = now_ms;
+        if f.count >= self.free {
+            let exp = (f.count - self.free).min(20);
+            f.locked_until_ms = now_ms + (1u64 << exp).min(LOGIN_LOCK_S_MAX) * 1000;
+        }
+    }
+
+    fn clear(&self, key: &str) {
+        lock(&self.keys).remove(key);
+    }
+}
+
 /// Token issuing and checking, revocations, login throttling.
 pub struct Auth {
     enc: EncodingKey,
     dec: DecodingKey,
     revoked: RwLock<HashMap<String, u64>>,
-    failures: Mutex<HashMap<String, Failures>>,
+    /// Failures of one account from one client address.
+    account_at_client: Throttle,
+    /// Failures from one client address, over all accounts.
+    client: Throttle,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -97,7 +158,8 @@ impl Auth {
             enc: EncodingKey::from_secret(secret),
             dec: DecodingKey::from_secret(secret),
             revoked: RwLock::new(HashMap::new()),
-            failures: Mutex::new(HashMap::new()),
+            account_at_client: Throttle::new(LOGIN_FAILURES_FREE),
+            client: Throttle::new(CLIENT_FAILURES_FREE),
         }
     }
 
@@ -122,7 +184,7 @@ impl Auth {
         v.leeway = 0;
         v.set_required_spec_claims(&["exp", "sub"]);
         let data = jsonwebtoken::decode::<Claims>(token, &self.dec, &v)
-            .map_err(|e| ApiError::Unauthorized(format!("invalid token: {e}")))?;
+            .map_err(|e| ApiError::Unauthorized(token_error(e.kind()).into()))?;
         let c = data.claims;
         let exp_ms = c.exp.saturating_mul(1000);
         if exp_ms <= now_ms {
@@ -144,37 +206,40 @@ impl Auth {
         r.insert(jti.to_owned(), exp_ms);
     }
 
-    /// Refuses a login attempt for `account` while it is throttled.
-    pub fn check_throttle(&self, account: &str, now_ms: u64) -> Result<(), ApiError> {
-        let f = lock(&self.failures).get(account).copied().unwrap_or_default();
-        if f.locked_until_ms > now_ms {
-            return Err(ApiError::TooManyRequests((f.locked_until_ms - now_ms).div_ceil(1000)));
-        }
-        Ok(())
+    /// Refuses a login attempt for `account` from `client` while either is throttled.
+    pub fn check_throttle(&self, account: &str, client: IpAddr, now_ms: u64) -> Result<(), ApiError> {
+        let both = self.account_at_client.check(&account_key(account, client), now_ms);
+        both.and(self.client.check(&client.to_string(), now_ms)).map_err(ApiError::TooManyRequests)
     }
 
-    /// A failed login: past `LOGIN_FAILURES_FREE`, the account waits 1, 2, 4, … s (at most 15 min)
-    /// before its next attempt. Other accounts are not affected.
-    pub fn login_failed(&self, account: &str, now_ms: u64) {
-        let mut m = lock(&self.failures);
-        if m.len() >= THROTTLED_ACCOUNTS_MAX && !m.contains_key(account) {
-            if let Some(oldest) = m.iter().min_by_key(|(_, f)| f.last_ms).map(|(k, _)| k.clone()) {
-                m.remove(&oldest);
-            }
-        }
-        let f = m.entry(account.to_owned()).or_default();
-        f.count = f.count.saturating_add(1);
-        f.last_ms = now_ms;
-        if f.count >= LOGIN_FAILURES_FREE {
-            let exp = (f.count - LOGIN_FAILURES_FREE).min(20);
-            f.locked_until_ms = now_ms + (1u64 << exp).min(LOGIN_LOCK_S_MAX) * 1000;
-        }
+    /// A failed login of `account` from `client`.
+    pub fn login_failed(&self, account: &str, client: IpAddr, now_ms: u64) {
+        self.account_at_client.failed(&account_key(account, client), now_ms);
+        self.client.failed(&client.to_string(), now_ms);
     }
 
-    /// A successful login clears the account's failures.
-    pub fn login_succeeded(&self, account: &str) {
-        lock(&self.failures).remove(account);
+    /// A successful login clears the account's failures from that client (not the client's
+    /// own count: logging into one's own account between guesses must not reset it).
+    pub fn login_succeeded(&self, account: &str, client: IpAddr) {
+        self.account_at_client.clear(&account_key(account, client));
     }
+}
+
+/// What was wrong with a token, in the store's words (the library's text names its internals).
+fn token_error(kind: &jsonwebtoken::errors::ErrorKind) -> &'static str {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match kind {
+        K::ExpiredSignature => "the token has expired",
+        K::InvalidSignature => "the token's signature does not match",
+        K::InvalidAlgorithm | K::InvalidAlgorithmName | K::MissingAlgorithm => "the token is not signed with HS256",
+        K::MissingRequiredClaim(_) | K::InvalidClaimFormat(_) => "the token's claims are not ours",
+        K::ImmatureSignature => "the token is not valid yet",
+        _ => "the token is malformed",
+    }
+}
+
+fn account_key(account: &str, client: IpAddr) -> String {
+    format!("{account}\u{0}{client}")
 }
 
 /// Reads `Authorization: Basic base64(email:password)`.

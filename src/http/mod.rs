@@ -12,9 +12,10 @@ pub mod auth;
 pub mod dto;
 pub mod error;
 pub mod openapi;
+pub mod sandbox;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -60,6 +61,10 @@ pub struct App {
     /// Requests under one Idempotency-Key run one at a time (striped by the key's hash), so
     /// concurrent repeats all get the first answer.
     pub idempotency_locks: IdempotencyLocks,
+    /// Password hashing, bounded (logins, sign-ups, new users).
+    pub hashes: crate::passwords::HashPool,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 /// Stripes of `IdempotencyLocks`.
@@ -94,6 +99,8 @@ pub struct Req {
     pub headers: HeaderMap,
     /// The body (at most `HTTP_BODY_BYTES_MAX`).
     pub body: Vec<u8>,
+    /// The client's address: the TCP peer's, or from a trusted proxy the address it names.
+    pub client: IpAddr,
 }
 
 impl Req {
@@ -130,6 +137,11 @@ impl Out {
     }
 }
 
+/// Text made safe to put in HTML (element content or a quoted attribute).
+pub(crate) fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
 fn error_out(e: &ApiError) -> Out {
     let (status, body) = e.parts();
     let bytes = serde_json::to_vec(&body).unwrap_or_else(|_| br#"{"error":"internal","message":"error"}"#.to_vec());
@@ -143,9 +155,24 @@ fn render(out: Out, request_id: &str, retry_after: Option<u64>) -> Response<Vec<
         Out::Text(s, t, c) => (s, Some(c), t.into_bytes()),
         Out::Empty(s) => (s, None, Vec::new()),
     };
-    let mut b = Response::builder().status(status).header("x-request-id", request_id);
+    let mut b = Response::builder()
+        .status(status)
+        .header("x-request-id", request_id)
+        .header("x-content-type-options", "nosniff");
     if let Some(c) = ctype {
         b = b.header("content-type", c);
+    }
+    if ctype.is_some_and(|c| c.starts_with("text/html")) {
+        // Pages carry no script and no style of their own; the sandbox page's URL is a secret,
+        // so it never goes to another site in a Referer, nor into a cache.
+        b = b
+            .header(
+                "content-security-policy",
+                "default-src 'none'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            )
+            .header("referrer-policy", "no-referrer")
+            .header("cache-control", "no-store")
+            .header("x-frame-options", "DENY");
     }
     if let Some(s) = retry_after {
         b = b.header("retry-after", s.to_string());
@@ -175,8 +202,31 @@ where
     Some(out)
 }
 
+/// The client of a request: the TCP peer, unless the peer is a trusted proxy, in which case the
+/// rightmost address of `X-Forwarded-For` that is not itself a trusted proxy (what a client
+/// puts further left is not believed).
+pub fn client_ip(peer: Option<SocketAddr>, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    let peer = peer.map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |a| a.ip());
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    let mut chain = Vec::new();
+    for value in headers.get_all("x-forwarded-for") {
+        let Ok(text) = value.to_str() else { return peer };
+        for part in text.split(',') {
+            match part.trim().parse::<IpAddr>() {
+                Ok(ip) => chain.push(ip),
+                Err(_) => return peer,
+            }
+        }
+    }
+    chain.iter().rev().find(|ip| !trusted.contains(ip)).or(chain.first()).copied().unwrap_or(peer)
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn handle<S, B>(
     app: Arc<App>,
+    peer: Option<SocketAddr>,
     method: Method,
     path: warp::path::FullPath,
     query: Option<String>,
@@ -201,12 +251,14 @@ where
         let result = match read_body(body).await {
             None => Err(ApiError::PayloadTooLarge),
             Some(bytes) => {
+                let client = client_ip(peer, &headers, &app.trusted_proxies);
                 let req = Req {
                     method: method.clone(),
                     path: raw_path,
                     query: query.unwrap_or_default(),
                     headers,
                     body: bytes,
+                    client,
                 };
                 match tokio::time::timeout(HTTP_REQUEST_TIMEOUT, api::dispatch(&app, template, req)).await {
                     Ok(r) => r,
@@ -260,13 +312,14 @@ pub async fn serve(
 ) {
     let with_app = warp::any().map(move || app.clone());
     let route = with_app
+        .and(warp::addr::remote())
         .and(warp::method())
         .and(warp::path::full())
         .and(warp::query::raw().map(Some).or(warp::any().map(|| None)).unify())
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
-        .and_then(|app, method, path, query, headers, body| async move {
-            handle(app, method, path, query, headers, Box::pin(body)).await
+        .and_then(|app, peer, method, path, query, headers, body| async move {
+            handle(app, peer, method, path, query, headers, Box::pin(body)).await
         });
     warp::serve(route).incoming(listener).graceful(shutdown).run().await;
 }
@@ -274,4 +327,34 @@ pub async fn serve(
 /// The address a listener is bound to, as a base URL.
 pub fn base_url(addr: SocketAddr) -> String {
     format!("http://{addr}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(xff: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for v in xff {
+            h.append("x-forwarded-for", v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn the_client_is_the_peer_unless_the_peer_is_a_trusted_proxy() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let peer = |s: &str| Some(SocketAddr::new(ip(s), 4000));
+        let proxies = [ip("10.0.0.1"), ip("10.0.0.2")];
+        // An untrusted peer's header is not believed.
+        assert_eq!(client_ip(peer("198.51.100.9"), &headers(&["1.2.3.4"]), &proxies), ip("198.51.100.9"));
+        // Through two proxies: the rightmost address that is not a proxy; what the client put
+        // further left (a lie) is ignored.
+        let h = headers(&["6.6.6.6, 203.0.113.5", "10.0.0.2"]);
+        assert_eq!(client_ip(peer("10.0.0.1"), &h, &proxies), ip("203.0.113.5"));
+        // A malformed chain, or none: the proxy itself.
+        assert_eq!(client_ip(peer("10.0.0.1"), &headers(&["not-an-ip"]), &proxies), ip("10.0.0.1"));
+        assert_eq!(client_ip(peer("10.0.0.1"), &headers(&[]), &proxies), ip("10.0.0.1"));
+        assert_eq!(client_ip(None, &headers(&[]), &proxies), ip("0.0.0.0"));
+    }
 }

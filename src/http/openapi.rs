@@ -30,7 +30,7 @@ impl Modify for Security {
         api::get_product, api::list_products, api::add_product,
         api::free_items, api::receive_stock,
         api::add_order, api::get_order, api::list_orders, api::cancel_order, api::timeline,
-        api::redirect_url, api::payments, api::callback, api::sandbox_page, api::sandbox_act,
+        api::redirect_url, api::payments, api::callback, super::sandbox::page, super::sandbox::act,
         api::get_shipping, api::ship,
         api::calc_price, api::post_promocode, api::list_promocodes,
         api::health, api::metrics_doc, api::cluster, api::notifications, api::invariants, api::openapi_doc,

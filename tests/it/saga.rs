@@ -92,7 +92,8 @@ pub async fn settle_and_check(node: &Node, shop: &Shop) {
 
 async fn pay(shop: &Shop, id: &OrderId, amount: Option<i64>, succeeded: bool) -> bazaar::domain::payment::Payment {
     let p = shop.redirect(id, Duration::from_secs(10)).await.unwrap();
-    assert_eq!(p.redirect_url, format!("/sandbox/pay/{}", p.id));
+    let key = shop.sandbox().unwrap().link_key(&p.id);
+    assert_eq!(p.redirect_url, format!("/sandbox/pay/{}?key={key}", p.id));
     let (body, sig) = shop.sandbox_callback(&p, succeeded, amount.unwrap_or(p.amount.minor()));
     shop.callback(&body, &sig).await.unwrap()
 }

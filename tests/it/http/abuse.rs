@@ -79,7 +79,7 @@ async fn signed_callback(s: &Srv, payment_id: &str, status: &str, amount: i64) -
     let body = json!({"paymentId": payment_id, "systemPayId": format!("sys-{payment_id}"),
                       "status": status, "amount": amount})
     .to_string();
-    let sig = s.running().shop.payment_system().sign(body.as_bytes());
+    let sig = s.running().shop.sandbox().unwrap().sign(body.as_bytes());
     let req = s.raw(reqwest::Method::POST, "/pay/callback").await;
     s.send(req.header("content-type", "application/json").header("x-signature", sig).body(body)).await
 }
@@ -112,6 +112,146 @@ async fn callbacks_capture_at_most_what_is_due_and_need_an_amount() {
     s.wait_status(&t, &id, "PAID").await;
     let p = s.get(&format!("/payments/{id}"), Some(&t)).await;
     assert_eq!((p.body[0]["paidAmount"].as_i64(), p.body[0]["refundedAmount"].as_i64()), (Some(due), Some(0)));
+    assert_invariants(&s).await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_page_opens_only_through_its_link_and_takes_no_cross_site_posts() {
+    let s = Srv::start().await;
+    let (t, id, pay) = payable_order(&s, "victim@example.com").await;
+    let pid = pay["paymentId"].as_str().unwrap();
+    let link = pay["redirectUrl"].as_str().unwrap().to_owned();
+    assert!(link.starts_with(&format!("/sandbox/pay/{pid}?key=")), "{link}");
+    let (_, _, other) = payable_order(&s, "other@example.com").await;
+    let other_key = other["redirectUrl"].as_str().unwrap().split("key=").nth(1).unwrap().to_owned();
+    let before = s.settled_digest().await;
+    // Without its key, with a made-up key, or with another payment's key: no such page.
+    for path in [
+        format!("/sandbox/pay/{pid}"),
+        format!("/sandbox/pay/{pid}?key=00000000000000000000000000000000"),
+        format!("/sandbox/pay/{pid}?key={other_key}"),
+        format!("/sandbox/pay/{pid}?key="),
+        format!("/sandbox/pay/{pid}?key=zz&key=yy"),
+    ] {
+        s.get(&path, None).await.assert_error(404, "not_found");
+        let post = s.raw(reqwest::Method::POST, &path).await.form(&[("action", "fail")]);
+        s.send(post).await.assert_error(404, "not_found");
+    }
+    // With its key, but posted from another site.
+    let evil = s.raw(reqwest::Method::POST, &link).await.form(&[("action", "fail")]);
+    s.send(evil.header("origin", "https://evil.example")).await.assert_error(403, "forbidden");
+    let evil = s.raw(reqwest::Method::POST, &link).await.form(&[("action", "part")]);
+    s.send(evil.header("sec-fetch-site", "cross-site")).await.assert_error(403, "forbidden");
+    assert_eq!(s.settled_digest().await, before, "refused sandbox requests changed stored state");
+    // The page itself: no script, no referrer, no cache.
+    let page = s.get(&link, None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let h = |n: &str| page.headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    assert!(h("content-security-policy").contains("default-src 'none'"), "{:?}", page.headers);
+    assert_eq!(h("referrer-policy"), "no-referrer");
+    assert_eq!(h("cache-control"), "no-store");
+    // Its owner's link works, from the page itself.
+    let own = s.raw(reqwest::Method::POST, &link).await.form(&[("action", "full")]);
+    let done = s.send(own.header("origin", s.base.clone())).await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.text);
+    s.wait_status(&t, &id, "PAID").await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_sandbox_off_shoppers_go_to_the_real_checkout_and_sandbox_pages_do_not_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = options(dir.path());
+    o.node.payments =
+        bazaar::config::PaymentsConfig { sandbox: false, checkout_url: Some("https://pay.example/c/{id}".into()) };
+    let s = Srv::start_with(dir, o).await;
+    let (_, _, pay) = payable_order(&s, "real@example.com").await;
+    let pid = pay["paymentId"].as_str().unwrap();
+    assert_eq!(pay["redirectUrl"], format!("https://pay.example/c/{pid}"));
+    // Even the key the sandbox would have used opens nothing.
+    let key = bazaar::actors::payment::Sandbox::new(&std::fs::read(s.dir.path().join("secrets/payment.key")).unwrap())
+        .link_key(&bazaar::domain::PaymentId::parse(pid).unwrap());
+    s.get(&format!("/sandbox/pay/{pid}?key={key}"), None).await.assert_error(404, "not_found");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guessing_a_password_is_slowed_without_locking_its_owner_out() {
+    let s = Srv::start().await;
+    let (attacker, owner, sprayer) = ([127, 0, 0, 66], [127, 0, 0, 77], [127, 0, 0, 88]);
+    for _ in 0..5 {
+        s.login_from(attacker, ("reader@bazaar.test", "guess-guess"), &[]).await.assert_error(401, "unauthorized");
+    }
+    // The guesser waits, even with the right password from there...
+    s.login_from(attacker, READER, &[]).await.assert_error(429, "too_many_requests");
+    // ...but the owner, from elsewhere, gets in.
+    assert_eq!(s.login_from(owner, READER, &[]).await.status, StatusCode::OK);
+    // Trying many accounts once each is slowed too, per address; a forwarded-for header from a
+    // peer that is not a configured proxy changes nothing.
+    let mut refused = 0;
+    for i in 0..30 {
+        let email = format!("someone{i}@example.com");
+        let fake = format!("10.9.8.{i}");
+        let a = s.login_from(sprayer, (&email, "guess-guess"), &[("x-forwarded-for", &fake)]).await;
+        match a.status.as_u16() {
+            401 => assert_eq!(refused, 0, "once throttled, the address stays throttled"),
+            429 => refused += 1,
+            other => panic!("{other}: {}", a.text),
+        }
+    }
+    assert!(refused >= 10, "{refused} of 30 refused");
+    assert_eq!(s.login_from(owner, ADMIN, &[]).await.status, StatusCode::OK, "other addresses are not affected");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_the_forwarded_address_is_the_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = options(dir.path());
+    let proxy = [127, 0, 0, 99];
+    o.front.trusted_proxies = vec![std::net::IpAddr::from(proxy)];
+    let s = Srv::start_with(dir, o).await;
+    for _ in 0..5 {
+        let a = s.login_from(proxy, ("reader@bazaar.test", "nope-nope"), &[("x-forwarded-for", "203.0.113.7")]).await;
+        a.assert_error(401, "unauthorized");
+    }
+    s.login_from(proxy, READER, &[("x-forwarded-for", "203.0.113.7")]).await.assert_error(429, "too_many_requests");
+    // The same proxy, another client behind it: not throttled.
+    let other = s.login_from(proxy, READER, &[("x-forwarded-for", "203.0.113.8")]).await;
+    assert_eq!(other.status, StatusCode::OK, "{}", other.text);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_customer_who_saw_their_order_paid_can_order_again_at_once() {
+    let s = Srv::start().await;
+    let stock = s.token(STOCK).await;
+    let more =
+        json!({"id": "book-frankenstein", "quantity": 500, "weight": 300, "length": 200, "width": 130, "height": 25});
+    assert_eq!(s.post("/stock/items", Some(&stock), &more).await.status, StatusCode::OK);
+    let shoppers = customers(&s, "again-", 16).await;
+    let rounds = join_all(shoppers.iter().map(|t| async {
+        let mut refused = 0;
+        for _ in 0..3 {
+            let o = s.order(t, &[("book-frankenstein", 1)], None).await;
+            let id = o["id"].as_str().unwrap().to_owned();
+            s.pay(t, &id, "full").await;
+            s.wait_status(t, &id, "PAID").await;
+            // Seen PAID: the very next order is not refused for that order.
+            let next = s.post("/order/add", Some(t), &order_body(&[("book-frankenstein", 1)], None)).await;
+            if next.status == StatusCode::CONFLICT && next.body["orderId"] == id.as_str() {
+                refused += 1;
+            }
+            assert_eq!(next.status, StatusCode::CREATED, "{}", next.text);
+            let c = s.post_empty(&format!("/order/{}/cancel", next.body["id"].as_str().unwrap()), Some(t)).await;
+            assert_eq!(c.status, StatusCode::OK, "{}", c.text);
+            s.wait_status(t, next.body["id"].as_str().unwrap(), "CANCELLED").await;
+        }
+        refused
+    }))
+    .await;
+    assert_eq!(rounds.iter().sum::<u32>(), 0, "orders refused for an order already paid");
     assert_invariants(&s).await;
     s.stop().await;
 }

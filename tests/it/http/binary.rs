@@ -202,3 +202,104 @@ fn every_command_has_help() {
         assert!(text.contains(flag), "serve --help names {flag}");
     }
 }
+
+/// The resident memory of a process, KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines().find_map(|l| l.strip_prefix(&format!("{name} "))).and_then(|v| v.trim().parse().ok()).unwrap_or(-1.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flood_of_logins_for_made_up_accounts_hashes_a_bounded_number_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (mut child, s) = serve(dir.path(), port, false).await;
+    let pid = child.id();
+    let rss_before = rss_kib(pid);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Sample memory and /health's latency while the flood runs (recorded, not asserted).
+    let sampler = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut peak = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss_kib(pid));
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            peak
+        })
+    };
+    let health = {
+        let (stop, base) = (stop.clone(), s.base.clone());
+        tokio::spawn(async move {
+            let c = client();
+            let mut worst = Duration::ZERO;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let t = std::time::Instant::now();
+                let r = c.get(format!("{base}/health")).send().await.unwrap();
+                assert_eq!(r.status(), StatusCode::OK);
+                worst = worst.max(t.elapsed());
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            worst
+        })
+    };
+    // Four waves of 64 logins at once for made-up accounts, each from its own address (so the
+    // per-address throttle does not hide the hashing pool).
+    let (mut unauthorized, mut busy) = (0, 0);
+    for wave in 0..4 {
+        let logins = (0..64u8).map(|i| {
+            let url = format!("{}/token", s.base);
+            async move {
+                let c = reqwest::Client::builder()
+                    .local_address(std::net::IpAddr::from([127, 0, 1 + wave, i]))
+                    .build()
+                    .unwrap();
+                let r = c
+                    .get(url)
+                    .basic_auth(format!("ghost{wave}-{i}@example.com"), Some("a-guess-123"))
+                    .send()
+                    .await
+                    .unwrap();
+                let retry = r.headers().contains_key("retry-after");
+                let status = r.status();
+                let body: serde_json::Value = r.json().await.unwrap();
+                (status, retry, body)
+            }
+        });
+        for (status, retry, body) in futures::future::join_all(logins).await {
+            match status {
+                StatusCode::UNAUTHORIZED => unauthorized += 1,
+                StatusCode::TOO_MANY_REQUESTS => {
+                    assert!(retry, "a 429 says when to retry");
+                    assert_eq!(body["error"], "too_many_requests");
+                    busy += 1;
+                }
+                other => panic!("a login answered {other}: {body}"),
+            }
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let rss_peak = sampler.await.unwrap();
+    let worst_health = health.await.unwrap();
+    let m = s.get("/metrics", None).await.text;
+    let (workers, peak) = (metric(&m, "password_hash_workers"), metric(&m, "password_hashes_in_flight_peak"));
+    println!(
+        "login flood: {unauthorized} x 401, {busy} x 429; hashes at once: peak {peak} of {workers} workers; \
+         RSS {rss_before} KiB before, {rss_peak} KiB peak, {} KiB after; slowest /health {worst_health:?}",
+        rss_kib(pid)
+    );
+    assert!(busy > 0, "past the queue, logins are refused at once");
+    assert!(unauthorized > 0, "the admitted ones are checked");
+    assert!(workers >= 1.0 && peak >= 1.0 && peak <= workers, "peak {peak}, workers {workers}");
+    kill9(&mut child);
+}

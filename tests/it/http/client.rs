@@ -68,6 +68,7 @@ pub fn options(dir: &std::path::Path) -> AppOptions {
         node: NodeOptions::single(NodeId::parse("node-1").unwrap(), dir.to_path_buf()),
         http: "127.0.0.1:0".parse().unwrap(),
         jwt_secret: Some(JWT_SECRET.to_vec()),
+        front: Default::default(),
     }
 }
 
@@ -80,7 +81,13 @@ impl Srv {
 
     /// A node on `dir` (seeded with the demo data, which is idempotent).
     pub async fn start_in(dir: tempfile::TempDir) -> Srv {
-        let running = bazaar::app::start(options(dir.path())).await.unwrap();
+        let o = options(dir.path());
+        Srv::start_with(dir, o).await
+    }
+
+    /// A node on `dir` started with `o` (seeded with the demo data).
+    pub async fn start_with(dir: tempfile::TempDir, o: AppOptions) -> Srv {
+        let running = bazaar::app::start(o).await.unwrap();
         bazaar::demo::seed(&running.shop, |p| bazaar::passwords::hash(p).map_err(|e| e.to_string())).await.unwrap();
         let base = running.url();
         let srv = Srv { running: Some(running), dir, base, http: client() };
@@ -161,6 +168,17 @@ impl Srv {
         self.send(self.http.get(self.url("/token")).basic_auth(email, Some(password))).await
     }
 
+    /// Logs in with HTTP Basic from the local address `ip` (127.x.y.z: loopback takes them all),
+    /// with extra headers.
+    pub async fn login_from(&self, ip: [u8; 4], (email, password): (&str, &str), headers: &[(&str, &str)]) -> Answer {
+        let c = reqwest::Client::builder().local_address(std::net::IpAddr::from(ip)).build().unwrap();
+        let mut req = c.get(self.url("/token")).basic_auth(email, Some(password));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.send(req).await
+    }
+
     /// A token, or a panic.
     pub async fn token(&self, who: (&str, &str)) -> String {
         let a = self.login(who).await;
@@ -221,7 +239,7 @@ impl Srv {
         let url = r.body["redirectUrl"].as_str().unwrap().to_owned();
         let page = self.get(&url, None).await;
         assert_eq!(page.status, StatusCode::OK);
-        assert!(page.text.contains("value=full") && page.text.contains("value=fail"), "{}", page.text);
+        assert!(page.text.contains(r#"value="full""#) && page.text.contains(r#"value="fail""#), "{}", page.text);
         let done = self.send(self.http.post(self.url(&url)).form(&[("action", action)])).await;
         assert_eq!(done.status, StatusCode::OK, "sandbox: {}", done.text);
         assert!(done.text.contains("(204"), "the callback was accepted: {}", done.text);
