@@ -23,20 +23,67 @@ pub enum ConfigError {
         reason: String,
     },
     /// The file is not valid TOML or has unknown/mistyped fields.
-    #[error("invalid config: {0}")]
-    Parse(String),
+    #[error("invalid config {where_}: {message}")]
+    Parse {
+        /// `file:line:column` (or `line L, column C` for text without a file).
+        where_: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A value is out of range or inconsistent.
-    #[error("invalid config: {field}: {reason}")]
+    #[error("invalid config{}: {field}: {reason}", .where_.as_ref().map(|w| format!(" {w}")).unwrap_or_default())]
     Invalid {
         /// The field.
         field: String,
         /// Why.
         reason: String,
+        /// `file:line` where the field is, when known.
+        where_: Option<String>,
     },
 }
 
+/// Line and column (from 1) of byte offset `at` in `text`.
+fn line_col(text: &str, at: usize) -> (usize, usize) {
+    let before = &text[..at.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// The line (from 1) where `field` (`a.b`: key `b`) is set in `text`, if it is.
+fn field_line(text: &str, field: &str) -> Option<usize> {
+    let key = field.rsplit('.').next()?;
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            l.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('=')) || l == format!("[{field}]")
+        })
+        .map(|i| i + 1)
+}
+
+impl ConfigError {
+    /// The error located in `file` (whose text is `text`).
+    fn in_file(self, file: &Path, text: &str) -> ConfigError {
+        let f = file.display();
+        match self {
+            ConfigError::Parse { where_, message } => ConfigError::Parse {
+                where_: format!("{f}:{}", where_.replace("line ", "").replace(", column ", ":")),
+                message,
+            },
+            ConfigError::Invalid { field, reason, .. } => {
+                let where_ = Some(match field_line(text, &field) {
+                    Some(line) => format!("{f}:{line}"),
+                    None => f.to_string(),
+                });
+                ConfigError::Invalid { field, reason, where_ }
+            }
+            other => other,
+        }
+    }
+}
+
 fn invalid(field: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { field: field.into(), reason: reason.into() }
+    ConfigError::Invalid { field: field.into(), reason: reason.into(), where_: None }
 }
 
 /// Storage settings (`[storage]`).
@@ -201,7 +248,7 @@ impl ClusterConfig {
     pub fn load(path: &Path) -> Result<ClusterConfig, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ConfigError::Read { path: path.display().to_string(), reason: e.to_string() })?;
-        let mut cfg = ClusterConfig::parse(&text)?;
+        let mut cfg = ClusterConfig::parse(&text).map_err(|e| e.in_file(path, &text))?;
         let base = path.parent().unwrap_or(Path::new("."));
         for n in &mut cfg.nodes {
             if n.data_dir.is_relative() {
@@ -213,7 +260,10 @@ impl ClusterConfig {
 
     /// Parses and checks config text.
     pub fn parse(text: &str) -> Result<ClusterConfig, ConfigError> {
-        let cfg: ClusterConfig = toml::from_str(text).map_err(|e| ConfigError::Parse(e.message().to_owned()))?;
+        let cfg: ClusterConfig = toml::from_str(text).map_err(|e| {
+            let (line, col) = e.span().map_or((1, 1), |r| line_col(text, r.start));
+            ConfigError::Parse { where_: format!("line {line}, column {col}"), message: e.message().trim().to_owned() }
+        })?;
         cfg.check()?;
         Ok(cfg)
     }
@@ -330,14 +380,30 @@ data_dir = "./data"
         let e = ClusterConfig::parse(&base.replace("cookie = \"c\"", "cookie = \"c\"\npartitions = 100")).unwrap_err();
         assert!(e.to_string().contains("partitions"), "{e}");
         let e = ClusterConfig::parse(&format!("{base}\n[storage]\ndurability = \"sometimes\"\n")).unwrap_err();
-        assert!(matches!(e, ConfigError::Parse(_)), "{e}");
+        assert!(matches!(e, ConfigError::Parse { .. }), "{e}");
+        assert!(e.to_string().contains("line 10, column 14"), "{e}");
         let e = ClusterConfig::parse(&base.replace("name = \"a\"", "name = \"a b\"")).unwrap_err();
-        assert!(matches!(e, ConfigError::Parse(_)), "{e}");
+        assert!(matches!(e, ConfigError::Parse { .. }), "{e}");
+        assert!(e.to_string().contains("line 4"), "{e}");
         let twice =
             format!("{base}{}", base.replace("cookie = \"c\"", "").replace("7400", "7401").replace("8080", "8081"));
         let e = ClusterConfig::parse(&twice).unwrap_err();
         assert!(e.to_string().contains("twice"), "{e}");
         assert!(matches!(ClusterConfig::parse("cookie = \"c\"\nnode = []"), Err(ConfigError::Invalid { .. })));
-        assert!(matches!(ClusterConfig::parse("]["), Err(ConfigError::Parse(_))));
+        assert!(matches!(ClusterConfig::parse("]["), Err(ConfigError::Parse { .. })));
+    }
+
+    #[test]
+    fn a_bad_file_is_named_with_the_line_of_the_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cluster.toml");
+        let text = "cookie = \"c\"\npartitions = 100\n[[node]]\nname = \"a\"\ncluster_addr = \"127.0.0.1:7400\"\nhttp_addr = \"127.0.0.1:8080\"\ndata_dir = \"d\"\n";
+        std::fs::write(&path, text).unwrap();
+        let e = ClusterConfig::load(&path).unwrap_err().to_string();
+        assert!(e.contains(&format!("{}:2", path.display())) && e.contains("partitions"), "{e}");
+        std::fs::write(&path, text.replace("partitions = 100", "cokie = 1")).unwrap();
+        let e = ClusterConfig::load(&path).unwrap_err().to_string();
+        assert!(e.contains(&format!("{}:2:1", path.display())) && e.contains("cokie"), "{e}");
+        assert_eq!(e.lines().count(), 1, "{e}");
     }
 }

@@ -146,11 +146,14 @@ fn parse_durability(s: &str) -> Result<Durability, String> {
 }
 
 fn main() -> ExitCode {
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,tantivy=warn".into()),
         )
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal: a log file gets plain text.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -174,7 +177,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve(args).await,
         Command::Loadgen(args) => loadgen(args).await,
         Command::Verify { data_dir } => {
-            let store = Store::open(&data_dir, &StoreOptions::default())?;
+            let store = open_existing(&data_dir)?;
             let r = bazaar::verify::verify_store(&store)?;
             println!(
                 "stock items {}, stock projections {}, outbox entries {}, dead letters {}",
@@ -253,6 +256,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             println!("  {:<18} {:<22} {}", u.role.name(), u.email, u.password);
         }
         println!("promo codes: WELCOME10 (10% off), CLASSICS5 (5.00 off two classics, orders from 20.00)");
+        println!(
+            "warning: these demo users have well-known passwords; never seed them into a store anyone else can reach"
+        );
     }
     println!(
         "bazaar node {} serving {} (data in {}); Ctrl-C stops it",
@@ -270,20 +276,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn user_add(data_dir: PathBuf, email: String, password: String, role: String) -> anyhow::Result<ExitCode> {
-    let id = bazaar::domain::CustomerId::parse(&email).map_err(|e| anyhow!("--email: {e}"))?;
+    let id = bazaar::domain::CustomerId::parse(&email)
+        .map_err(|_| anyhow!("--email: {:?} is not a valid e-mail address", email))?;
     let role = bazaar::domain::auth::Role::parse(&role)
         .ok_or_else(|| anyhow!("--role must be CUSTOMER, OPERATOR, STOCK_OPERATOR, SHIPPING_OPERATOR or ADMIN"))?;
     let hash = bazaar::passwords::hash(&password).map_err(|e| anyhow!("--password: {e}"))?;
-    let node = match NodeBuilder::store(NodeOptions::single(NodeId::parse("admin")?, data_dir.clone())).start().await {
-        Ok(n) => n,
-        Err(bazaar::node::NodeError::Store(bazaar::persistence::StoreError::Locked(_))) => {
-            return Err(anyhow!(
-                "the data directory {} is in use by a running node: stop it first",
-                data_dir.display()
-            ));
-        }
-        Err(e) => return Err(anyhow!("cannot open {}: {e}", data_dir.display())),
-    };
+    let node = NodeBuilder::store(NodeOptions::single(NodeId::parse("admin")?, data_dir.clone()))
+        .start()
+        .await
+        .map_err(start_failure)?;
     let shop = bazaar::shop::Shop::new(&node)?;
     let result = shop.create_user(&id, hash, role).await;
     drop(shop);
@@ -327,7 +328,7 @@ async fn loadgen(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
     opts.deadlines =
         bazaar::domain::order::Deadlines { booking_ms: args.booking_timeout_ms, payment_ms: args.payment_timeout_ms };
     opts.payment_secret = b"loadgen".to_vec();
-    let node = NodeBuilder::store(opts).start().await?;
+    let node = NodeBuilder::store(opts).start().await.map_err(start_failure)?;
     if args.workload == "saga" {
         let shop = bazaar::shop::Shop::new(&node)?;
         bazaar::loadgen::prepare_sagas(&shop, args.writers).await?;
@@ -359,11 +360,32 @@ async fn loadgen(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Opens the store of an existing data directory for a tool (a mistyped path is an error, not
+/// a new empty store; a directory held by a running node is one clear line).
+fn open_existing(data_dir: &std::path::Path) -> anyhow::Result<Store> {
+    if !data_dir.join("db").exists() {
+        return Err(anyhow!("no bazaar data directory at {} (is the path right?)", data_dir.display()));
+    }
+    Store::open(data_dir, &StoreOptions::default()).map_err(|e| anyhow!("{e}"))
+}
+
+/// The one line a node that cannot start prints.
+fn start_failure(e: bazaar::node::NodeError) -> anyhow::Error {
+    match e {
+        bazaar::node::NodeError::Store(s @ bazaar::persistence::StoreError::Locked(_)) => anyhow!("{s}"),
+        other => anyhow!("cannot start the node: {other}"),
+    }
+}
+
 async fn dead_letters(action: DeadLetterAction) -> anyhow::Result<ExitCode> {
     match action {
         DeadLetterAction::List { data_dir } => {
-            let store = Store::open(&data_dir, &StoreOptions::default())?;
-            for (seq, letter) in store.dead_letters()? {
+            let store = open_existing(&data_dir)?;
+            let letters = store.dead_letters()?;
+            if letters.is_empty() {
+                println!("no dead letters in {}", data_dir.display());
+            }
+            for (seq, letter) in letters {
                 match letter {
                     Ok(l) => println!(
                         "{seq}\t{}\tattempts {}\t{}",
@@ -377,7 +399,7 @@ async fn dead_letters(action: DeadLetterAction) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         DeadLetterAction::Replay { data_dir, seq } => {
-            let store = Store::open(&data_dir, &StoreOptions::default())?;
+            let store = open_existing(&data_dir)?;
             let committer = bazaar::persistence::Committer::start(store.clone())?;
             let seqs = if seq.is_empty() { store.dead_letters()?.into_iter().map(|(s, _)| s).collect() } else { seq };
             let mut failed = false;

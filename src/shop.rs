@@ -53,6 +53,39 @@ pub enum ShopError {
     Callback(#[from] CallbackError),
 }
 
+/// One step of an order's timeline, as shoppers and operators read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimelineStep {
+    /// When it took effect, ms.
+    pub at_ms: u64,
+    /// The service it came from.
+    pub service: String,
+    /// What happened, in words.
+    pub event: String,
+    /// The status it carried.
+    pub status: String,
+    /// The sending aggregate's version (for a notification: its attempts).
+    pub version: u64,
+    /// The node it came from (for a notification: where it went).
+    pub node: String,
+    /// The message (or record) id.
+    pub message_id: String,
+}
+
+impl TimelineStep {
+    fn of(e: &TimelineEntry) -> TimelineStep {
+        TimelineStep {
+            at_ms: e.at_ms,
+            service: e.service.clone(),
+            event: e.describe(),
+            status: e.status.clone(),
+            version: e.version,
+            node: e.node.clone(),
+            message_id: e.message_id.to_string(),
+        }
+    }
+}
+
 /// How long a placement waits for the customer's gate to hear that their last order was paid
 /// or cancelled (it is told by an event, a few milliseconds behind the order).
 const GATE_CATCH_UP_WAIT: Duration = Duration::from_secs(5);
@@ -533,9 +566,56 @@ impl Shop {
         }
     }
 
-    /// The events that touched an order, in the order they took effect.
-    pub async fn timeline(&self, id: &OrderId) -> Result<Vec<TimelineEntry>, ShopError> {
-        Ok(self.order(id).await?.timeline)
+    /// Every step of an order, oldest first, in words: the events that touched it (in the order
+    /// they took effect), its shipment's creation, and the notifications sent about it.
+    pub async fn timeline(&self, id: &OrderId) -> Result<Vec<TimelineStep>, ShopError> {
+        let order = self.order(id).await?;
+        let mut steps: Vec<TimelineStep> = order.timeline.iter().map(TimelineStep::of).collect();
+        if let Ok(s) = self.shipment(id).await {
+            steps.push(TimelineStep {
+                at_ms: s.created_at_ms,
+                service: "shipping".into(),
+                event: "Shipping: the shipment was created; the parcel will be packed".into(),
+                status: "PENDING".into(),
+                version: 1,
+                node: String::new(),
+                message_id: format!("shipment-{id}"),
+            });
+        }
+        for rec in self.sends_of(id)? {
+            let (Some(text), Some(r)) = (rec.describe(), rec.request.as_ref()) else { continue };
+            steps.push(TimelineStep {
+                at_ms: rec.sent_at_ms.unwrap_or(rec.created_at_ms),
+                service: "notification".into(),
+                event: text,
+                status: rec.status.map_or("PENDING", |st| st.name()).into(),
+                version: u64::from(rec.attempts),
+                node: rec.sink.clone().unwrap_or_default(),
+                message_id: r.id.clone(),
+            });
+        }
+        // Stable: the order's own steps keep the order they took effect in.
+        steps.sort_by_key(|s| s.at_ms);
+        Ok(steps)
+    }
+
+    /// The notification sends about an order (found by their id's prefix).
+    pub fn sends_of(&self, id: &OrderId) -> Result<Vec<SendRecord>, ShopError> {
+        let trees = self
+            .store
+            .service(SendRecordKind::SERVICE, SendRecordKind::AGGREGATE)
+            .map_err(|e| EngineError::Unavailable(e.to_string()))?;
+        let prefix = crate::domain::notification::send_prefix(id);
+        let mut out = Vec::new();
+        for row in self.store.scan_aggregates_prefix(&trees, prefix.as_bytes()) {
+            let (k, h, body) = row.map_err(|e| EngineError::Unavailable(e.to_string()))?;
+            let key = String::from_utf8_lossy(&k).into_owned();
+            out.push(
+                SendRecordKind::decode_state(&key, h.schema, &body)
+                    .map_err(|e| EngineError::Unavailable(e.to_string()))?,
+            );
+        }
+        Ok(out)
     }
 
     /// The payment to make for an order: the one in progress, or a new one for what is due.

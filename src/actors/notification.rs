@@ -193,7 +193,7 @@ impl EntityKind for SendRecordKind {
     }
 
     fn parse_key(s: &str) -> Result<String, String> {
-        if s.starts_with("n-") && s.len() <= 64 {
+        if s.starts_with("n-") && s.len() <= crate::limits::ID_BYTES_MAX {
             Ok(s.to_owned())
         } else {
             Err(format!("{s:?} is not a notification id"))

@@ -86,6 +86,38 @@ pub struct SendRequest {
     pub body: String,
 }
 
+/// The id of a send: `n-{order}-{key}`, so that an order's sends are found by their prefix.
+fn send_id(order: &OrderId, key: &MessageId) -> String {
+    format!("{}{key}", send_prefix(order))
+}
+
+/// The prefix every send of `order` has (sends made before it was used start `n-{key}`).
+pub fn send_prefix(order: &OrderId) -> String {
+    format!("n-{order}-")
+}
+
+impl SendRecord {
+    /// What the record says, in words, for an order's timeline.
+    pub fn describe(&self) -> Option<String> {
+        let r = self.request.as_ref()?;
+        let what = match r.event_type {
+            EventType::OrderPaid => "payment confirmation",
+            EventType::OrderShipped => "shipping notice",
+        };
+        let how = match r.channel {
+            Channel::Email => "e-mail",
+            Channel::Sms => "text message",
+        };
+        let outcome = match self.status {
+            Some(SendStatus::Sent) => "sent",
+            Some(SendStatus::Retrying) => "not sent yet; trying again",
+            Some(SendStatus::Failed) => "could not be sent",
+            None => "being sent",
+        };
+        Some(format!("Notification: {what} by {how} to {} {outcome}", r.address))
+    }
+}
+
 /// Orders kept in the projection per customer.
 const ORDERS_KEPT_MAX: usize = 50;
 
@@ -118,7 +150,7 @@ impl Notifications {
                 ]);
                 let (subject, body) = text(n, c, order);
                 SendRequest {
-                    id: format!("n-{key}"),
+                    id: send_id(&n.order_id, &key),
                     order_id: n.order_id.clone(),
                     customer_id: c.id.clone(),
                     event_type: n.event_type,

@@ -37,6 +37,47 @@ pub struct TimelineEntry {
     pub message_id: MessageId,
 }
 
+impl TimelineEntry {
+    /// What the entry says, in words a shopper or an operator reads (the stored `event` is a
+    /// code such as `PayEvent(PARTIAL)`; an event that arrived late and was ignored says so).
+    pub fn describe(&self) -> String {
+        let (late, code) = match self.event.strip_prefix("discarded ") {
+            Some(rest) => (true, rest),
+            None => (false, self.event.as_str()),
+        };
+        let (kind, status) =
+            code.strip_suffix(')').and_then(|c| c.split_once('(')).unwrap_or((code, self.status.as_str()));
+        let text = match (kind, status) {
+            ("OrderEvent", "NEW" | "BOOKING_PENDING") => "Order placed; its books are being reserved",
+            ("OrderEvent", "BOOKED") => "Books reserved; waiting for payment",
+            ("OrderEvent", "PAY_PENDING") => "Payment started",
+            ("OrderEvent", "PAID_PARTIAL") => "Paid in part; the rest is still due",
+            ("OrderEvent", "PAID") => "Paid in full; the parcel will be prepared",
+            ("OrderEvent", "SHIPPING_PENDING") => "On its way",
+            ("OrderEvent", "COMPLETED") => "Delivered; the order is complete",
+            ("OrderEvent", "CANCELLED") => "Order cancelled",
+            ("StockEvent", "BOOKED" | "ASSEMBLED") => "Stock: every book is reserved",
+            ("StockEvent", "ERROR") => "Stock: a book is out of stock",
+            ("StockEvent", "PENDING") => "Stock: reserving the books",
+            ("PayEvent", "NEW" | "PENDING") => "Payment: a payment was opened",
+            ("PayEvent", "PARTIAL") => "Payment: part of the amount was received",
+            ("PayEvent", "PAID") => "Payment: the amount was received",
+            ("PayEvent", "FAILED") => "Payment: the payment failed",
+            ("PayEvent", "REFUNDED") => "Payment: money was given back",
+            ("ShippingEvent", "PENDING") => "Shipping: the shipment was created",
+            ("ShippingEvent", "ASSEMBLED") => "Shipping: the parcel is packed",
+            ("ShippingEvent", "SHIPPED") => "Shipping: handed to the carrier",
+            ("ShippingEvent", "DELIVERED") => "Shipping: delivered",
+            _ => return format!("{}{}", code, if late { " (arrived late; ignored)" } else { "" }),
+        };
+        if late {
+            format!("{text} (arrived late; ignored)")
+        } else {
+            text.to_owned()
+        }
+    }
+}
+
 /// Where an incoming event came from (read off its envelope).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Source {

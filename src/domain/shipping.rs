@@ -47,6 +47,16 @@ pub struct Shipment {
 }
 
 impl Shipment {
+    /// The status shown: CANCELLED once the order was cancelled before the shipment left, else
+    /// its step.
+    pub fn status_name(&self) -> &'static str {
+        if self.cancelled {
+            "CANCELLED"
+        } else {
+            self.status.name()
+        }
+    }
+
     /// The shipment of a paid order, its parcel computed from the booked units' size and
     /// weight (a unit of unknown size counts as nothing).
     pub fn for_paid_order(e: &OrderEvent, ctx: &Ctx) -> Shipment {

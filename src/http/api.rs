@@ -74,11 +74,26 @@ pub fn template(path: &str) -> Option<&'static str> {
     })
 }
 
-/// The `Allow` header of a route (RFC 9110: a 405 names the methods that would work).
+/// The `Allow` header of a route (RFC 9110: a 405 names the methods that would work; HEAD
+/// works wherever GET does).
 pub fn allowed_methods(template: Option<&str>) -> Option<String> {
     let t = template?;
     let ms = ROUTES.iter().find(|(r, _)| *r == t)?.1;
-    Some(ms.iter().map(Method::as_str).collect::<Vec<_>>().join(", "))
+    let mut names: Vec<&str> = ms.iter().map(Method::as_str).collect();
+    if ms.contains(&Method::GET) {
+        names.push("HEAD");
+    }
+    Some(names.join(", "))
+}
+
+/// Outside input echoed in an error, cut to a readable length.
+pub(crate) fn shown(s: &str) -> String {
+    const SHOWN_CHARS_MAX: usize = 64;
+    if s.chars().count() <= SHOWN_CHARS_MAX {
+        return s.to_owned();
+    }
+    let cut: String = s.chars().take(SHOWN_CHARS_MAX).collect();
+    format!("{cut}…")
 }
 
 /// The path parameter at position `i` (percent-decoded).
@@ -110,9 +125,10 @@ fn percent_decode(s: &str) -> String {
 
 /// Routes a request to its handler.
 pub async fn dispatch(app: &App, template: Option<&'static str>, req: Req) -> Result<Out, ApiError> {
-    let Some(t) = template else { return Err(ApiError::NotFound(format!("no route {}", req.path))) };
-    let m = req.method.clone();
+    let Some(t) = template else { return Err(ApiError::NotFound(format!("no route {}", shown(&req.path)))) };
     let allowed = ROUTES.iter().find(|(r, _)| *r == t).map(|(_, ms)| *ms).unwrap_or(&[]);
+    // HEAD is GET without the body (the HTTP library leaves the body out).
+    let m = if req.method == Method::HEAD && allowed.contains(&Method::GET) { Method::GET } else { req.method.clone() };
     if !allowed.contains(&m) {
         return Err(ApiError::MethodNotAllowed);
     }
@@ -178,8 +194,7 @@ fn json_body<T: DeserializeOwned>(req: &Req) -> Result<T, ApiError> {
         return Err(ApiError::UnsupportedMediaType);
     }
     // Syntax first (400), then shape and types (422).
-    let value: serde_json::Value =
-        serde_json::from_slice(&req.body).map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
+    let value = super::json::parse(&req.body).map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
     T::deserialize(value).map_err(|e| ApiError::Unprocessable(format!("invalid body: {e}")))
 }
 
@@ -193,7 +208,7 @@ fn unprocessable(e: impl std::fmt::Display) -> ApiError {
 
 fn order_id(req: &Req, i: usize) -> Result<OrderId, ApiError> {
     let raw = param(req, i);
-    OrderId::parse(&raw).map_err(|_| ApiError::NotFound(format!("order {raw} not found")))
+    OrderId::parse(&raw).map_err(|_| ApiError::NotFound(format!("order {} not found", shown(&raw))))
 }
 
 /// Reads an order the caller may see: its owner, or staff in `staff`.
@@ -221,7 +236,8 @@ fn lines(items: &[LineIn]) -> Result<Vec<(Sku, Qty)>, ApiError> {
     items
         .iter()
         .map(|l| {
-            let sku = Sku::parse(&l.id).map_err(|_| ApiError::Unprocessable(format!("unknown product {:?}", l.id)))?;
+            let sku = Sku::parse(&l.id)
+                .map_err(|_| ApiError::Unprocessable(format!("unknown product {:?}", shown(&l.id))))?;
             let q =
                 Qty::positive(l.quantity).map_err(|_| ApiError::Unprocessable("quantity must be at least 1".into()))?;
             Ok((sku, q))
@@ -511,7 +527,7 @@ pub async fn get_customer(app: &App, req: &Req) -> Result<Out, ApiError> {
     responses((status = 200, body = ProductOut), (status = 404, body = ErrorBody)))]
 pub async fn get_product(app: &App, req: &Req) -> Result<Out, ApiError> {
     let raw = param(req, 1);
-    let not_found = || ApiError::NotFound(format!("product {raw} not found"));
+    let not_found = || ApiError::NotFound(format!("product {} not found", shown(&raw)));
     let id = Sku::parse(&raw).map_err(|_| not_found())?;
     let v = app.view.product(&id, now(app)).ok_or_else(not_found)?;
     Out::json(StatusCode::OK, &ProductOut::from(&v))
@@ -722,8 +738,9 @@ pub async fn cancel_order(app: &App, req: &Req) -> Result<Out, ApiError> {
     responses((status = 200, body = [TimelineOut]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn timeline(app: &App, req: &Req) -> Result<Out, ApiError> {
     let c = caller(app, req)?;
-    let o = readable_order(app, &c, &order_id(req, 1)?, &[Role::Operator]).await?;
-    Out::json(StatusCode::OK, &o.timeline.iter().map(TimelineOut::from).collect::<Vec<_>>())
+    let id = order_id(req, 1)?;
+    readable_order(app, &c, &id, &[Role::Operator]).await?;
+    Out::json(StatusCode::OK, &app.shop.timeline(&id).await?.iter().map(TimelineOut::from).collect::<Vec<_>>())
 }
 
 // ---- payments ----
@@ -744,7 +761,8 @@ pub struct RedirectQuery {
 pub async fn redirect_url(app: &App, req: &Req) -> Result<Out, ApiError> {
     let c = caller(app, req)?;
     let q: RedirectQuery = query(req)?;
-    let id = OrderId::parse(&q.order_id).map_err(|_| ApiError::NotFound(format!("order {} not found", q.order_id)))?;
+    let id = OrderId::parse(&q.order_id)
+        .map_err(|_| ApiError::NotFound(format!("order {} not found", shown(&q.order_id))))?;
     let o = app.shop.order(&id).await?;
     if o.customer_id != c.customer {
         return Err(ApiError::Forbidden("not your order".into()));

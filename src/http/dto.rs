@@ -7,12 +7,13 @@ use utoipa::ToSchema;
 use crate::catalog_view::ProductView;
 use crate::domain::customer::{Channel, Communication, Customer};
 use crate::domain::notification::SendRecord;
-use crate::domain::order::{CommerceOrder, TimelineEntry};
+use crate::domain::order::CommerceOrder;
 use crate::domain::payment::Payment;
 use crate::domain::pricing::{Discount, Priced, Rule};
 use crate::domain::promo::Promocode;
 use crate::domain::shipping::Shipment;
 use crate::domain::Sku;
+use crate::shop::TimelineStep;
 
 /// Milliseconds since the epoch as RFC 3339 (UTC, millisecond precision).
 pub fn rfc3339(ms: u64) -> String {
@@ -460,7 +461,8 @@ pub struct ShippingOut {
     pub id: String,
     /// The order id.
     pub order_id: String,
-    /// PENDING, ASSEMBLED, SHIPPED or DELIVERED.
+    /// PENDING, ASSEMBLED, SHIPPED or DELIVERED; CANCELLED when its order was cancelled before
+    /// it left.
     pub status: String,
     /// Its lines.
     pub order_item_list: Vec<ShipItemOut>,
@@ -479,7 +481,7 @@ impl From<&Shipment> for ShippingOut {
         Self {
             id: s.order_id.to_string(),
             order_id: s.order_id.to_string(),
-            status: s.status.name().into(),
+            status: s.status_name().into(),
             order_item_list: s
                 .items
                 .iter()
@@ -551,7 +553,7 @@ pub struct TimelineOut {
     pub at: String,
     /// The service it came from.
     pub service: String,
-    /// What it was.
+    /// What happened, in words.
     pub event: String,
     /// The status it carried.
     pub status: String,
@@ -563,8 +565,8 @@ pub struct TimelineOut {
     pub message_id: String,
 }
 
-impl From<&TimelineEntry> for TimelineOut {
-    fn from(t: &TimelineEntry) -> Self {
+impl From<&TimelineStep> for TimelineOut {
+    fn from(t: &TimelineStep) -> Self {
         Self {
             at: rfc3339(t.at_ms),
             service: t.service.clone(),
@@ -572,7 +574,7 @@ impl From<&TimelineEntry> for TimelineOut {
             status: t.status.clone(),
             version: t.version,
             node: t.node.clone(),
-            message_id: t.message_id.to_string(),
+            message_id: t.message_id.clone(),
         }
     }
 }

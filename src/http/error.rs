@@ -10,6 +10,9 @@ use crate::actors::EngineError;
 use crate::domain::{DomainError, NotPayableReason};
 use crate::shop::ShopError;
 
+/// Longest error message, in characters.
+const MESSAGE_CHARS_MAX: usize = 300;
+
 /// An error answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiError {
@@ -34,6 +37,10 @@ pub enum ApiError {
     },
     /// 413: body over the limit.
     PayloadTooLarge,
+    /// 414: the request target is over `HTTP_URI_BYTES_MAX`.
+    UriTooLong,
+    /// 431: the headers are over `HTTP_HEADERS_LEN_MAX` or `HTTP_HEADER_BYTES_MAX`.
+    HeadersTooLarge,
     /// 415: not JSON.
     UnsupportedMediaType,
     /// 422: well-formed but invalid values.
@@ -59,8 +66,17 @@ pub struct ErrorBody {
 }
 
 impl ApiError {
-    /// The status and body.
+    /// The status and body (a message is never longer than `MESSAGE_CHARS_MAX`: whatever
+    /// outside input it quotes, the answer stays small).
     pub fn parts(&self) -> (StatusCode, ErrorBody) {
+        let (status, mut body) = self.parts_whole();
+        if body.message.chars().count() > MESSAGE_CHARS_MAX {
+            body.message = body.message.chars().take(MESSAGE_CHARS_MAX).chain(std::iter::once('…')).collect();
+        }
+        (status, body)
+    }
+
+    fn parts_whole(&self) -> (StatusCode, ErrorBody) {
         let body = |code: &str, message: String| ErrorBody { error: code.into(), message, order_id: None };
         match self {
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, body("bad_request", m.clone())),
@@ -78,6 +94,21 @@ impl ApiError {
             ApiError::PayloadTooLarge => {
                 (StatusCode::PAYLOAD_TOO_LARGE, body("payload_too_large", "the body is over 64 KiB".into()))
             }
+            ApiError::UriTooLong => (
+                StatusCode::URI_TOO_LONG,
+                body("uri_too_long", format!("the path and query are over {} bytes", super::HTTP_URI_BYTES_MAX)),
+            ),
+            ApiError::HeadersTooLarge => (
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                body(
+                    "headers_too_large",
+                    format!(
+                        "at most {} headers of {} bytes in all",
+                        super::HTTP_HEADERS_LEN_MAX,
+                        super::HTTP_HEADER_BYTES_MAX
+                    ),
+                ),
+            ),
             ApiError::UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 body("unsupported_media_type", "send JSON with Content-Type: application/json".into()),

@@ -11,6 +11,7 @@ pub mod api;
 pub mod auth;
 pub mod dto;
 pub mod error;
+pub mod json;
 pub mod openapi;
 pub mod sandbox;
 
@@ -32,6 +33,15 @@ use error::ApiError;
 
 /// Largest request body, bytes (API.md: 64 KiB).
 pub const HTTP_BODY_BYTES_MAX: usize = 64 * 1024;
+/// Longest request target (path and query) answered, bytes; past it, 414 (the HTTP library's
+/// own limit, 64 KiB, answers with an empty body: ours comes first).
+pub const HTTP_URI_BYTES_MAX: usize = 8 * 1024;
+/// Most request headers answered; past it, 431 (the HTTP library refuses past 100 with an empty
+/// body: ours comes first).
+pub const HTTP_HEADERS_LEN_MAX: usize = 64;
+/// Most bytes of request headers (names and values) answered; past it, 431.
+pub const HTTP_HEADER_BYTES_MAX: usize = 16 * 1024;
+
 /// Longest a request may take before it is answered 503 (so a stuck service never hangs a
 /// client; the slowest legitimate wait, `/pay/redirectUrl` for a booking, is 3 s).
 pub const HTTP_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -247,8 +257,14 @@ where
     let raw_path = path.as_str().to_owned();
     let template = api::template(&raw_path);
     let span = tracing::info_span!("request", request_id = %request_id, method = %method, route = template.unwrap_or("unknown"));
+    let uri_bytes = raw_path.len() + query.as_ref().map_or(0, |q| q.len() + 1);
+    let header_bytes: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
     let work = async {
         let result = match read_body(body).await {
+            _ if uri_bytes > HTTP_URI_BYTES_MAX => Err(ApiError::UriTooLong),
+            _ if headers.len() > HTTP_HEADERS_LEN_MAX || header_bytes > HTTP_HEADER_BYTES_MAX => {
+                Err(ApiError::HeadersTooLarge)
+            }
             None => Err(ApiError::PayloadTooLarge),
             Some(bytes) => {
                 let client = client_ip(peer, &headers, &app.trusted_proxies);

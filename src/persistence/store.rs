@@ -74,7 +74,7 @@ impl Durability {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     /// Another process (a running node) holds the data directory.
-    #[error("the data directory {0} is in use by another bazaar process (stop the node first)")]
+    #[error("the data directory {0} is in use by a running node (stop it first)")]
     Locked(String),
     /// sled or the file system failed.
     #[error("storage failure: {0}")]
@@ -382,6 +382,8 @@ impl Store {
                 Err(StoreError::Locked(_)) if std::time::Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(10));
                 }
+                // Say which directory, not the OS error's wording.
+                Err(StoreError::Locked(_)) => return Err(StoreError::Locked(dir.display().to_string())),
                 other => break other?,
             }
         };
@@ -525,6 +527,20 @@ impl Store {
     ) -> impl Iterator<Item = Result<(Vec<u8>, codec::Header, Vec<u8>), StoreError>> {
         let tree_name = trees.name.to_string();
         trees.state.iter().map(move |item| {
+            let (k, v) = item?;
+            let (h, body) = codec::open(RecordKind::Aggregate, &v).map_err(|e| corrupt(&tree_name, e))?;
+            Ok((k.to_vec(), h, body.to_vec()))
+        })
+    }
+
+    /// Every stored aggregate of a service's trees whose key starts with `prefix`.
+    pub fn scan_aggregates_prefix(
+        &self,
+        trees: &ServiceTrees,
+        prefix: &[u8],
+    ) -> impl Iterator<Item = Result<(Vec<u8>, codec::Header, Vec<u8>), StoreError>> {
+        let tree_name = trees.name.to_string();
+        trees.state.scan_prefix(prefix).map(move |item| {
             let (k, v) = item?;
             let (h, body) = codec::open(RecordKind::Aggregate, &v).map_err(|e| corrupt(&tree_name, e))?;
             Ok((k.to_vec(), h, body.to_vec()))

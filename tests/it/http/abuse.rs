@@ -255,3 +255,105 @@ async fn a_customer_who_saw_their_order_paid_can_order_again_at_once() {
     assert_invariants(&s).await;
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_requests_get_json_errors_in_the_stores_words() {
+    let s = Srv::start().await;
+    let me = s.token(READER).await;
+    // HEAD works wherever GET does, and 405 says so.
+    let head = s.send(s.raw(reqwest::Method::HEAD, "/health").await).await;
+    assert_eq!(head.status, StatusCode::OK);
+    assert!(head.text.is_empty(), "HEAD has no body");
+    let put = s.send(s.raw(reqwest::Method::PUT, "/health").await).await;
+    put.assert_error(405, "method_not_allowed");
+    assert_eq!(put.headers["allow"], "GET, HEAD");
+    // A long path, many headers: JSON 414 and 431.
+    let long = format!("/order/{}", "x".repeat(10_000));
+    s.get(&long, Some(&me)).await.assert_error(414, "uri_too_long");
+    let mut many = s.raw(reqwest::Method::GET, "/health").await;
+    for i in 0..80 {
+        many = many.header(format!("x-extra-{i}"), "v");
+    }
+    s.send(many).await.assert_error(431, "headers_too_large");
+    // An echoed id is cut short; no library's wording leaks.
+    let id = "y".repeat(5_000);
+    let a = s.get(&format!("/order/{id}"), Some(&me)).await;
+    a.assert_error(404, "not_found");
+    assert!(a.text.len() < 400, "{} bytes", a.text.len());
+    for token in ["a.b.c", "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.", "%%%"] {
+        let a = s.get("/orders", Some(token)).await;
+        a.assert_error(401, "unauthorized");
+        for leak in ["Base64", "variant", "expected one of", "Json", "Error("] {
+            assert!(!a.text.contains(leak), "{token}: {}", a.text);
+        }
+    }
+    // A key named twice is refused, and nothing is placed.
+    let dup = r#"{"itemsList":[{"id":"book-frankenstein","quantity":1,"quantity":-5}]}"#;
+    let req =
+        s.raw(reqwest::Method::POST, "/order/add").await.bearer_auth(&me).header("content-type", "application/json");
+    let a = s.send(req.body(dup)).await;
+    a.assert_error(400, "bad_request");
+    assert!(a.text.contains("appears twice"), "{}", a.text);
+    assert!(s.get("/orders", Some(&me)).await.body.as_array().unwrap().is_empty());
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_timeline_tells_every_step_in_words_and_a_cancelled_shipment_says_so() {
+    let s = Srv::start().await;
+    let me = s.customer("story@example.com").await;
+    let o = s.order(&me, &[("book-frankenstein", 1)], None).await;
+    let id = o["id"].as_str().unwrap().to_owned();
+    s.pay(&me, &id, "full").await;
+    s.wait_status(&me, &id, "PAID").await;
+    let shipper = s.token(SHIPPING).await;
+    eventually("the shipment", || async {
+        s.get(&format!("/shipping/{id}"), Some(&shipper)).await.status == StatusCode::OK
+    })
+    .await;
+    for step in ["ASSEMBLED", "SHIPPED"] {
+        let a = s.post(&format!("/shipping/{id}/status"), Some(&shipper), &json!({"status": step})).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    }
+    s.wait_status(&me, &id, "SHIPPING_PENDING").await;
+    let events = || async {
+        let t = s.get(&format!("/order/{id}/timeline"), Some(&me)).await;
+        t.body.as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+    };
+    eventually("both notices are on the timeline", || async {
+        events().await.iter().filter(|e| e.starts_with("Notification:")).count() == 2
+    })
+    .await;
+    let events = events().await;
+    for expected in [
+        "Order placed; its books are being reserved",
+        "Stock: every book is reserved",
+        "Payment: a payment was opened",
+        "Paid in full; the parcel will be prepared",
+        "Shipping: the shipment was created; the parcel will be packed",
+        "Shipping: the parcel is packed",
+        "Shipping: handed to the carrier",
+        "Notification: payment confirmation by e-mail to story@example.com sent",
+        "Notification: shipping notice by e-mail to story@example.com sent",
+    ] {
+        assert!(events.iter().any(|e| e == expected), "no {expected:?} in {events:#?}");
+    }
+    assert!(events.iter().all(|e| !e.contains("Event(")), "{events:#?}");
+
+    // An operator cancels a paid order before it leaves: its shipment reads CANCELLED.
+    let other = s.order(&me, &[("book-frankenstein", 1)], None).await;
+    let oid = other["id"].as_str().unwrap().to_owned();
+    s.pay(&me, &oid, "full").await;
+    s.wait_status(&me, &oid, "PAID").await;
+    eventually("the second shipment", || async {
+        s.get(&format!("/shipping/{oid}"), Some(&shipper)).await.status == StatusCode::OK
+    })
+    .await;
+    let op = s.token(OPERATOR).await;
+    assert_eq!(s.post_empty(&format!("/order/{oid}/cancel"), Some(&op)).await.status, StatusCode::OK);
+    eventually("the shipment reads CANCELLED", || async {
+        s.get(&format!("/shipping/{oid}"), Some(&shipper)).await.body["status"] == "CANCELLED"
+    })
+    .await;
+    s.stop().await;
+}

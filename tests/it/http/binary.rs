@@ -161,7 +161,31 @@ async fn user_add_explains_a_held_data_directory_and_a_taken_email_in_one_line()
     let err = String::from_utf8_lossy(&held.stderr);
     assert!(err.contains("in use by a running node") && err.trim().lines().count() == 1, "{err}");
     assert!(!err.contains("panicked"));
+    // Every tool says the same one line about a held directory (not the OS error).
+    for args in [&["verify"][..], &["dead-letters", "list"], &["dead-letters", "replay"]] {
+        let out = bazaar().args(args).arg("--data-dir").arg(dir.path()).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(err.contains("in use by a running node") && err.trim().lines().count() == 1, "{args:?}: {err}");
+        assert!(!err.contains("WouldBlock") && !err.contains("os error"), "{args:?}: {err}");
+    }
     kill9(&mut child);
+    // Stopped: the tools run end to end on it.
+    let verify = bazaar().args(["verify", "--data-dir"]).arg(dir.path()).output().unwrap();
+    let text = String::from_utf8_lossy(&verify.stdout);
+    assert!(verify.status.success(), "{text}{}", String::from_utf8_lossy(&verify.stderr));
+    assert!(text.contains("ok      money balanced") && !text.contains("BROKEN"), "{text}");
+    let list = bazaar().args(["dead-letters", "list", "--data-dir"]).arg(dir.path()).output().unwrap();
+    assert!(list.status.success());
+    assert!(String::from_utf8_lossy(&list.stdout).contains("no dead letters"));
+    // A mistyped directory is refused, not created.
+    let missing = dir.path().join("no-such-dir");
+    for args in [&["verify"][..], &["dead-letters", "list"]] {
+        let out = bazaar().args(args).arg("--data-dir").arg(&missing).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains("no bazaar data directory"), "{args:?}: {err}");
+        assert!(!missing.exists(), "{args:?} created the directory");
+    }
 
     let bad = bazaar()
         .args([
@@ -180,6 +204,14 @@ async fn user_add_explains_a_held_data_directory_and_a_taken_email_in_one_line()
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--role"));
+    let bad = bazaar()
+        .args(["user", "add", "--email", "not-an-email", "--password", "long-enough-pw", "--role", "ADMIN"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("not a valid e-mail address"), "{err}");
 }
 
 #[test]
@@ -190,6 +222,9 @@ fn every_command_has_help() {
         &["user", "add", "--help"],
         &["loadgen", "--help"],
         &["verify", "--help"],
+        &["dead-letters", "--help"],
+        &["dead-letters", "list", "--help"],
+        &["dead-letters", "replay", "--help"],
     ] {
         let out = bazaar().args(args).output().unwrap();
         assert!(out.status.success(), "{args:?}");
