@@ -37,10 +37,12 @@ pub const MAILBOX_LEN_MAX: usize = 1024;
 
 /// Entity actors one service keeps alive at once on a node (default; config may change it).
 ///
-/// Memory is bounded by the live set, not by the number of aggregates ever stored. Measured: a
-/// live entity actor costs ~18 KiB (mostly ractor's per-actor channels), so 5,000 per service
-/// is ~90 MiB per service at worst; the saga bench ran as fast with 1,000 as with 50,000.
-pub const LIVE_ENTITIES_MAX: usize = 5_000;
+/// Memory is bounded by the live set, not by the number of aggregates ever stored. Measured
+/// (2026-12-02, glibc's in-use heap during a 50,000-order run): a live entity costs ~18 KiB
+/// (its state, ractor's channels and task, the handle), and the order saga keeps five services
+/// at their cap, so 2,000 per service is ~180 MiB of live entities at most; 5,000 was ~450 MiB
+/// for ~5% more sagas/s, 1,000 ~90 MiB for ~10% fewer (BENCHMARKS.md).
+pub const LIVE_ENTITIES_MAX: usize = 2_000;
 
 /// An entity not touched for this long is passivated (default; config may change it), in ms.
 /// An order's entities go quiet once its saga step is done; a minute keeps the ones a shopper
