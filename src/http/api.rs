@@ -427,7 +427,7 @@ pub async fn logout(app: &App, req: &Req) -> Result<Out, ApiError> {
 #[utoipa::path(post, path = "/user", tag = "auth", security(("bearer" = [])), request_body = UserIn,
     params(IdempotencyHeader),
     responses((status = 201, body = UserOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+        (status = 409, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn create_user(app: &App, req: &Req) -> Result<Out, ApiError> {
     caller(app, req)?.require(&[Role::Admin])?;
     let b: UserIn = json_body(req)?;
@@ -448,7 +448,7 @@ pub async fn create_user(app: &App, req: &Req) -> Result<Out, ApiError> {
 #[utoipa::path(post, path = "/customer", tag = "customer", request_body = CustomerIn,
     params(IdempotencyHeader),
     responses((status = 201, body = CustomerOut), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
-        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn post_customer(app: &App, req: &Req) -> Result<Out, ApiError> {
     let b: CustomerIn = json_body(req)?;
     let id = CustomerId::parse(&b.email)
