@@ -226,6 +226,18 @@ pub fn check(src: &dyn StateSource, now_ms: u64, grace_ms: u64) -> Report {
                 unpaid.push(format!("customer {c}'s gate does not know its unpaid order {actual}"));
             }
         }
+        // The other way round: a gate holding an order that is no longer unpaid (or does not
+        // exist) blocks its customer for good.
+        if let Some(held) = &g.unpaid {
+            match order_by_id.get(held.as_str()) {
+                Some(o) if o.status.is_unpaid() => {}
+                Some(o) => unpaid.push(format!(
+                    "customer {c}'s gate still holds order {held}, which is {}: the customer cannot order again",
+                    o.status.name()
+                )),
+                None => unpaid.push(format!("customer {c}'s gate holds order {held}, which does not exist")),
+            }
+        }
     }
 
     // 6. Promo codes: never more live orders with a code than its limit, and the code counts

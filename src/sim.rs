@@ -52,7 +52,8 @@ pub struct Sim {
     lanes: BTreeMap<(String, String), Vec<Envelope>>,
     subscriptions: Subscriptions,
     kinds: BTreeMap<String, Box<dyn SimKind>>,
-    /// Deliveries that failed for good (must stay empty).
+    /// Deliveries that failed for good, and commands refused for a reason the run never causes
+    /// (must stay empty).
     pub dead: Vec<String>,
     /// Events delivered, counting repeats.
     pub delivered: u64,
@@ -452,6 +453,7 @@ pub fn run(seed: u64) -> Result<Sim, String> {
             .map_err(|e| e.to_string())?;
         }
     }
+    let scheduled: u32 = shoppers.iter().map(|s| s.orders_left).sum();
     let mut callbacks: Vec<(OrderId, Callback)> = Vec::new();
     let dup = sim.rng.gen_range(0.0..0.3);
     for _step in 0..4_000 {
@@ -543,7 +545,13 @@ pub fn run(seed: u64) -> Result<Sim, String> {
     sim.advance(deadlines.booking_ms + deadlines.payment_ms + 1);
     sim.drain();
     if !sim.dead.is_empty() {
-        return Err(format!("deliveries failed for good: {:?}", sim.dead));
+        return Err(format!("deliveries or commands failed for good: {:?}", sim.dead));
+    }
+    // Every order the seed scheduled was placed (so a run that could not place one fails), and
+    // every saga started also ended (checked below, order by order).
+    let left: u32 = shoppers.iter().map(|s| s.orders_left).sum();
+    if left > 0 || u64::from(scheduled) != sim.stats.orders {
+        return Err(format!("{scheduled} orders scheduled, {} placed, {left} never placed", sim.stats.orders));
     }
     let report = invariants::check(&sim, sim.now_ms, 0);
     if !report.ok {
@@ -627,10 +635,17 @@ fn shop_step(sim: &mut Sim, s: &mut Shopper, deadlines: Deadlines, callbacks: &m
                     &s.id,
                     GateCommand::Place { priced: priced.clone(), partition, deadlines, hold: None },
                 );
-                if let Ok(crate::actors::order::GateReply::Placed(o)) = placed {
-                    s.current = Some(o.id);
-                    s.orders_left -= 1;
-                    sim.stats.orders += 1;
+                match placed {
+                    Ok(crate::actors::order::GateReply::Placed(o)) => {
+                        s.current = Some(o.id);
+                        s.orders_left -= 1;
+                        sim.stats.orders += 1;
+                    }
+                    // The second click of a double click, or the gate has not yet heard that the
+                    // shopper's last order was paid or cancelled (they try again later; the run
+                    // fails if any scheduled order is never placed).
+                    Err(crate::domain::DomainError::UnpaidOrderExists { .. }) => {}
+                    other => sim.dead.push(format!("placing an order: {other:?}")),
                 }
             }
         }
@@ -680,11 +695,15 @@ fn finish_placement(sim: &mut Sim, s: &mut Shopper, p: Placement, partition: u32
             s.orders_left -= 1;
             sim.stats.orders += 1;
             sim.stats.promo_orders += 1;
+            return;
         }
-        _ => {
-            let _ = sim.command::<PromoKind>(&p.token, PromoCommand::Release { order: p.order, cause: p.hold });
-        }
+        // The hold's number was fenced meanwhile, the order priced below the code's minimum, or
+        // the gate has not yet heard that the last order was paid or cancelled.
+        Ok(Err(crate::domain::DomainError::Raced { .. } | crate::domain::DomainError::UnpaidOrderExists { .. }))
+        | Err(crate::domain::DomainError::PromoNotApplicable { .. }) => {}
+        other => sim.dead.push(format!("placing an order with {}: {other:?}", p.token)),
     }
+    let _ = sim.command::<PromoKind>(&p.token, PromoCommand::Release { order: p.order, cause: p.hold });
 }
 
 fn callback(sim: &mut Sim, p: &Payment) -> Callback {

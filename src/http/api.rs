@@ -195,7 +195,16 @@ fn json_body<T: DeserializeOwned>(req: &Req) -> Result<T, ApiError> {
     }
     // Syntax first (400), then shape and types (422).
     let value = super::json::parse(&req.body).map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
-    T::deserialize(value).map_err(|e| ApiError::Unprocessable(format!("invalid body: {e}")))
+    // The error names where in the body it went wrong (`itemsList[0].quantity: ...`).
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            ApiError::Unprocessable(format!("invalid body: {inner}"))
+        } else {
+            ApiError::Unprocessable(format!("invalid body at {path}: {inner}"))
+        }
+    })
 }
 
 fn query<T: DeserializeOwned>(req: &Req) -> Result<T, ApiError> {

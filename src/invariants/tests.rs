@@ -160,3 +160,23 @@ fn a_gate_that_does_not_know_its_customers_unpaid_order_is_reported() {
     let v = check_named(&src, "at most one unpaid order per customer");
     assert_eq!(v.len(), 1, "{v:?}");
 }
+
+#[test]
+fn a_gate_that_still_holds_a_settled_order_is_reported() {
+    for status in [OrderStatus::Paid, OrderStatus::Cancelled] {
+        let o = order(0, None, status);
+        let mut src = Source::default();
+        src.put::<OrderKind>(o.id.as_str(), &Some(o.clone()));
+        let mut gate = CustomerOrders::new(customer(0));
+        gate.unpaid = Some(o.id.clone());
+        src.put::<GateKind>(customer(0).as_str(), &gate);
+        let v = check_named(&src, "at most one unpaid order per customer");
+        assert_eq!(v.len(), 1, "{status:?}: {v:?}");
+        assert!(v[0].contains("cannot order again"), "{v:?}");
+    }
+    let mut src = Source::default();
+    let mut gate = CustomerOrders::new(customer(1));
+    gate.unpaid = Some(OrderId::for_customer(1, &customer(1), 9));
+    src.put::<GateKind>(customer(1).as_str(), &gate);
+    assert!(check_named(&src, "at most one unpaid order per customer")[0].contains("does not exist"));
+}

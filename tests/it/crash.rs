@@ -29,6 +29,37 @@ fn seeds() -> Vec<u64> {
     (1..=n).collect()
 }
 
+/// What a child process wrote to its stderr (read on a thread so the pipe never fills).
+struct Stderr(std::thread::JoinHandle<String>);
+
+impl Stderr {
+    fn of(child: &mut std::process::Child) -> Stderr {
+        let mut pipe = child.stderr.take().expect("stderr is piped");
+        Stderr(std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut pipe, &mut text);
+            text
+        }))
+    }
+
+    fn text(self) -> String {
+        self.0.join().unwrap_or_default()
+    }
+}
+
+/// Asserts that the kill lands mid-write: the loadgen reached `wanted` acknowledgements and was
+/// still running (a loadgen that failed to start, or finished, would make every check pass on a
+/// store that saw nothing of a crash).
+fn assert_killed_mid_run(child: &mut std::process::Child, got: usize, wanted: usize, stderr: Stderr) -> Stderr {
+    let running = child.try_wait().map(|s| s.is_none()).unwrap_or(false);
+    if got < wanted || !running {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("loadgen stopped before the kill ({got} of {wanted} acknowledgements): {}", stderr.text());
+    }
+    stderr
+}
+
 /// Runs `bazaar loadgen` until it acknowledged `kill_after` writes, kills it with SIGKILL, and
 /// returns the highest acknowledged command number per writer.
 fn run_and_kill(dir: &std::path::Path, seed: u64, kill_after: usize) -> HashMap<usize, u64> {
@@ -38,9 +69,10 @@ fn run_and_kill(dir: &std::path::Path, seed: u64, kill_after: usize) -> HashMap<
         .arg(dir)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("start bazaar loadgen");
+    let stderr = Stderr::of(&mut child);
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let mut acked: HashMap<usize, u64> = HashMap::new();
@@ -66,6 +98,7 @@ fn run_and_kill(dir: &std::path::Path, seed: u64, kill_after: usize) -> HashMap<
             }
         }
     }
+    let _stderr = assert_killed_mid_run(&mut child, count, kill_after, stderr);
     child.kill().unwrap(); // SIGKILL on Unix
                            // Acknowledgements already in the pipe were given before the kill: they count too.
     for line in lines.map_while(Result::ok) {
@@ -191,9 +224,10 @@ fn run_sagas_and_kill(dir: &std::path::Path, seed: u64, kill_after: usize) -> Ve
         .arg(dir)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("start bazaar loadgen");
+    let stderr = Stderr::of(&mut child);
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut paid = Vec::new();
     for line in lines.by_ref() {
@@ -205,6 +239,7 @@ fn run_sagas_and_kill(dir: &std::path::Path, seed: u64, kill_after: usize) -> Ve
             }
         }
     }
+    let _stderr = assert_killed_mid_run(&mut child, paid.len(), kill_after, stderr);
     child.kill().unwrap();
     for line in lines.map_while(Result::ok) {
         if let Some(o) = line.strip_prefix("paid ") {

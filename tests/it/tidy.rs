@@ -1,8 +1,15 @@
-//! Tidy checks on the source tree: boundaries the architecture promises.
+//! Tidy checks on the source tree: boundaries the architecture promises, checked on the parsed
+//! source (syn), so no spelling of an import walks around them: grouped or nested `use` trees,
+//! renames, re-exports, `extern crate`, a path written inline (`tokio::spawn(..)`), or one inside
+//! a macro's tokens.
 
 use std::path::{Path, PathBuf};
 
-const FORBIDDEN_IN_DOMAIN: &[&str] = &["tokio", "ractor", "sled", "warp"];
+use proc_macro2::{TokenStream, TokenTree};
+use syn::visit::Visit;
+
+/// Crates `src/domain` must never name: it stays pure (no runtime, storage or HTTP).
+const FORBIDDEN_IN_DOMAIN: &[&str] = &["tokio", "ractor", "ractor_cluster", "sled", "warp"];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -15,36 +22,144 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The crates a line of code names (outside comments): `use x::`, `x::path`, `extern crate x`.
-fn crates_named(line: &str) -> Vec<&'static str> {
-    let code = line.split("//").next().unwrap_or("");
-    FORBIDDEN_IN_DOMAIN
-        .iter()
-        .copied()
-        .filter(|krate| {
-            code.match_indices(krate).any(|(i, _)| {
-                let before = code[..i].chars().next_back();
-                let after = &code[i + krate.len()..];
-                let starts_word = before.is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
-                starts_word
-                    && (after.starts_with("::")
-                        || after.starts_with(';')
-                        || after.starts_with(" as")
-                        || after.starts_with('}')
-                        || after.starts_with(','))
-            })
+/// Every path a file names, as its leading segments (`["tokio", "sync", "Mutex"]`); `crate::`
+/// paths keep `crate` first. From `use` trees (each leaf spelled out), `extern crate`, every
+/// path in code and types, and identifier sequences `a::b` inside macro invocations.
+#[derive(Default)]
+struct Paths(Vec<Vec<String>>);
+
+impl Paths {
+    fn use_tree(&mut self, prefix: &mut Vec<String>, tree: &syn::UseTree) {
+        match tree {
+            syn::UseTree::Path(p) => {
+                prefix.push(p.ident.to_string());
+                self.use_tree(prefix, &p.tree);
+                prefix.pop();
+            }
+            syn::UseTree::Name(n) => self.push_with(prefix, &n.ident.to_string()),
+            syn::UseTree::Rename(r) => self.push_with(prefix, &r.ident.to_string()),
+            syn::UseTree::Glob(_) => self.0.push(prefix.clone()),
+            syn::UseTree::Group(g) => {
+                for t in &g.items {
+                    self.use_tree(prefix, t);
+                }
+            }
+        }
+    }
+
+    fn push_with(&mut self, prefix: &[String], last: &str) {
+        let mut p = prefix.to_vec();
+        if last != "self" {
+            p.push(last.to_owned());
+        }
+        self.0.push(p);
+    }
+
+    /// `a::b::c` sequences in raw tokens (macro bodies are not parsed as code).
+    fn tokens(&mut self, tokens: TokenStream) {
+        let tts: Vec<TokenTree> = tokens.into_iter().collect();
+        let mut i = 0;
+        while i < tts.len() {
+            match &tts[i] {
+                TokenTree::Group(g) => self.tokens(g.stream()),
+                TokenTree::Ident(id) => {
+                    // `x::id` continues another path; a leading `::id` starts one.
+                    let continues = i >= 3
+                        && is_colon(&tts[i - 1])
+                        && is_colon(&tts[i - 2])
+                        && match &tts[i - 3] {
+                            TokenTree::Ident(_) => true,
+                            TokenTree::Punct(p) => p.as_char() == '>',
+                            _ => false,
+                        };
+                    let mut path = vec![id.to_string()];
+                    let mut j = i + 1;
+                    while j + 2 < tts.len() && is_colon(&tts[j]) && is_colon(&tts[j + 1]) {
+                        let TokenTree::Ident(next) = &tts[j + 2] else { break };
+                        path.push(next.to_string());
+                        j += 3;
+                    }
+                    if !continues && path.len() > 1 {
+                        self.0.push(path);
+                    }
+                    i = j;
+                    continue;
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+    }
+}
+
+fn is_colon(t: &TokenTree) -> bool {
+    matches!(t, TokenTree::Punct(p) if p.as_char() == ':')
+}
+
+impl<'ast> Visit<'ast> for Paths {
+    fn visit_item_use(&mut self, u: &'ast syn::ItemUse) {
+        self.use_tree(&mut Vec::new(), &u.tree);
+    }
+
+    fn visit_item_extern_crate(&mut self, e: &'ast syn::ItemExternCrate) {
+        self.0.push(vec![e.ident.to_string()]);
+    }
+
+    fn visit_path(&mut self, p: &'ast syn::Path) {
+        self.0.push(p.segments.iter().map(|s| s.ident.to_string()).collect());
+        syn::visit::visit_path(self, p);
+    }
+
+    fn visit_macro(&mut self, m: &'ast syn::Macro) {
+        self.visit_path(&m.path);
+        self.tokens(m.tokens.clone());
+    }
+}
+
+/// Every path named by the Rust source `text`.
+fn paths_in(text: &str) -> Vec<Vec<String>> {
+    let file = syn::parse_file(text).unwrap_or_else(|e| panic!("cannot parse: {e}"));
+    let mut v = Paths::default();
+    v.visit_file(&file);
+    v.0
+}
+
+/// The forbidden crates `text` names.
+fn crates_named(text: &str, forbidden: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = paths_in(text)
+        .into_iter()
+        .filter_map(|p| {
+            // `::tokio::x` parses with the same first segment; `crate::`/`self::`/`super::` are ours.
+            let first = p.first()?.clone();
+            forbidden.contains(&first.as_str()).then_some(first)
         })
-        .collect()
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 #[test]
-fn the_checker_recognises_imports() {
-    assert_eq!(crates_named("use tokio::sync::Mutex;"), vec!["tokio"]);
-    assert_eq!(crates_named("    let x = ::sled::open(p);"), vec!["sled"]);
-    assert_eq!(crates_named("extern crate ractor;"), vec!["ractor"]);
-    assert_eq!(crates_named("use {warp, serde};"), vec!["warp"]);
-    assert!(crates_named("//! must never import tokio, ractor, sled or warp").is_empty());
-    assert!(crates_named("let sledge = tokio_like;").is_empty());
+fn the_checker_sees_every_way_of_naming_a_crate() {
+    let f = FORBIDDEN_IN_DOMAIN;
+    assert_eq!(crates_named("use tokio::sync::Mutex;", f), vec!["tokio"]);
+    assert_eq!(crates_named("fn f() { let x = ::sled::open(\"p\"); }", f), vec!["sled"]);
+    assert_eq!(crates_named("extern crate ractor;", f), vec!["ractor"]);
+    assert_eq!(crates_named("use {warp, serde};", f), vec!["warp"]);
+    assert_eq!(
+        crates_named("use std::{\n    io,\n    sync::Arc,\n};\nuse {\n  serde,\n  tokio\n    ::sync,\n};", f),
+        vec!["tokio"]
+    );
+    assert_eq!(crates_named("pub use tokio as rt;", f), vec!["tokio"]);
+    assert_eq!(crates_named("pub use sled::*;", f), vec!["sled"]);
+    assert_eq!(crates_named("fn f() -> tokio::task::JoinHandle<()> { todo() }", f), vec!["tokio"]);
+    assert_eq!(crates_named("fn f() { tokio::select! { _ = a => {} } }", f), vec!["tokio"]);
+    assert_eq!(crates_named("fn f() { println!(\"{}\", warp::http::StatusCode::OK); }", f), vec!["warp"]);
+    assert_eq!(crates_named("fn f() { m!(a = ::sled::open(p)); }", f), vec!["sled"]);
+    assert!(crates_named("fn f() { m!(crate::x::tokio::y); }", f).is_empty());
+    assert!(crates_named("//! must never import tokio, ractor, sled or warp\nfn f() {}", f).is_empty());
+    assert!(crates_named("fn f() { let sledge = tokio_like; let s = \"tokio::spawn\"; }", f).is_empty());
+    assert!(crates_named("use crate::domain::tokio::X;", f).is_empty(), "a module of ours named like a crate");
 }
 
 #[test]
@@ -56,10 +171,8 @@ fn the_domain_imports_no_runtime_storage_or_http_crate() {
     let mut offences = Vec::new();
     for f in files {
         let text = std::fs::read_to_string(&f).unwrap();
-        for (no, line) in text.lines().enumerate() {
-            for krate in crates_named(line) {
-                offences.push(format!("{}:{}: {krate}: {}", f.display(), no + 1, line.trim()));
-            }
+        for krate in crates_named(&text, FORBIDDEN_IN_DOMAIN) {
+            offences.push(format!("{}: names {krate}", f.display()));
         }
     }
     assert!(offences.is_empty(), "src/domain must stay pure:\n{}", offences.join("\n"));

@@ -63,7 +63,9 @@ async fn scenario_1_catalogue_search_by_words_promotions_and_stock() {
     let jane = s.get("/product/book-jane-eyre", None).await.body;
     assert!(jane["promotions"].as_array().unwrap().iter().all(|x| x["token"] != "WHALE20"));
     let promo = s.get("/products?promo=true&size=100", None).await.body;
-    for p in promo["items"].as_array().unwrap() {
+    let promoted = promo["items"].as_array().unwrap();
+    assert!(promoted.iter().any(|p| p["id"] == "book-moby-dick"), "promo=true lists the promoted book: {promo}");
+    for p in promoted {
         assert!(!p["promotions"].as_array().unwrap().is_empty(), "promo=true lists only promoted books: {p}");
     }
     let listed = s.get("/promocodes", None).await.body;
@@ -291,9 +293,11 @@ async fn promo_codes_are_created_checked_and_used_up_once_per_order() {
                          "rule": {"type": "PERCENT", "percent": 50, "validUntil": "2020-01-01T00:00:00Z"}});
     assert_eq!(s.post("/promocode", Some(&admin), &expired).await.status, StatusCode::CREATED);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    s.post("/calcPrice", None, &order_body(&[("book-frankenstein", 1)], Some("GONE")))
-        .await
-        .assert_error(422, "invalid");
+    let gone = s.post("/calcPrice", None, &order_body(&[("book-frankenstein", 1)], Some("GONE"))).await;
+    gone.assert_error(422, "invalid");
+    assert!(gone.text.contains("expired"), "an expired code says so, unlike an unknown one: {}", gone.text);
+    let nope = s.post("/calcPrice", None, &order_body(&[("book-frankenstein", 1)], Some("NOPE"))).await;
+    assert!(nope.text.contains("no such code"), "{}", nope.text);
     let listed = s.get("/promocodes", None).await.body;
     assert!(listed.as_array().unwrap().iter().all(|p| p["token"] != "GONE"), "expired codes are not listed");
 
