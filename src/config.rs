@@ -90,7 +90,7 @@ fn invalid(field: &str, reason: impl Into<String>) -> ConfigError {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
-    /// `flush` (default), `fsync` or `none`.
+    /// `flush` (default; `fsync` is another name of it) or `none`.
     #[serde(default = "default_durability")]
     pub durability: Durability,
     /// sled's page cache, bytes.
@@ -379,6 +379,13 @@ data_dir = "./data"
         assert!(ClusterConfig::parse(base).is_ok());
         let e = ClusterConfig::parse(&base.replace("cookie = \"c\"", "cookie = \"c\"\npartitions = 100")).unwrap_err();
         assert!(e.to_string().contains("partitions"), "{e}");
+        // `fsync` is an older name of `flush`, still read.
+        for (name, expected) in [("flush", Durability::Flush), ("fsync", Durability::Flush), ("none", Durability::None)]
+        {
+            let cfg = ClusterConfig::parse(&format!("{base}\n[storage]\ndurability = \"{name}\"\n")).unwrap();
+            assert_eq!(cfg.storage.durability, expected, "{name}");
+            assert_eq!(Durability::parse(name), Some(expected), "{name}");
+        }
         let e = ClusterConfig::parse(&format!("{base}\n[storage]\ndurability = \"sometimes\"\n")).unwrap_err();
         assert!(matches!(e, ConfigError::Parse { .. }), "{e}");
         assert!(e.to_string().contains("line 10, column 14"), "{e}");

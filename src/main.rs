@@ -119,7 +119,7 @@ struct LoadgenArgs {
     /// Seed of the message ids (the same seed again changes nothing).
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// flush, fsync or none.
+    /// flush or none (fsync: another name of flush).
     #[arg(long, default_value = "flush", value_parser = parse_durability)]
     durability: Durability,
     /// Most live entity actors per service (default: the node's).
@@ -156,7 +156,7 @@ enum DeadLetterAction {
 }
 
 fn parse_durability(s: &str) -> Result<Durability, String> {
-    Durability::parse(s).ok_or_else(|| "expected flush, fsync or none".to_owned())
+    Durability::parse(s).ok_or_else(|| "expected flush or none".to_owned())
 }
 
 fn main() -> ExitCode {

@@ -39,22 +39,20 @@ use crate::limits::{INBOX_GENERATION_MS, SLED_CACHE_BYTES, VERSION_CACHE_LEN_MAX
 #[serde(rename_all = "lowercase")]
 pub enum Durability {
     /// Acknowledge once an `fdatasync` of the commit log covers the batch: survives kill -9 and
-    /// a power cut (the default).
+    /// a power cut (the default). `fsync` names the same (it was stronger when sled's own flush
+    /// made writes durable; accepted so existing configurations stay valid).
+    #[serde(alias = "fsync")]
     Flush,
-    /// The same as `Flush` (it was stronger when sled's own flush made writes durable; kept so
-    /// existing configurations stay valid).
-    Fsync,
     /// Acknowledge once the log record is handed to the OS, without waiting for the disk:
     /// survives the process being killed, not a machine crash. Tests and benches only.
     None,
 }
 
 impl Durability {
-    /// Parses `flush`, `fsync` or `none`.
+    /// Parses `flush` (or its alias `fsync`) or `none`.
     pub fn parse(s: &str) -> Option<Durability> {
         match s {
-            "flush" => Some(Durability::Flush),
-            "fsync" => Some(Durability::Fsync),
+            "flush" | "fsync" => Some(Durability::Flush),
             "none" => Some(Durability::None),
             _ => None,
         }
@@ -64,7 +62,6 @@ impl Durability {
     pub fn name(self) -> &'static str {
         match self {
             Durability::Flush => "flush",
-            Durability::Fsync => "fsync",
             Durability::None => "none",
         }
     }
@@ -388,7 +385,7 @@ impl Store {
             }
         };
         let db_file = match opts.durability {
-            Durability::Flush | Durability::Fsync => Some(
+            Durability::Flush => Some(
                 File::open(dir.join("db"))
                     .map_err(|e| StoreError::Storage(format!("cannot open db file for fsync: {e}")))?,
             ),
@@ -528,7 +525,8 @@ impl Store {
         let tree_name = trees.name.to_string();
         trees.state.iter().map(move |item| {
             let (k, v) = item?;
-            let (h, body) = codec::open(RecordKind::Aggregate, &v).map_err(|e| corrupt(&tree_name, e))?;
+            let (h, body) = codec::open(RecordKind::Aggregate, &v)
+                .map_err(|e| corrupt(&format!("{tree_name} (key {:?})", String::from_utf8_lossy(&k)), e))?;
             Ok((k.to_vec(), h, body.to_vec()))
         })
     }
@@ -542,7 +540,8 @@ impl Store {
         let tree_name = trees.name.to_string();
         trees.state.scan_prefix(prefix).map(move |item| {
             let (k, v) = item?;
-            let (h, body) = codec::open(RecordKind::Aggregate, &v).map_err(|e| corrupt(&tree_name, e))?;
+            let (h, body) = codec::open(RecordKind::Aggregate, &v)
+                .map_err(|e| corrupt(&format!("{tree_name} (key {:?})", String::from_utf8_lossy(&k)), e))?;
             Ok((k.to_vec(), h, body.to_vec()))
         })
     }
