@@ -306,14 +306,7 @@ pub async fn load_state<K: EntityKind>(env: &Arc<EntityEnv>, key: &K::Key) -> Re
             }
         }
     };
-    blocking(read).await
-}
-
-/// Runs a short blocking store call on a blocking thread, so it never stalls the runtime.
-pub async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Storage(format!("blocking task failed: {e}")))?
+    crate::persistence::blocking(read).await
 }
 
 fn fresh_message_id() -> MessageId {

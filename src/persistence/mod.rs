@@ -22,4 +22,4 @@ pub use envelope::Envelope;
 pub use events::Topic;
 pub use records::{DeadLetter, InboxRecord, OutboxEntry};
 pub use relay::{DeliveryError, Relay, RelayConfig, Subscriber, Subscriptions};
-pub use store::{Applied, Durability, ServiceTrees, Store, StoreError, StoreOptions, VersionCache, WriteSet};
+pub use store::{blocking, Applied, Durability, ServiceTrees, Store, StoreError, StoreOptions, VersionCache, WriteSet};

@@ -216,12 +216,6 @@ struct Worker {
     acked: Vec<u64>,
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    crate::actors::entity::blocking(f).await
-}
-
 impl Worker {
     async fn run(mut self, mut stop: watch::Receiver<bool>) {
         let wake = self.committer.relay_wake();
@@ -285,7 +279,7 @@ impl Worker {
         let mut rows = Vec::new();
         if self.cursor < scan_end {
             let (from, store) = (self.cursor, self.store.clone());
-            rows = blocking(move || store.outbox_scan(from, scan_end, room)).await?;
+            rows = super::blocking(move || store.outbox_scan(from, scan_end, room)).await?;
             room -= rows.len();
             let scanned_all = rows.len() < self.config.window_len_max.saturating_sub(self.items.len());
             if !scanned_all {

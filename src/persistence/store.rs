@@ -217,6 +217,13 @@ pub struct WriteSet {
     pub dead_letters: Vec<(u64, Vec<u8>)>,
 }
 
+/// Runs a short blocking store call on a blocking thread, so it never stalls the runtime.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| StoreError::Storage(format!("blocking task failed: {e}")))?
+}
+
 /// The key of a durable timer: due time first (big-endian, so a range scan finds the due ones),
 /// then the aggregate, the entity key and the timer's tag.
 pub fn timer_key(due_ms: u64, aggregate: &str, key: &str, tag: &str) -> Vec<u8> {

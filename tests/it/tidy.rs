@@ -177,3 +177,47 @@ fn the_domain_imports_no_runtime_storage_or_http_crate() {
     }
     assert!(offences.is_empty(), "src/domain must stay pure:\n{}", offences.join("\n"));
 }
+
+/// The modules of ours that `text` names (`crate::x`, `super::super::x`, `self::x` → `x`).
+fn our_modules_named(text: &str, forbidden: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = paths_in(text)
+        .into_iter()
+        .filter_map(|p| {
+            let relative = p.iter().take_while(|s| matches!(s.as_str(), "crate" | "super" | "self")).count();
+            let next = p.get(relative)?;
+            (relative > 0 && forbidden.contains(&next.as_str())).then(|| next.clone())
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[test]
+fn the_layer_checker_sees_every_way_of_naming_a_module() {
+    let f = &["actors", "http"];
+    assert_eq!(our_modules_named("use crate::actors::entity::blocking;", f), vec!["actors"]);
+    assert_eq!(our_modules_named("use crate::{codec, actors::{entity}};", f), vec!["actors"]);
+    assert_eq!(our_modules_named("use super::super::http::Req;", f), vec!["http"]);
+    assert_eq!(our_modules_named("fn f() { crate::actors::entity::blocking(g); }", f), vec!["actors"]);
+    assert_eq!(our_modules_named("pub use crate::http as h;", f), vec!["http"]);
+    assert!(our_modules_named("use super::codec; use reqwest::http; fn f() { http::x(); }", f).is_empty());
+}
+
+/// Persistence sits below the actors, their supervisors and the HTTP front: it never names them
+/// (a helper both need lives in persistence, or lower).
+#[test]
+fn persistence_imports_nothing_from_the_layers_above_it() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/persistence");
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    assert!(files.len() >= 5, "found only {files:?}");
+    let mut offences = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        for m in our_modules_named(&text, &["actors", "supervisors", "http", "shop", "node", "app"]) {
+            offences.push(format!("{}: names crate::{m}", f.display()));
+        }
+    }
+    assert!(offences.is_empty(), "src/persistence must not reach up:\n{}", offences.join("\n"));
+}
