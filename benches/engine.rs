@@ -90,20 +90,20 @@ async fn one_run(base: &std::path::Path, durability: Durability, writers: usize,
     tokio::time::sleep(Duration::from_millis(500)).await;
     let stats = node.committer().stats();
     let (b0, w0) = (stats.batches.load(Ordering::Relaxed), stats.write_sets.load(Ordering::Relaxed));
-    let (tx0, du0) = (stats.transaction_us.load(Ordering::Relaxed), stats.durable_us.load(Ordering::Relaxed));
+    let (cm0, du0) = (stats.commit_us.load(Ordering::Relaxed), stats.durable_us.load(Ordering::Relaxed));
     let (a0, d0) = (acks.load(Ordering::Relaxed), delivered.load(Ordering::Relaxed));
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(secs)).await;
     let (a1, d1) = (acks.load(Ordering::Relaxed), delivered.load(Ordering::Relaxed));
     let elapsed = t0.elapsed().as_secs_f64();
     let (b1, w1) = (stats.batches.load(Ordering::Relaxed), stats.write_sets.load(Ordering::Relaxed));
-    let (tx1, du1) = (stats.transaction_us.load(Ordering::Relaxed), stats.durable_us.load(Ordering::Relaxed));
+    let (cm1, du1) = (stats.commit_us.load(Ordering::Relaxed), stats.durable_us.load(Ordering::Relaxed));
     if std::env::var("BAZAAR_BENCH_VERBOSE").is_ok() {
         let ws = (w1 - w0).max(1) as f64;
         eprintln!(
             "  commit {:.1} us/ws (committer {:.0}% busy), fdatasync {:.1} us/ws (syncer {:.0}% busy), {:.2} write sets per command",
-            (tx1 - tx0) as f64 / ws,
-            ((tx1 - tx0) as f64 / 1e6) / elapsed * 100.0,
+            (cm1 - cm0) as f64 / ws,
+            ((cm1 - cm0) as f64 / 1e6) / elapsed * 100.0,
             (du1 - du0) as f64 / ws,
             ((du1 - du0) as f64 / 1e6) / elapsed * 100.0,
             ws / (a1 - a0).max(1) as f64

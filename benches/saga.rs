@@ -110,7 +110,7 @@ async fn one_run(base: &Path, durability: Durability, customers: usize, secs: u6
     };
     let a0 = activations(&node);
     let pipeline = |s: &bazaar::persistence::CommitStats| {
-        [&s.batches, &s.transaction_us, &s.durable_us, &s.syncs].map(|c| c.load(Ordering::Relaxed))
+        [&s.batches, &s.commit_us, &s.durable_us, &s.syncs].map(|c| c.load(Ordering::Relaxed))
     };
     let k0 = pipeline(stats);
     let seq0 = node.committer().durable_end();

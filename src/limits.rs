@@ -26,7 +26,7 @@ pub const CHECKPOINT_EVERY_MS: u64 = 1_000;
 pub const COMMIT_QUEUE_LEN_MAX: usize = 8 * COMMIT_BATCH_LEN_MAX;
 
 /// Aggregate versions the committer remembers (it writes every aggregate, so it knows them
-/// exactly); each hit saves a read inside the transaction. ~100 bytes each: ~20 MiB at most.
+/// exactly); each hit saves a read while a batch is decided. ~100 bytes each: ~20 MiB at most.
 pub const VERSION_CACHE_LEN_MAX: usize = 200_000;
 
 /// Messages queued in one entity's mailbox before a sender gets `Overloaded`.

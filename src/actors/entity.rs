@@ -288,7 +288,7 @@ pub struct EntityState<K: EntityKind> {
 }
 
 /// Reads an aggregate from the store (on a blocking thread: sled's reads can wait on its lock
-/// while a transaction commits; `block_in_place` measured slower in the saga bench).
+/// while the committer applies a batch; `block_in_place` measured slower in the saga bench).
 pub async fn load_state<K: EntityKind>(env: &Arc<EntityEnv>, key: &K::Key) -> Result<(K::State, u64), StoreError> {
     let read = {
         let (env, key) = (env.clone(), key.clone());

@@ -42,7 +42,8 @@ pub type Callback = Box<dyn FnOnce(CommitResult) + Send>;
 /// Why a write set was not committed. The write set's aggregate must be reloaded from the store.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommitError {
-    /// The batch's transaction or its flush failed; nothing of the batch may be relied on.
+    /// The batch's commit (its decision, log record or application) or its sync failed; nothing
+    /// of the batch may be relied on.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The committer has stopped (the node is shutting down).
@@ -63,7 +64,7 @@ enum Request {
 /// Counters of the pipeline, for benches and metrics.
 #[derive(Debug, Default)]
 pub struct CommitStats {
-    /// Transactions committed.
+    /// Batches committed (one log record each).
     pub batches: AtomicU64,
     /// Write sets committed (duplicates and conflicts included).
     pub write_sets: AtomicU64,
@@ -72,7 +73,7 @@ pub struct CommitStats {
     /// Batches that failed.
     pub failures: AtomicU64,
     /// Microseconds spent deciding, logging and applying batches (the committer thread).
-    pub transaction_us: AtomicU64,
+    pub commit_us: AtomicU64,
     /// Microseconds spent making the log durable (`fdatasync`, the syncer thread).
     pub durable_us: AtomicU64,
     /// `fdatasync` calls (each covers every batch handed over before it).
@@ -323,7 +324,7 @@ fn apply(
         let fault = if writes.is_empty() { None } else { shared.fault.lock().ok().and_then(|mut f| f.take()) };
         let t0 = Instant::now();
         let result = store.commit(&refs, *next_seq, fault, versions);
-        shared.stats.transaction_us.fetch_add(micros(t0.elapsed()), Ordering::Relaxed);
+        shared.stats.commit_us.fetch_add(micros(t0.elapsed()), Ordering::Relaxed);
         result.map(|(mut applied, new_seq)| {
             *next_seq = new_seq;
             applied.truncate(writes.len());

@@ -201,7 +201,7 @@ pub struct WriteSet {
     /// Dead letters to delete (their replay is in `outbox`).
     pub dead_letter_removals: Vec<u64>,
     /// Delivered outbox entries to delete (the relay's acknowledgements, folded into a batch
-    /// by the committer so they cost no transaction of their own).
+    /// by the committer so they cost no batch of their own).
     pub outbox_removals: Vec<u64>,
     /// Aggregates this write set creates (sibling aggregates of the same service, e.g. the order
     /// a customer gate opens). Each must not exist yet; if one does, the whole write set is a
@@ -282,7 +282,7 @@ pub enum Applied {
 /// A test's request to fail a commit part-way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InjectedAbort {
-    /// Abort the transaction after this many write sets were written into it (or after the last
+    /// Abort the batch after this many of its write sets were applied (or after the last
     /// one, if the batch is shorter): the batch always fails.
     pub after_written: usize,
 }
