@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -63,11 +63,10 @@ fn assert_killed_mid_run(child: &mut std::process::Child, got: usize, wanted: us
 /// Runs `bazaar loadgen` until it acknowledged `kill_after` writes, kills it with SIGKILL, and
 /// returns the highest acknowledged command number per writer.
 fn run_and_kill(dir: &std::path::Path, seed: u64, kill_after: usize) -> HashMap<usize, u64> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bazaar"))
+    let mut child = support::bazaar()
         .args(["loadgen", "--writers", &WRITERS.to_string(), "--ops", "1000000", "--seed", &seed.to_string()])
         .arg("--data-dir")
         .arg(dir)
-        .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -217,12 +216,11 @@ fn resume_and_drain(dir: &std::path::Path, versions: &[u64]) {
 /// Runs `bazaar loadgen --workload saga` until `kill_after` orders were paid, kills it with
 /// SIGKILL mid-sagas, and returns the orders it reported paid.
 fn run_sagas_and_kill(dir: &std::path::Path, seed: u64, kill_after: usize) -> Vec<String> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bazaar"))
+    let mut child = support::bazaar()
         .args(["loadgen", "--workload", "saga", "--writers", "12", "--ops", "100000", "--seed", &seed.to_string()])
         .args(["--booking-timeout-ms", "2000", "--payment-timeout-ms", "2000"])
         .arg("--data-dir")
         .arg(dir)
-        .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

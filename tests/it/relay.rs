@@ -309,13 +309,7 @@ async fn a_lanes_waiting_events_go_together_in_order_and_a_failed_one_is_retried
 }
 
 fn tool(args: &[&str], dir: &std::path::Path) -> (bool, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bazaar"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
+    let out = support::bazaar().args(args).arg("--data-dir").arg(dir).output().unwrap();
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     (out.status.success(), text)
 }

@@ -18,6 +18,13 @@ use bazaar::persistence::codec::{self, CodecError};
 use bazaar::persistence::{DeliveryError, Durability, Envelope, Subscriber, Topic};
 
 /// A fresh message id.
+/// The real `bazaar` binary of this build, logging warnings only.
+pub fn bazaar() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_bazaar"));
+    c.env("RUST_LOG", "warn");
+    c
+}
+
 pub fn mid() -> MessageId {
     MessageId::from_bytes(*uuid::Uuid::new_v4().as_bytes())
 }

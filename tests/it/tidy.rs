@@ -124,19 +124,42 @@ fn paths_in(text: &str) -> Vec<Vec<String>> {
     v.0
 }
 
-/// The forbidden crates `text` names.
-fn crates_named(text: &str, forbidden: &[&str]) -> Vec<String> {
-    let mut out: Vec<String> = paths_in(text)
-        .into_iter()
-        .filter_map(|p| {
-            // `::tokio::x` parses with the same first segment; `crate::`/`self::`/`super::` are ours.
-            let first = p.first()?.clone();
-            forbidden.contains(&first.as_str()).then_some(first)
-        })
-        .collect();
+/// What `pick` finds in each path `text` names, sorted, once each.
+fn names_in(text: &str, pick: impl Fn(&[String]) -> Option<String>) -> Vec<String> {
+    let mut out: Vec<String> = paths_in(text).iter().filter_map(|p| pick(p)).collect();
     out.sort();
     out.dedup();
     out
+}
+
+/// The forbidden crates `text` names.
+fn crates_named(text: &str, forbidden: &[&str]) -> Vec<String> {
+    // `::tokio::x` parses with the same first segment; `crate::`/`self::`/`super::` are ours.
+    names_in(text, |p| p.first().filter(|first| forbidden.contains(&first.as_str())).cloned())
+}
+
+/// The modules of ours that `text` names (`crate::x`, `super::super::x`, `self::x` → `x`).
+fn our_modules_named(text: &str, forbidden: &[&str]) -> Vec<String> {
+    names_in(text, |p| {
+        let relative = p.iter().take_while(|s| matches!(s.as_str(), "crate" | "super" | "self")).count();
+        p.get(relative).filter(|next| relative > 0 && forbidden.contains(&next.as_str())).cloned()
+    })
+}
+
+/// `what` of every Rust file under `src/{dir}`, one line per (file, name) found.
+fn offences_under(dir: &str, what: impl Fn(&str) -> Vec<String>) -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src").join(dir);
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    assert!(files.len() >= 5, "found only {files:?}");
+    let mut offences = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        for name in what(&text) {
+            offences.push(format!("{}: names {name}", f.display()));
+        }
+    }
+    offences
 }
 
 #[test]
@@ -164,33 +187,8 @@ fn the_checker_sees_every_way_of_naming_a_crate() {
 
 #[test]
 fn the_domain_imports_no_runtime_storage_or_http_crate() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/domain");
-    let mut files = Vec::new();
-    rust_files(&root, &mut files);
-    assert!(files.len() >= 5, "found only {files:?}");
-    let mut offences = Vec::new();
-    for f in files {
-        let text = std::fs::read_to_string(&f).unwrap();
-        for krate in crates_named(&text, FORBIDDEN_IN_DOMAIN) {
-            offences.push(format!("{}: names {krate}", f.display()));
-        }
-    }
+    let offences = offences_under("domain", |text| crates_named(text, FORBIDDEN_IN_DOMAIN));
     assert!(offences.is_empty(), "src/domain must stay pure:\n{}", offences.join("\n"));
-}
-
-/// The modules of ours that `text` names (`crate::x`, `super::super::x`, `self::x` → `x`).
-fn our_modules_named(text: &str, forbidden: &[&str]) -> Vec<String> {
-    let mut out: Vec<String> = paths_in(text)
-        .into_iter()
-        .filter_map(|p| {
-            let relative = p.iter().take_while(|s| matches!(s.as_str(), "crate" | "super" | "self")).count();
-            let next = p.get(relative)?;
-            (relative > 0 && forbidden.contains(&next.as_str())).then(|| next.clone())
-        })
-        .collect();
-    out.sort();
-    out.dedup();
-    out
 }
 
 #[test]
@@ -208,16 +206,7 @@ fn the_layer_checker_sees_every_way_of_naming_a_module() {
 /// (a helper both need lives in persistence, or lower).
 #[test]
 fn persistence_imports_nothing_from_the_layers_above_it() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/persistence");
-    let mut files = Vec::new();
-    rust_files(&root, &mut files);
-    assert!(files.len() >= 5, "found only {files:?}");
-    let mut offences = Vec::new();
-    for f in files {
-        let text = std::fs::read_to_string(&f).unwrap();
-        for m in our_modules_named(&text, &["actors", "supervisors", "http", "shop", "node", "app"]) {
-            offences.push(format!("{}: names crate::{m}", f.display()));
-        }
-    }
+    let above = ["actors", "supervisors", "http", "shop", "node", "app"];
+    let offences = offences_under("persistence", |text| our_modules_named(text, &above));
     assert!(offences.is_empty(), "src/persistence must not reach up:\n{}", offences.join("\n"));
 }

@@ -6,15 +6,10 @@ use std::time::Duration;
 use reqwest::StatusCode;
 
 use super::client::*;
+use crate::support::bazaar;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn bazaar() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_bazaar"));
-    c.env("RUST_LOG", "warn");
-    c
 }
 
 /// Starts `bazaar serve` on `dir` and waits until it answers /health.
