@@ -26,10 +26,10 @@ use futures::future::BoxFuture;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use bazaar::actors::stock::StockItemKind;
+use bazaar::app::node::{NodeBuilder, NodeOptions};
 use bazaar::domain::NodeId;
-use bazaar::loadgen;
-use bazaar::node::{NodeBuilder, NodeOptions};
 use bazaar::persistence::{DeliveryError, Durability, Envelope, Subscriber, Topic};
+use bazaar::tools::loadgen;
 
 /// A subscriber standing for an external consumer (a broker forwarder): it acknowledges at once,
 /// so the relay's delivery and deletion work is part of the measurement.

@@ -26,11 +26,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bazaar::app::node::{NodeBuilder, NodeOptions};
+use bazaar::app::shop::Shop;
 use bazaar::domain::{MessageId, NodeId, Qty};
-use bazaar::loadgen::{self, SagaEnd};
-use bazaar::node::{NodeBuilder, NodeOptions};
 use bazaar::persistence::Durability;
-use bazaar::shop::Shop;
+use bazaar::tools::loadgen::{self, SagaEnd};
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -102,7 +102,7 @@ async fn one_run(base: &Path, durability: Durability, customers: usize, secs: u6
     let c0 = cpu_ticks();
     let names = ["bazaar-committe", "bazaar-syncer", "tokio-rt-worker", "sled-io"];
     let th0 = names.map(thread_ticks);
-    let activations = |n: &bazaar::node::Node| -> Vec<(u64, u64)> {
+    let activations = |n: &bazaar::app::node::Node| -> Vec<(u64, u64)> {
         n.service_stats()
             .iter()
             .map(|(_, s)| (s.activations.load(Ordering::Relaxed), s.activation_us.load(Ordering::Relaxed)))

@@ -10,20 +10,11 @@
 
 pub mod actors;
 pub mod app;
-pub mod catalog_view;
 pub mod clock;
 pub mod cluster;
-pub mod config;
-pub mod demo;
 pub mod domain;
 pub mod http;
-pub mod invariants;
 pub mod limits;
-pub mod loadgen;
-pub mod node;
-pub mod passwords;
 pub mod persistence;
-pub mod shop;
-pub mod sim;
 pub mod supervisors;
-pub mod verify;
+pub mod tools;

@@ -72,6 +72,13 @@ pub const INBOX_GENERATION_MS: u64 = INBOX_RETENTION_MS;
 /// Delivery attempts of one outbox entry before it moves to the dead-letter tree.
 pub const RELAY_ATTEMPTS_MAX: u32 = 8;
 
+/// Attempts a notification send makes before it is recorded FAILED (one less than the relay's,
+/// so the send is settled before the relay would dead-letter it).
+pub const NOTIFICATION_SEND_ATTEMPTS_MAX: u32 = RELAY_ATTEMPTS_MAX - 1;
+
+/// How long one SMTP or SMS exchange may take, ms.
+pub const NOTIFICATION_SEND_TIMEOUT_MS: u64 = 10_000;
+
 /// First retry delay of a failed delivery, in ms; doubled per attempt up to the cap below.
 pub const RELAY_BACKOFF_MS_MIN: u64 = 20;
 

@@ -16,9 +16,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::{Parser, Subcommand};
 
 use bazaar::actors::stock::StockItemKind;
-use bazaar::config::ClusterConfig;
+use bazaar::app::node::{NodeBuilder, NodeOptions};
+use bazaar::cluster::config::ClusterConfig;
 use bazaar::domain::NodeId;
-use bazaar::node::{NodeBuilder, NodeOptions};
 use bazaar::persistence::{relay, Durability, Store, StoreOptions};
 
 /// bazaar: an online book store as an actor system.
@@ -212,7 +212,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Loadgen(args) => loadgen(args).await,
         Command::Verify { data_dir } => {
             let store = open_existing(&data_dir)?;
-            let r = bazaar::verify::verify_store(&store)?;
+            let r = bazaar::tools::verify::verify_store(&store)?;
             println!(
                 "stock items {}, stock projections {}, outbox entries {}, dead letters {}",
                 r.stock_items, r.stock_projections, r.outbox_entries, r.dead_letters
@@ -223,7 +223,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // The saga's invariants; a stopped node may have events still in its outbox, which
             // the checker counts as not yet delivered rather than lost.
             let now = bazaar::clock::Clock::now_ms(&bazaar::clock::SystemClock);
-            let report = bazaar::invariants::check(&store, now, 60_000);
+            let report = bazaar::app::invariants::check(&store, now, 60_000);
             for c in &report.checks {
                 println!("{} {}", if c.ok { "ok     " } else { "BROKEN " }, c.name);
                 for v in &c.violations {
@@ -245,7 +245,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let mut front = bazaar::config::HttpConfig::default();
+    let mut front = bazaar::cluster::config::HttpConfig::default();
     let (mut opts, mut http) = match &args.config {
         Some(path) => {
             let cfg = ClusterConfig::load(path)?;
@@ -273,20 +273,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         opts.payment_secret = s.into_bytes();
     }
     let http = http.unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 8080)));
-    let mut running = bazaar::app::start(bazaar::app::AppOptions { node: opts, http, jwt_secret: None, front })
-        .await
-        .map_err(|e| match e {
-        bazaar::app::AppError::Node(bazaar::node::NodeError::Store(s @ bazaar::persistence::StoreError::Locked(_))) => {
-            anyhow!("{s}")
-        }
-        other => anyhow!("cannot start the node: {other}"),
-    })?;
+    let mut running =
+        bazaar::http::server::start(bazaar::http::server::AppOptions { node: opts, http, jwt_secret: None, front })
+            .await
+            .map_err(|e| match e {
+                bazaar::http::server::AppError::Node(bazaar::app::node::NodeError::Store(
+                    s @ bazaar::persistence::StoreError::Locked(_),
+                )) => {
+                    anyhow!("{s}")
+                }
+                other => anyhow!("cannot start the node: {other}"),
+            })?;
     if args.demo {
-        bazaar::demo::seed(&running.shop, |p| bazaar::passwords::hash(p).map_err(|e| e.to_string()))
+        bazaar::tools::demo::seed(&running.shop, |p| bazaar::app::passwords::hash(p).map_err(|e| e.to_string()))
             .await
             .map_err(|e| anyhow!("demo seeding failed: {e}"))?;
         println!("demo data seeded; users (demo only):");
-        for u in bazaar::demo::USERS {
+        for u in bazaar::tools::demo::USERS {
             println!("  {:<18} {:<22} {}", u.role.name(), u.email, u.password);
         }
         println!("promo codes: WELCOME10 (10% off), CLASSICS5 (5.00 off two classics, orders from 20.00)");
@@ -314,12 +317,12 @@ async fn user_add(data_dir: PathBuf, email: String, password: String, role: Stri
         .map_err(|_| anyhow!("--email: {:?} is not a valid e-mail address", email))?;
     let role = bazaar::domain::auth::Role::parse(&role)
         .ok_or_else(|| anyhow!("--role must be CUSTOMER, OPERATOR, STOCK_OPERATOR, SHIPPING_OPERATOR or ADMIN"))?;
-    let hash = bazaar::passwords::hash(&password).map_err(|e| anyhow!("--password: {e}"))?;
+    let hash = bazaar::app::passwords::hash(&password).map_err(|e| anyhow!("--password: {e}"))?;
     let node = NodeBuilder::store(NodeOptions::single(NodeId::parse("admin")?, data_dir.clone()))
         .start()
         .await
         .map_err(start_failure)?;
-    let shop = bazaar::shop::Shop::new(&node)?;
+    let shop = bazaar::app::shop::Shop::new(&node)?;
     let result = shop.create_user(&id, hash, role).await;
     drop(shop);
     node.shutdown().await;
@@ -328,7 +331,7 @@ async fn user_add(data_dir: PathBuf, email: String, password: String, role: Stri
             println!("user {} created with role {}", u.customer_id, u.role.name());
             Ok(ExitCode::SUCCESS)
         }
-        Err(bazaar::shop::ShopError::Domain(bazaar::domain::DomainError::AlreadyExists { .. })) => {
+        Err(bazaar::app::shop::ShopError::Domain(bazaar::domain::DomainError::AlreadyExists { .. })) => {
             Err(anyhow!("a user {id} exists already"))
         }
         Err(e) => Err(anyhow!("cannot create the user: {e}")),
@@ -374,13 +377,13 @@ async fn loadgen(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
     let hold = std::time::Duration::from_secs(args.hold_s);
     let node = NodeBuilder::store(opts).start().await.map_err(start_failure)?;
     if args.workload == "saga" {
-        let shop = bazaar::shop::Shop::new(&node)?;
-        bazaar::loadgen::prepare_sagas(&shop, args.writers).await?;
-        let on_end: Arc<dyn Fn(usize, bazaar::loadgen::SagaEnd) + Send + Sync> = Arc::new(|_, end| match end {
-            bazaar::loadgen::SagaEnd::Paid(o) => println!("paid {o}"),
-            bazaar::loadgen::SagaEnd::Cancelled(o) => println!("cancelled {o}"),
+        let shop = bazaar::app::shop::Shop::new(&node)?;
+        bazaar::tools::loadgen::prepare_sagas(&shop, args.writers).await?;
+        let on_end: Arc<dyn Fn(usize, bazaar::tools::loadgen::SagaEnd) + Send + Sync> = Arc::new(|_, end| match end {
+            bazaar::tools::loadgen::SagaEnd::Paid(o) => println!("paid {o}"),
+            bazaar::tools::loadgen::SagaEnd::Cancelled(o) => println!("cancelled {o}"),
         });
-        let done = bazaar::loadgen::run_sagas(
+        let done = bazaar::tools::loadgen::run_sagas(
             &shop,
             args.seed,
             args.writers,
@@ -397,9 +400,15 @@ async fn loadgen(args: LoadgenArgs) -> anyhow::Result<ExitCode> {
     }
     let stock = node.service::<StockItemKind>().ok_or_else(|| anyhow!("no stock service"))?;
     let on_ack: Arc<dyn Fn(usize, u64) + Send + Sync> = Arc::new(|w, n| println!("ack {w} {n}"));
-    let done =
-        bazaar::loadgen::run(&stock, args.seed, args.writers, args.ops, Arc::new(AtomicBool::new(false)), on_ack)
-            .await?;
+    let done = bazaar::tools::loadgen::run(
+        &stock,
+        args.seed,
+        args.writers,
+        args.ops,
+        Arc::new(AtomicBool::new(false)),
+        on_ack,
+    )
+    .await?;
     println!("done {done}");
     node.shutdown().await;
     Ok(ExitCode::SUCCESS)
@@ -415,16 +424,16 @@ fn open_existing(data_dir: &std::path::Path) -> anyhow::Result<Store> {
 }
 
 /// The one line a node that cannot start prints.
-fn start_failure(e: bazaar::node::NodeError) -> anyhow::Error {
+fn start_failure(e: bazaar::app::node::NodeError) -> anyhow::Error {
     match e {
-        bazaar::node::NodeError::Store(s @ bazaar::persistence::StoreError::Locked(_)) => anyhow!("{s}"),
+        bazaar::app::node::NodeError::Store(s @ bazaar::persistence::StoreError::Locked(_)) => anyhow!("{s}"),
         other => anyhow!("cannot start the node: {other}"),
     }
 }
 
 /// Keeps the node up for `hold`, printing each second how many entities are live (so memory
 /// can be watched while idle entities are passivated).
-async fn hold_and_report(node: &bazaar::node::Node, hold: std::time::Duration) {
+async fn hold_and_report(node: &bazaar::app::node::Node, hold: std::time::Duration) {
     let until = tokio::time::Instant::now() + hold;
     while tokio::time::Instant::now() < until {
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;

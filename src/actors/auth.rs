@@ -1,8 +1,7 @@
 //! The auth service: users (one per e-mail) and revoked tokens (grouped by the hour they expire
 //! in). Passwords reach it hashed; tokens are signed and checked by the HTTP front.
 
-use super::entity::EntityKind;
-use super::plan::{Change, CommandOutcome, EventOutcome};
+use super::kind::{Change, CommandOutcome, EntityKind, EventOutcome};
 use super::{from_state_v1, state_v1};
 use crate::domain::auth::{Revocations, Role, User};
 use crate::domain::{Ctx, CustomerId, DomainError};

@@ -1,8 +1,7 @@
 //! The customer service: one customer per e-mail address (wrapping `domain::customer`). Every
 //! change is published on `customer.event` for the services that keep a copy (notification).
 
-use super::entity::EntityKind;
-use super::plan::{Change, CommandOutcome, Emit, EventOutcome};
+use super::kind::{Change, CommandOutcome, Emit, EntityKind, EventOutcome};
 use super::{from_state_v1, state_v1};
 use crate::domain::customer::{Communication, Customer, ProfileChange};
 use crate::domain::{Ctx, CustomerId, DomainError};

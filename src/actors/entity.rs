@@ -14,83 +14,25 @@
 //! Boundary: it never returns `Err` from `handle` for a business outcome — only when its state
 //! can no longer be trusted (a reload failed), which makes the supervisor restart it.
 
-use std::fmt;
-use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use serde::{de::DeserializeOwned, Serialize};
 use tokio::sync::oneshot;
 
 use super::error::EngineError;
-use super::plan::{plan, Change, CommandOutcome, EventOutcome, Plan, Timer, TimerOp};
+use super::kind::{Change, CommandOutcome, EntityKind, EventOutcome, Timer, TimerOp};
+use super::plan::{plan, Plan};
 use crate::clock::Clock;
 use crate::domain::{Ctx, MessageId, NodeId};
 use crate::limits::{AGGREGATE_BYTES_MAX, MAILBOX_LEN_MAX};
-use crate::persistence::codec::{self, CodecError, Header, RecordKind};
+use crate::persistence::codec::{self, Header, RecordKind};
 use crate::persistence::store::{timer_key, InboxWrite, StateWrite};
 use crate::persistence::{
     Applied, CommitResult, Committer, DeliveryError, Envelope, InboxRecord, OutboxEntry, ServiceTrees, Store,
-    StoreError, Subscriptions, Topic, WriteSet,
+    StoreError, Subscriptions, WriteSet,
 };
-
-/// What a service's aggregate is: its key, state, commands, replies, and the pure functions
-/// that decide. Implementations live in `actors::<service>` and call into `domain`.
-pub trait EntityKind: Send + Sync + Sized + 'static {
-    /// The service: its inbox trees are `{SERVICE}/inbox…`.
-    const SERVICE: &'static str;
-    /// The aggregate: its state tree is `{SERVICE}/{AGGREGATE}`.
-    const AGGREGATE: &'static str;
-    /// The aggregate's key.
-    type Key: Clone + Eq + Hash + Send + Sync + fmt::Display + fmt::Debug + 'static;
-    /// The aggregate's state.
-    type State: Clone + Send + Sync + 'static;
-    /// What callers may ask.
-    type Command: Clone + Send + Sync + 'static;
-    /// What they get back (stored in the inbox, so that a repeated command gets the same answer).
-    type Reply: Clone + Send + Sync + Serialize + DeserializeOwned + 'static;
-
-    /// Whether the service's supervisor polls durable timers for this aggregate.
-    const USES_TIMERS: bool = false;
-
-    /// The topics this aggregate takes events from.
-    fn topics() -> &'static [Topic];
-    /// Only events of `topic` whose aggregate status is in the returned list are sent here
-    /// (`None`: all of them). Saves a durable step per event the aggregate would ignore anyway.
-    fn status_filter(_topic: Topic) -> Option<&'static [&'static str]> {
-        None
-    }
-    /// The key named by a routing key (of an event or a request).
-    fn parse_key(s: &str) -> Result<Self::Key, String>;
-    /// The entity an event is for (default: its routing key; a kind keyed otherwise reads the
-    /// payload, e.g. the customer of an order event).
-    fn event_key(env: &Envelope) -> Result<Self::Key, String> {
-        Self::parse_key(&env.routing_key)
-    }
-    /// The state of an aggregate never stored.
-    fn initial(key: &Self::Key) -> Self::State;
-    /// Encodes the state; returns the schema version and the body.
-    fn encode_state(state: &Self::State) -> Result<(u16, Vec<u8>), CodecError>;
-    /// Decodes a stored state of any schema version this program knows (upcasting old ones).
-    fn decode_state(key: &Self::Key, schema: u16, body: &[u8]) -> Result<Self::State, CodecError>;
-    /// The status carried in emitted envelopes.
-    fn status(state: &Self::State) -> String;
-    /// Decides a command.
-    fn on_command(key: &Self::Key, state: &Self::State, cmd: Self::Command, ctx: &Ctx) -> CommandOutcome<Self>;
-    /// Decides a timer firing (the fired timer is cleared in the same write set).
-    fn on_timer(_key: &Self::Key, _state: &Self::State, _timer: &Timer, _ctx: &Ctx) -> EventOutcome<Self> {
-        EventOutcome::Ignored
-    }
-    /// Decides an event. `Err` when the event cannot be understood (never retried).
-    fn on_event(
-        key: &Self::Key,
-        state: &Self::State,
-        env: &Envelope,
-        ctx: &Ctx,
-    ) -> Result<EventOutcome<Self>, DeliveryError>;
-}
 
 /// What every entity of a service shares.
 pub struct EntityEnv {
@@ -309,10 +251,6 @@ pub async fn load_state<K: EntityKind>(env: &Arc<EntityEnv>, key: &K::Key) -> Re
     crate::persistence::blocking(read).await
 }
 
-fn fresh_message_id() -> MessageId {
-    MessageId::from_bytes(*uuid::Uuid::new_v4().as_bytes())
-}
-
 /// Encodes a plan into a write set: the inbox record, the framed states, one outbox entry per
 /// subscriber whose filter admits the envelope, the timer keys.
 pub fn write_set<K: EntityKind>(
@@ -376,10 +314,11 @@ impl<K: EntityKind> EntityState<K> {
         &self,
         inbox: (MessageId, Option<Vec<u8>>),
         change: Option<&Change<K::State>>,
-        extra: &[crate::actors::plan::Emit],
+        extra: &[crate::actors::kind::Emit],
         ctx: &Ctx,
     ) -> Result<WriteSet, StoreError> {
-        let p = plan::<K>(&self.key, self.version, &self.state, inbox, change, extra, ctx, &mut fresh_message_id)?;
+        let p =
+            plan::<K>(&self.key, self.version, &self.state, inbox, change, extra, ctx, &mut super::fresh_message_id)?;
         write_set::<K>(&self.env, &self.key, self.version, p)
     }
 

@@ -3,8 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::entity::EntityKind;
-use super::plan::{Change, CommandOutcome, EventOutcome};
+use super::kind::{Change, CommandOutcome, EntityKind, EventOutcome};
 use super::{from_state_v1, state_v1};
 use crate::domain::{Ctx, DomainError};
 use crate::persistence::codec::CodecError;

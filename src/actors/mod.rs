@@ -7,6 +7,7 @@ pub mod customer;
 pub mod entity;
 mod error;
 pub mod idempotency;
+pub mod kind;
 pub mod notification;
 pub mod order;
 pub mod payment;
@@ -15,9 +16,8 @@ pub mod promo;
 pub mod shipping;
 pub mod stock;
 
-pub use entity::EntityKind;
 pub use error::EngineError;
-pub use plan::{Change, CommandOutcome, Create, Emit, EventOutcome, Origin, Timer, TimerOp};
+pub use kind::{Change, CommandOutcome, Create, Emit, EntityKind, EventOutcome, Origin, Timer, TimerOp};
 
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -39,4 +39,10 @@ pub(crate) fn from_state_v1<T: DeserializeOwned>(
         return Err(CodecError::UnknownSchema { what: what.into(), version: schema });
     }
     codec::from_body(what, body)
+}
+
+/// A new message id for a command whose identity is not a fact (a caller's fresh request): a
+/// random UUID. Ids that name a fact are `MessageId::derived`, so a repeat is recognised.
+pub fn fresh_message_id() -> crate::domain::MessageId {
+    crate::domain::MessageId::from_bytes(*uuid::Uuid::new_v4().as_bytes())
 }

@@ -2,36 +2,23 @@
 //!
 //! `NotificationsKind`, one per customer, keeps the service's own copies of the customer's
 //! contact details and orders (fed by events; it never reads another service's trees) and, on
-//! ORDER_PAID and ORDER_SHIPPED, publishes one `notification.send` per channel. The sender (a
-//! subscriber of that topic, on the relay's at-least-once delivery with backoff) sends through
-//! SMTP (lettre) or an SMS gateway (HTTP POST) when configured, and otherwise through the log
-//! sink, which records what would have been sent. Each send is recorded (`SendRecordKind`) with
-//! its status and attempts; a send already SENT is never repeated, and a failing send never
-//! blocks or rolls back an order — it is retried, then recorded FAILED.
+//! ORDER_PAID and ORDER_SHIPPED, publishes one `notification.send` per channel. Each send is
+//! recorded (`SendRecordKind`) with its status and attempts; a send already SENT is never
+//! repeated, and a failing send never blocks or rolls back an order — it is retried, then
+//! recorded FAILED. The I/O (SMTP, the SMS gateway, the log sink) is an adapter outside this
+//! module: `crate::app::sender`.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use super::entity::EntityKind;
-use super::plan::{Change, CommandOutcome, Emit, EventOutcome};
+use super::kind::{Change, CommandOutcome, Emit, EntityKind, EventOutcome};
 use super::{from_state_v1, state_v1};
-use crate::domain::customer::{Channel, Customer};
+use crate::domain::customer::Customer;
 use crate::domain::notification::{Notifications, SendRecord, SendRequest, SendStatus};
 use crate::domain::saga::ShippingEvent;
-use crate::domain::{Ctx, CustomerId, MessageId};
-use crate::limits::RELAY_ATTEMPTS_MAX;
+use crate::domain::{Ctx, CustomerId};
 use crate::persistence::codec::CodecError;
 use crate::persistence::events::{self, Topic};
-use crate::persistence::{DeliveryError, Envelope, Subscriber};
-use crate::supervisors::Service;
-
-fn permanent(e: impl std::fmt::Display) -> DeliveryError {
-    DeliveryError::Permanent(e.to_string())
-}
+use crate::persistence::{DeliveryError, Envelope};
 
 /// Reading a customer's notification state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +37,11 @@ const SHIPPED: &[&str] = &["SHIPPED"];
 fn with_sends(next: Notifications, sends: Vec<SendRequest>) -> Result<EventOutcome<NotificationsKind>, DeliveryError> {
     let mut emits = Vec::with_capacity(sends.len());
     for s in &sends {
-        emits.push(Emit::new(Topic::NotificationSend, s.id.clone(), events::encode(s).map_err(permanent)?));
+        emits.push(Emit::new(
+            Topic::NotificationSend,
+            s.id.clone(),
+            events::encode(s).map_err(DeliveryError::permanent)?,
+        ));
     }
     Ok(EventOutcome::Changed(Change::to(next).emit_all(emits)))
 }
@@ -124,19 +115,21 @@ impl EntityKind for NotificationsKind {
     ) -> Result<EventOutcome<Self>, DeliveryError> {
         let step = match env.topic {
             Topic::CustomerEvent => {
-                let c: Customer = events::decode(env.topic, env.schema_version, &env.payload).map_err(permanent)?;
+                let c: Customer =
+                    events::decode(env.topic, env.schema_version, &env.payload).map_err(DeliveryError::permanent)?;
                 state.on_customer(&c, env.aggregate_version)
             }
             Topic::OrderEvent => {
-                let e = events::decode_order_event(env.schema_version, &env.payload).map_err(permanent)?;
+                let e =
+                    events::decode_order_event(env.schema_version, &env.payload).map_err(DeliveryError::permanent)?;
                 state.on_order(&e, env.message_id)
             }
             Topic::ShippingEvent => {
                 let e: ShippingEvent =
-                    events::decode(env.topic, env.schema_version, &env.payload).map_err(permanent)?;
+                    events::decode(env.topic, env.schema_version, &env.payload).map_err(DeliveryError::permanent)?;
                 state.on_shipping(&e, env.message_id)
             }
-            t => return Err(permanent(format!("notifications take no {} events", t.name()))),
+            t => return Err(DeliveryError::permanent(format!("notifications take no {} events", t.name()))),
         };
         match step {
             Some((next, sends)) => with_sends(next, sends),
@@ -250,152 +243,6 @@ impl EntityKind for SendRecordKind {
         env: &Envelope,
         _ctx: &Ctx,
     ) -> Result<EventOutcome<Self>, DeliveryError> {
-        Err(permanent(format!("send records take no {} events", env.topic.name())))
-    }
-}
-
-/// Where mail goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SmtpConfig {
-    /// The SMTP server's host.
-    pub host: String,
-    /// Its port.
-    pub port: u16,
-    /// The sender address.
-    pub from: String,
-}
-
-/// Where text messages go: JSON `{"to","text"}` POSTed to `url`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SmsConfig {
-    /// The gateway's URL (http only: the gateway is expected beside the node).
-    pub url: String,
-}
-
-/// The log sink: what would have been sent, kept in memory (the last 1,000) and logged.
-#[derive(Debug, Default)]
-pub struct LogSink {
-    lines: Mutex<VecDeque<String>>,
-}
-
-impl LogSink {
-    fn record(&self, r: &SendRequest) {
-        let line = format!("{} {} to {}: {}", r.event_type.name(), r.channel.name(), r.address, r.subject);
-        tracing::info!(notification = %r.id, "{line}");
-        let mut l = self.lines.lock().unwrap_or_else(|p| p.into_inner());
-        if l.len() >= 1_000 {
-            l.pop_front();
-        }
-        l.push_back(line);
-    }
-
-    /// What was "sent", oldest first.
-    pub fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
-    }
-}
-
-/// The configured channels.
-#[derive(Debug, Default)]
-pub struct Channels {
-    /// SMTP, when configured (else mail goes to the log sink).
-    pub smtp: Option<SmtpConfig>,
-    /// The SMS gateway, when configured (else texts go to the log sink).
-    pub sms: Option<SmsConfig>,
-    /// The log sink.
-    pub log: LogSink,
-}
-
-/// Attempts a send makes before it is recorded FAILED (one less than the relay's, so the send
-/// is settled before the relay would dead-letter it).
-pub const SEND_ATTEMPTS_MAX: u32 = RELAY_ATTEMPTS_MAX - 1;
-
-/// How long one SMTP or SMS exchange may take.
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn send_mail(cfg: &SmtpConfig, r: &SendRequest) -> Result<(), String> {
-    use lettre::message::header::ContentType;
-    use lettre::{Message, SmtpTransport, Transport};
-    let msg = Message::builder()
-        .from(cfg.from.parse().map_err(|e| format!("bad sender address: {e}"))?)
-        .to(r.address.parse().map_err(|e| format!("bad recipient address: {e}"))?)
-        .subject(r.subject.clone())
-        .header(ContentType::TEXT_PLAIN)
-        .body(r.body.clone())
-        .map_err(|e| e.to_string())?;
-    let transport =
-        SmtpTransport::builder_dangerous(cfg.host.as_str()).port(cfg.port).timeout(Some(SEND_TIMEOUT)).build();
-    transport.send(&msg).map(|_| ()).map_err(|e| format!("smtp: {e}"))
-}
-
-fn send_sms(cfg: &SmsConfig, r: &SendRequest) -> Result<(), String> {
-    let body = serde_json::json!({ "to": r.address, "text": format!("{}\n{}", r.subject, r.body) }).to_string();
-    ureq::post(&cfg.url)
-        .timeout(SEND_TIMEOUT)
-        .set("Content-Type", "application/json")
-        .send_string(&body)
-        .map(|_| ())
-        .map_err(|e| format!("sms gateway: {e}"))
-}
-
-/// The sender: takes `notification.send` events, sends, records.
-pub struct Sender {
-    records: Service<SendRecordKind>,
-    channels: Arc<Channels>,
-}
-
-impl Sender {
-    /// A sender recording into `records` through `channels`.
-    pub fn new(records: Service<SendRecordKind>, channels: Arc<Channels>) -> Self {
-        Self { records, channels }
-    }
-
-    async fn deliver_one(
-        records: Service<SendRecordKind>,
-        channels: Arc<Channels>,
-        env: Envelope,
-    ) -> Result<(), DeliveryError> {
-        let r: SendRequest = events::decode(env.topic, env.schema_version, &env.payload).map_err(permanent)?;
-        let key = SendRecordKind::parse_key(&r.id).map_err(permanent)?;
-        let now =
-            records.command(&key, MessageId::from_bytes(*uuid::Uuid::new_v4().as_bytes()), SendCommand::Get).await;
-        let record = now.map_err(|e| DeliveryError::Transient(e.to_string()))?;
-        if matches!(record.status, Some(SendStatus::Sent | SendStatus::Failed)) {
-            return Ok(());
-        }
-        let attempt = record.attempts + 1;
-        let (req, ch) = (r.clone(), channels.clone());
-        let sent = tokio::task::spawn_blocking(move || match (req.channel, &ch.smtp, &ch.sms) {
-            (Channel::Email, Some(cfg), _) => send_mail(cfg, &req).map(|()| "smtp"),
-            (Channel::Sms, _, Some(cfg)) => send_sms(cfg, &req).map(|()| "sms"),
-            _ => {
-                ch.log.record(&req);
-                Ok("log")
-            }
-        })
-        .await
-        .unwrap_or_else(|e| Err(format!("send task failed: {e}")));
-        let last = attempt >= SEND_ATTEMPTS_MAX;
-        let outcome = match &sent {
-            Ok(sink) => SendOutcome::Sent { sink: (*sink).to_owned() },
-            Err(e) => SendOutcome::Failed { error: e.clone(), last },
-        };
-        let id = MessageId::derived(&[b"send-attempt", env.message_id.as_bytes(), &attempt.to_be_bytes()]);
-        records
-            .command(&key, id, SendCommand::Record { request: r, outcome })
-            .await
-            .map_err(|e| DeliveryError::Transient(e.to_string()))?;
-        match sent {
-            Ok(_) => Ok(()),
-            // Recorded FAILED: settled, nothing more to retry.
-            Err(_) if last => Ok(()),
-            Err(e) => Err(DeliveryError::Transient(e)),
-        }
-    }
-}
-
-impl Subscriber for Sender {
-    fn deliver(&self, env: Envelope) -> BoxFuture<'static, Result<(), DeliveryError>> {
-        Box::pin(Self::deliver_one(self.records.clone(), self.channels.clone(), env))
+        Err(DeliveryError::permanent(format!("send records take no {} events", env.topic.name())))
     }
 }

@@ -5,8 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::entity::EntityKind;
-use super::plan::{Change, CommandOutcome, Create, Emit, EventOutcome, Origin, Timer, TimerOp};
+use super::kind::{Change, CommandOutcome, Create, Emit, EntityKind, EventOutcome, Origin, Timer, TimerOp};
 use super::{from_state_v1, state_v1};
 use crate::domain::catalogue::Product;
 use crate::domain::gate::CustomerOrders;
@@ -18,10 +17,6 @@ use crate::domain::{Ctx, CustomerId, DomainError, Money, OrderId, Sku};
 use crate::persistence::codec::CodecError;
 use crate::persistence::events::{self, Topic};
 use crate::persistence::{DeliveryError, Envelope};
-
-fn permanent(e: impl std::fmt::Display) -> DeliveryError {
-    DeliveryError::Permanent(e.to_string())
-}
 
 /// The timer tag of an order's saga deadline.
 pub const DEADLINE_TAG: &str = "deadline";
@@ -168,26 +163,31 @@ impl EntityKind for GateKind {
     ) -> Result<EventOutcome<Self>, DeliveryError> {
         match env.topic {
             Topic::OrderEvent => {
-                let e = events::decode_order_event(env.schema_version, &env.payload).map_err(permanent)?;
+                let e =
+                    events::decode_order_event(env.schema_version, &env.payload).map_err(DeliveryError::permanent)?;
                 Ok(match state.on_order_event(&e) {
                     Some(next) => EventOutcome::Changed(Change::to(next)),
                     None => EventOutcome::Ignored,
                 })
             }
             Topic::PromoHold => {
-                let q: HoldCheck = events::decode(env.topic, env.schema_version, &env.payload).map_err(permanent)?;
+                let q: HoldCheck =
+                    events::decode(env.topic, env.schema_version, &env.payload).map_err(DeliveryError::permanent)?;
                 if q.customer != state.customer_id {
-                    return Err(permanent(format!("a hold check for {} reached {}", q.customer, state.customer_id)));
+                    return Err(DeliveryError::permanent(format!(
+                        "a hold check for {} reached {}",
+                        q.customer, state.customer_id
+                    )));
                 }
                 // Answered on the code's lane after any `Taken` of the same order.
-                let answer = events::encode(&PromoUse::Settled { order: q.order }).map_err(permanent)?;
+                let answer = events::encode(&PromoUse::Settled { order: q.order }).map_err(DeliveryError::permanent)?;
                 let emit = Emit::new(Topic::PromoUsed, q.token, answer);
                 Ok(match state.on_hold_check(q.number) {
                     Some(next) => EventOutcome::Changed(Change::to(next).emit(emit)),
                     None => EventOutcome::Emit(vec![emit]),
                 })
             }
-            t => Err(permanent(format!("gates take no {} events", t.name()))),
+            t => Err(DeliveryError::permanent(format!("gates take no {} events", t.name()))),
         }
     }
 }
@@ -317,21 +317,23 @@ impl EntityKind for OrderKind {
             Source { version: env.aggregate_version, node: env.origin_node.to_string(), message_id: env.message_id };
         let t = match env.topic {
             Topic::StockBooking => {
-                let e: StockEvent = events::decode(env.topic, env.schema_version, &env.payload).map_err(permanent)?;
+                let e: StockEvent =
+                    events::decode(env.topic, env.schema_version, &env.payload).map_err(DeliveryError::permanent)?;
                 order.on_stock(&e, &src, ctx)
             }
             Topic::PayEvent => {
-                let e: PayEvent = events::decode(env.topic, env.schema_version, &env.payload).map_err(permanent)?;
+                let e: PayEvent =
+                    events::decode(env.topic, env.schema_version, &env.payload).map_err(DeliveryError::permanent)?;
                 order.on_payment(&e, &src, ctx)
             }
             Topic::ShippingEvent => {
                 let e: ShippingEvent =
-                    events::decode(env.topic, env.schema_version, &env.payload).map_err(permanent)?;
+                    events::decode(env.topic, env.schema_version, &env.payload).map_err(DeliveryError::permanent)?;
                 order.on_shipping(&e, &src, ctx)
             }
-            t => return Err(permanent(format!("orders take no {} events", t.name()))),
+            t => return Err(DeliveryError::permanent(format!("orders take no {} events", t.name()))),
         };
-        transition_change(t).map(EventOutcome::Changed).map_err(permanent)
+        transition_change(t).map(EventOutcome::Changed).map_err(DeliveryError::permanent)
     }
 }
 
@@ -400,11 +402,12 @@ impl EntityKind for PriceKind {
         _ctx: &Ctx,
     ) -> Result<EventOutcome<Self>, DeliveryError> {
         if env.topic != Topic::ProductEvent {
-            return Err(permanent(format!("prices take no {} events", env.topic.name())));
+            return Err(DeliveryError::permanent(format!("prices take no {} events", env.topic.name())));
         }
-        let p: Product = events::decode(env.topic, env.schema_version, &env.payload).map_err(permanent)?;
+        let p: Product =
+            events::decode(env.topic, env.schema_version, &env.payload).map_err(DeliveryError::permanent)?;
         if &p.id != key {
-            return Err(permanent(format!("product {} routed to {key}", p.id)));
+            return Err(DeliveryError::permanent(format!("product {} routed to {key}", p.id)));
         }
         if state.as_ref().is_some_and(|s| s.version >= env.aggregate_version) {
             return Ok(EventOutcome::Ignored);
@@ -419,5 +422,5 @@ impl EntityKind for PriceKind {
 
 /// Decodes an order event's payload (for other services).
 pub fn decode_order_event(env: &Envelope) -> Result<OrderEvent, DeliveryError> {
-    events::decode_order_event(env.schema_version, &env.payload).map_err(permanent)
+    events::decode_order_event(env.schema_version, &env.payload).map_err(DeliveryError::permanent)
 }

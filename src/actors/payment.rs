@@ -7,9 +7,9 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use super::entity::EntityKind;
 use super::from_state_v1;
-use super::plan::{Change, CommandOutcome, Emit, EventOutcome};
+use super::kind::EntityKind;
+use super::kind::{Change, CommandOutcome, Emit, EventOutcome};
 use crate::domain::payment::{Callback, CallbackStatus, Payment, PaymentAccount, PaymentAccountV1};
 use crate::domain::saga::{OrderEvent, PayEvent, StockEvent};
 use crate::domain::{Ctx, Currency, DomainError, Money, OrderId, PaymentId};
@@ -17,10 +17,6 @@ use crate::limits::AGGREGATE_BYTES_MAX;
 use crate::persistence::codec::{self, CodecError};
 use crate::persistence::events::{self, Topic};
 use crate::persistence::{DeliveryError, Envelope};
-
-fn permanent(e: impl std::fmt::Display) -> DeliveryError {
-    DeliveryError::Permanent(e.to_string())
-}
 
 /// A payment system the store sends shoppers to.
 pub trait PaymentSystem: Send + Sync + 'static {
@@ -330,22 +326,26 @@ impl EntityKind for PaymentAccountKind {
     ) -> Result<EventOutcome<Self>, DeliveryError> {
         let step = match env.topic {
             Topic::StockBooking => {
-                let e: StockEvent = events::decode(env.topic, env.schema_version, &env.payload).map_err(permanent)?;
+                let e: StockEvent =
+                    events::decode(env.topic, env.schema_version, &env.payload).map_err(DeliveryError::permanent)?;
                 state.on_stock(&e, e.order_version).map(|n| (n, None))
             }
             Topic::OrderEvent => {
-                let e: OrderEvent = events::decode_order_event(env.schema_version, &env.payload).map_err(permanent)?;
+                let e: OrderEvent =
+                    events::decode_order_event(env.schema_version, &env.payload).map_err(DeliveryError::permanent)?;
                 if e.status == crate::domain::saga::OrderStatus::Cancelled {
                     state.on_cancelled(&e.customer_id)
                 } else {
                     None
                 }
             }
-            t => return Err(permanent(format!("payment accounts take no {} events", t.name()))),
+            t => return Err(DeliveryError::permanent(format!("payment accounts take no {} events", t.name()))),
         };
         match step {
             None => Ok(EventOutcome::Ignored),
-            Some((next, event)) => step_change(next, event).map(EventOutcome::Changed).map_err(permanent),
+            Some((next, event)) => {
+                step_change(next, event).map(EventOutcome::Changed).map_err(DeliveryError::permanent)
+            }
         }
     }
 }

@@ -5,8 +5,7 @@
 //! (`Released`), or when the gate answered a hold left open too long (`Settled`); such a hold
 //! asks the gate on `promo.hold`.
 
-use super::entity::EntityKind;
-use super::plan::{Change, CommandOutcome, Emit, EventOutcome, Timer, TimerOp};
+use super::kind::{Change, CommandOutcome, Emit, EntityKind, EventOutcome, Timer, TimerOp};
 use super::{from_state_v1, state_v1};
 use crate::domain::pricing::{Discount, Rule};
 use crate::domain::promo::{check_token, PromoAccount, Promocode};
@@ -14,10 +13,6 @@ use crate::domain::{Ctx, CustomerId, DomainError, MessageId, OrderId};
 use crate::persistence::codec::{self, CodecError};
 use crate::persistence::events::{self, Topic};
 use crate::persistence::{DeliveryError, Envelope};
-
-fn permanent(e: impl std::fmt::Display) -> DeliveryError {
-    DeliveryError::Permanent(e.to_string())
-}
 
 /// The timer tag of a hold's check.
 pub const HOLD_TAG: &str = "hold";
@@ -192,11 +187,11 @@ impl EntityKind for PromoKind {
         _ctx: &Ctx,
     ) -> Result<EventOutcome<Self>, DeliveryError> {
         if env.topic != Topic::PromoUsed {
-            return Err(permanent(format!("promo codes take no {} events", env.topic.name())));
+            return Err(DeliveryError::permanent(format!("promo codes take no {} events", env.topic.name())));
         }
-        let u = events::decode_promo_use(env.schema_version, &env.payload).map_err(permanent)?;
+        let u = events::decode_promo_use(env.schema_version, &env.payload).map_err(DeliveryError::permanent)?;
         match state.on_use(&u) {
-            Some(next) => change_of(state, next).map(EventOutcome::Changed).map_err(permanent),
+            Some(next) => change_of(state, next).map(EventOutcome::Changed).map_err(DeliveryError::permanent),
             None => Ok(EventOutcome::Ignored),
         }
     }
@@ -261,9 +256,10 @@ impl<const ORDER: bool> EntityKind for PromoProjection<ORDER> {
         env: &Envelope,
         _ctx: &Ctx,
     ) -> Result<EventOutcome<Self>, DeliveryError> {
-        let p: Promocode = events::decode(env.topic, env.schema_version, &env.payload).map_err(permanent)?;
+        let p: Promocode =
+            events::decode(env.topic, env.schema_version, &env.payload).map_err(DeliveryError::permanent)?;
         if &p.token != key {
-            return Err(permanent(format!("code {} routed to {key}", p.token)));
+            return Err(DeliveryError::permanent(format!("code {} routed to {key}", p.token)));
         }
         if state.as_ref().is_some_and(|(v, _)| *v >= env.aggregate_version) {
             return Ok(EventOutcome::Ignored);

@@ -1,7 +1,6 @@
 //! The shipping service: one shipment per paid order (wrapping `domain::shipping`).
 
-use super::entity::EntityKind;
-use super::plan::{Change, CommandOutcome, Emit, EventOutcome};
+use super::kind::{Change, CommandOutcome, Emit, EntityKind, EventOutcome};
 use super::{from_state_v1, state_v1};
 use crate::domain::saga::{OrderEvent, OrderStatus, ShipmentStatus};
 use crate::domain::shipping::Shipment;

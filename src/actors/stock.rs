@@ -8,8 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::entity::EntityKind;
-use super::plan::{Change, CommandOutcome, Emit, EventOutcome};
+use super::kind::{Change, CommandOutcome, Emit, EntityKind, EventOutcome};
 use super::{from_state_v1, state_v1};
 use crate::domain::booking::{BookingEffects, StockBooking};
 use crate::domain::saga::{LineOutcome, LineResult, OrderEvent, ReserveOp, ReserveRequest, ShippingEvent, StockEvent};
@@ -34,10 +33,6 @@ impl StockItemView {
     fn of(item: &StockItem) -> Self {
         Self { sku: item.sku().clone(), levels: item.levels(), dims: item.dims() }
     }
-}
-
-fn permanent(e: impl std::fmt::Display) -> DeliveryError {
-    DeliveryError::Permanent(e.to_string())
 }
 
 fn item_events(evs: &[StockItemEvent]) -> Result<Vec<Emit>, CodecError> {
@@ -116,11 +111,12 @@ impl EntityKind for StockItemKind {
 
     fn on_event(key: &Sku, state: &StockItem, env: &Envelope, ctx: &Ctx) -> Result<EventOutcome<Self>, DeliveryError> {
         if env.topic != Topic::StockReserve {
-            return Err(permanent(format!("stock items take no {} events", env.topic.name())));
+            return Err(DeliveryError::permanent(format!("stock items take no {} events", env.topic.name())));
         }
-        let r: ReserveRequest = events::decode(env.topic, env.schema_version, &env.payload).map_err(permanent)?;
+        let r: ReserveRequest =
+            events::decode(env.topic, env.schema_version, &env.payload).map_err(DeliveryError::permanent)?;
         if &r.sku != key {
-            return Err(permanent(format!("request for {} routed to {key}", r.sku)));
+            return Err(DeliveryError::permanent(format!("request for {} routed to {key}", r.sku)));
         }
         let cmd = match r.op {
             ReserveOp::Book => StockCommand::Book { order: r.order_id.clone(), qty: r.qty },
@@ -135,21 +131,21 @@ impl EntityKind for StockItemKind {
         let booking = r.op == ReserveOp::Book;
         let outcome = match state.handle(&cmd, ctx) {
             Ok((next, evs)) => {
-                let mut emits = item_events(&evs).map_err(permanent)?;
+                let mut emits = item_events(&evs).map_err(DeliveryError::permanent)?;
                 if booking {
                     emits.push(
-                        line_answer(&r.order_id, key, LineResult::Booked { dims: next.dims() }).map_err(permanent)?,
+                        line_answer(&r.order_id, key, LineResult::Booked { dims: next.dims() })
+                            .map_err(DeliveryError::permanent)?,
                     );
                 }
                 EventOutcome::Changed(Change::to(next).emit_all(emits))
             }
             Err(e) if booking => {
-                EventOutcome::Emit(vec![
-                    line_answer(&r.order_id, key, LineResult::Refused { reason: e.to_string() }).map_err(permanent)?
-                ])
+                EventOutcome::Emit(vec![line_answer(&r.order_id, key, LineResult::Refused { reason: e.to_string() })
+                    .map_err(DeliveryError::permanent)?])
             }
             // Shipping or releasing more than is booked: a bug upstream; refuse it loudly.
-            Err(e) => return Err(permanent(format!("{:?} of {} for {}: {e}", r.op, r.qty, r.order_id))),
+            Err(e) => return Err(DeliveryError::permanent(format!("{:?} of {} for {}: {e}", r.op, r.qty, r.order_id))),
         };
         Ok(outcome)
     }
@@ -174,10 +170,18 @@ const SHIPMENT_STEPS: &[&str] = &["ASSEMBLED", "SHIPPED", "DELIVERED"];
 fn booking_change(next: StockBooking, fx: BookingEffects) -> Result<EventOutcome<StockBookingKind>, DeliveryError> {
     let mut emits = Vec::with_capacity(fx.requests.len() + 1);
     for r in &fx.requests {
-        emits.push(Emit::new(Topic::StockReserve, r.sku.to_string(), events::encode(r).map_err(permanent)?));
+        emits.push(Emit::new(
+            Topic::StockReserve,
+            r.sku.to_string(),
+            events::encode(r).map_err(DeliveryError::permanent)?,
+        ));
     }
     if let Some(e) = &fx.event {
-        emits.push(Emit::new(Topic::StockBooking, next.order_id.to_string(), events::encode(e).map_err(permanent)?));
+        emits.push(Emit::new(
+            Topic::StockBooking,
+            next.order_id.to_string(),
+            events::encode(e).map_err(DeliveryError::permanent)?,
+        ));
     }
     Ok(EventOutcome::Changed(Change::to(next).emit_all(emits)))
 }
@@ -236,19 +240,21 @@ impl EntityKind for StockBookingKind {
     ) -> Result<EventOutcome<Self>, DeliveryError> {
         let step = match env.topic {
             Topic::OrderEvent => {
-                let e: OrderEvent = events::decode_order_event(env.schema_version, &env.payload).map_err(permanent)?;
+                let e: OrderEvent =
+                    events::decode_order_event(env.schema_version, &env.payload).map_err(DeliveryError::permanent)?;
                 state.on_order_event(&e, env.aggregate_version)
             }
             Topic::StockLine => {
-                let o: LineOutcome = events::decode(env.topic, env.schema_version, &env.payload).map_err(permanent)?;
+                let o: LineOutcome =
+                    events::decode(env.topic, env.schema_version, &env.payload).map_err(DeliveryError::permanent)?;
                 state.on_line(&o)
             }
             Topic::ShippingEvent => {
                 let e: ShippingEvent =
-                    events::decode(env.topic, env.schema_version, &env.payload).map_err(permanent)?;
+                    events::decode(env.topic, env.schema_version, &env.payload).map_err(DeliveryError::permanent)?;
                 state.on_shipment(e.status)
             }
-            t => return Err(permanent(format!("bookings take no {} events", t.name()))),
+            t => return Err(DeliveryError::permanent(format!("bookings take no {} events", t.name()))),
         };
         match step {
             Some((next, fx)) => booking_change(next, fx),
@@ -259,5 +265,5 @@ impl EntityKind for StockBookingKind {
 
 /// Decodes a `stock.booking` payload (for other services).
 pub fn decode_stock_event(env: &Envelope) -> Result<StockEvent, DeliveryError> {
-    events::decode(env.topic, env.schema_version, &env.payload).map_err(permanent)
+    events::decode(env.topic, env.schema_version, &env.payload).map_err(DeliveryError::permanent)
 }

@@ -3,6 +3,7 @@
 //! (ractor_cluster) only adds a branch here. One node owning every partition is the embedded
 //! default.
 
+pub mod config;
 mod router;
 
 pub use router::{partition_of, Route, Router};

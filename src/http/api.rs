@@ -12,6 +12,7 @@ use super::auth::{basic_credentials, bearer, Caller, TOKEN_REFRESH_WINDOW_MS};
 use super::dto::*;
 use super::error::{ApiError, ErrorBody};
 use super::{App, Out, Req};
+use crate::actors::fresh_message_id;
 use crate::actors::idempotency::{record_key, StoredAnswer};
 use crate::actors::order::OrderKind;
 use crate::domain::auth::Role;
@@ -20,7 +21,6 @@ use crate::domain::order::Canceller;
 use crate::domain::saga::{OrderStatus, ShipmentStatus};
 use crate::domain::stock::Dimensions;
 use crate::domain::{Currency, CustomerId, MessageId, Money, OrderId, Qty, Sku};
-use crate::shop::new_id;
 
 /// How long `/pay/redirectUrl` waits for an order's booking.
 const REDIRECT_WAIT: Duration = Duration::from_secs(3);
@@ -324,7 +324,7 @@ fn command_id(app: &App, req: &Req, route: &str) -> MessageId {
         (Some(k), Some(c)) => {
             MessageId::derived(&[b"idempotency", c.customer.as_str().as_bytes(), route.as_bytes(), k.as_bytes()])
         }
-        _ => new_id(),
+        _ => fresh_message_id(),
     }
 }
 
@@ -332,28 +332,28 @@ fn command_id(app: &App, req: &Req, route: &str) -> MessageId {
 /// an account that does not exist takes as long as one that does (no enumeration by timing).
 fn dummy_hash() -> &'static str {
     static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HASH.get_or_init(|| crate::passwords::hash("not-a-real-password").unwrap_or_default())
+    HASH.get_or_init(|| crate::app::passwords::hash("not-a-real-password").unwrap_or_default())
 }
 
-fn pool_error(e: crate::passwords::PoolError) -> ApiError {
+fn pool_error(e: crate::app::passwords::PoolError) -> ApiError {
     match e {
-        crate::passwords::PoolError::Busy => ApiError::TooManyRequests(1),
-        crate::passwords::PoolError::Failed => ApiError::Internal(e.to_string()),
+        crate::app::passwords::PoolError::Busy => ApiError::TooManyRequests(1),
+        crate::app::passwords::PoolError::Failed => ApiError::Internal(e.to_string()),
     }
 }
 
 /// Checks a password on the bounded hashing pool (`None`: check it against no one's).
 async fn verify_password(app: &App, password: String, hash: Option<String>) -> Result<bool, ApiError> {
     app.hashes
-        .run(move || crate::passwords::verify(&password, hash.as_deref().unwrap_or_else(|| dummy_hash())))
+        .run(move || crate::app::passwords::verify(&password, hash.as_deref().unwrap_or_else(|| dummy_hash())))
         .await
         .map_err(pool_error)
 }
 
 async fn hash_password(app: &App, password: String) -> Result<String, ApiError> {
-    match app.hashes.run(move || crate::passwords::hash(&password)).await.map_err(pool_error)? {
+    match app.hashes.run(move || crate::app::passwords::hash(&password)).await.map_err(pool_error)? {
         Ok(h) => Ok(h),
-        Err(crate::passwords::PasswordError::Length) => {
+        Err(crate::app::passwords::PasswordError::Length) => {
             Err(ApiError::Unprocessable("a password has 8 to 256 characters".into()))
         }
         Err(e) => Err(ApiError::Internal(e.to_string())),
@@ -476,7 +476,7 @@ pub async fn post_customer(app: &App, req: &Req) -> Result<Out, ApiError> {
         &crate::domain::Ctx {
             now_ms: 1,
             node: crate::domain::NodeId::parse("check").map_err(unprocessable)?,
-            cause: new_id(),
+            cause: fresh_message_id(),
         },
     )?;
     if app.shop.user(&id).await.is_ok() {
@@ -490,7 +490,7 @@ pub async fn post_customer(app: &App, req: &Req) -> Result<Out, ApiError> {
     app.shop.create_user(&id, hash, Role::Customer).await?;
     let c = match app.shop.register_customer(&id, &b.name, &b.last_name, comms).await {
         Ok(c) => c,
-        Err(crate::shop::ShopError::Domain(crate::domain::DomainError::AlreadyExists { .. })) => {
+        Err(crate::app::shop::ShopError::Domain(crate::domain::DomainError::AlreadyExists { .. })) => {
             app.shop.customer(&id).await?
         }
         Err(e) => return Err(e.into()),
@@ -594,7 +594,7 @@ pub async fn add_product(app: &App, req: &Req) -> Result<Out, ApiError> {
         }
     };
     let p = app.shop.add_product(&id, &b.name, &b.description, Money::new(b.price, Currency::EUR), b.photo).await?;
-    let v = crate::catalog_view::ProductView { product: p, free: 0, promotions: Vec::new() };
+    let v = crate::actors::catalogue::view::ProductView { product: p, free: 0, promotions: Vec::new() };
     Out::json(StatusCode::CREATED, &ProductOut::from(&v))
 }
 

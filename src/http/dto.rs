@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::catalog_view::ProductView;
+use crate::actors::catalogue::view::ProductView;
+use crate::app::shop::TimelineStep;
 use crate::domain::customer::{Channel, Communication, Customer};
 use crate::domain::notification::SendRecord;
 use crate::domain::order::CommerceOrder;
@@ -13,7 +14,6 @@ use crate::domain::pricing::{Discount, Priced, Rule};
 use crate::domain::promo::Promocode;
 use crate::domain::shipping::Shipment;
 use crate::domain::Sku;
-use crate::shop::TimelineStep;
 
 /// Milliseconds since the epoch as RFC 3339 (UTC, millisecond precision).
 pub fn rfc3339(ms: u64) -> String {

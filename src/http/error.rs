@@ -7,8 +7,8 @@ use warp::http::StatusCode;
 
 use crate::actors::payment::CallbackError;
 use crate::actors::EngineError;
+use crate::app::shop::ShopError;
 use crate::domain::{DomainError, NotPayableReason};
-use crate::shop::ShopError;
 
 /// Longest error message, in characters.
 const MESSAGE_CHARS_MAX: usize = 300;

@@ -14,6 +14,7 @@ pub mod error;
 pub mod json;
 pub mod openapi;
 pub mod sandbox;
+pub mod server;
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -24,10 +25,10 @@ use futures::StreamExt;
 use warp::http::{HeaderMap, Method, Response, StatusCode};
 use warp::Filter;
 
-use crate::catalog_view::CatalogView;
+use crate::actors::catalogue::view::CatalogView;
+use crate::app::shop::Shop;
 use crate::clock::Clock;
 use crate::persistence::Store;
-use crate::shop::Shop;
 use auth::Auth;
 use error::ApiError;
 
@@ -72,7 +73,7 @@ pub struct App {
     /// concurrent repeats all get the first answer.
     pub idempotency_locks: IdempotencyLocks,
     /// Password hashing, bounded (logins, sign-ups, new users).
-    pub hashes: crate::passwords::HashPool,
+    pub hashes: crate::app::passwords::HashPool,
     /// Proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<IpAddr>,
 }

@@ -10,6 +10,7 @@ pub mod envelope;
 pub mod events;
 pub mod records;
 pub mod relay;
+mod states;
 pub mod store;
 pub mod wal;
 
@@ -22,4 +23,5 @@ pub use envelope::Envelope;
 pub use events::Topic;
 pub use records::{DeadLetter, InboxRecord, OutboxEntry};
 pub use relay::{DeliveryError, Relay, RelayConfig, Subscriber, Subscriptions};
+pub use states::StateSource;
 pub use store::{blocking, Applied, Durability, ServiceTrees, Store, StoreError, StoreOptions, VersionCache, WriteSet};

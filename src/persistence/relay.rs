@@ -51,6 +51,13 @@ pub enum DeliveryError {
     Permanent(String),
 }
 
+impl DeliveryError {
+    /// A permanent failure saying why (the event does not decode, the topic is not taken).
+    pub fn permanent(why: impl std::fmt::Display) -> Self {
+        DeliveryError::Permanent(why.to_string())
+    }
+}
+
 /// A service that takes events: `deliver` resolves once the event took effect durably (or was
 /// recognised as a duplicate).
 pub trait Subscriber: Send + Sync + 'static {

@@ -27,9 +27,8 @@ use futures::future::BoxFuture;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tokio::sync::oneshot;
 
-use crate::actors::entity::{
-    Entity, EntityArgs, EntityEnv, EntityHandle, EntityKind, EntityMsg, HandleShared, SendFailure,
-};
+use crate::actors::entity::{Entity, EntityArgs, EntityEnv, EntityHandle, EntityMsg, HandleShared, SendFailure};
+use crate::actors::kind::EntityKind;
 use crate::actors::{EngineError, Timer};
 use crate::cluster::{Route, Router};
 use crate::domain::MessageId;

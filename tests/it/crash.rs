@@ -10,15 +10,15 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use bazaar::actors::catalogue::{ProjectionQuery, StockProjectionKind};
-use bazaar::actors::entity::EntityKind;
+use bazaar::actors::kind::EntityKind;
 use bazaar::actors::order::OrderKind;
 use bazaar::actors::stock::StockItemKind;
+use bazaar::app::node::NodeBuilder;
 use bazaar::domain::stock::StockItem;
 use bazaar::domain::{Ctx, NodeId};
-use bazaar::invariants::StateSource;
-use bazaar::loadgen;
-use bazaar::node::NodeBuilder;
+use bazaar::persistence::StateSource;
 use bazaar::persistence::{Durability, OutboxEntry, Store, StoreOptions, Topic};
+use bazaar::tools::loadgen;
 
 use crate::support::{self, eventually, mid};
 
@@ -123,7 +123,7 @@ fn acknowledged_writes_survive_sigkill_and_no_write_set_is_half_applied() {
 /// Checks the data directory against the schedule; returns each writer's stored version.
 fn check_after_crash(dir: &std::path::Path, seed: u64, acked: &HashMap<usize, u64>) -> Result<Vec<u64>, String> {
     let store = Store::open(dir, &StoreOptions::default()).map_err(|e| e.to_string())?;
-    let report = bazaar::verify::verify_store(&store).map_err(|e| e.to_string())?;
+    let report = bazaar::tools::verify::verify_store(&store).map_err(|e| e.to_string())?;
     if !report.problems.is_empty() {
         return Err(format!("verify found problems: {:?}", report.problems));
     }
@@ -260,7 +260,7 @@ fn sagas_killed_with_sigkill_all_finish_after_a_restart() {
             let mut o = support::options(dir.path(), Durability::Flush);
             o.deadlines = bazaar::domain::order::Deadlines { booking_ms: 2000, payment_ms: 2000 };
             let node = NodeBuilder::store(o).start().await.unwrap();
-            let shop = bazaar::shop::Shop::new(&node).unwrap();
+            let shop = bazaar::app::shop::Shop::new(&node).unwrap();
             // Every saga ends: paid, or cancelled by its deadline; nothing is left in flight.
             eventually("every saga finished", || async {
                 let orders = node.store().states("order", "order").unwrap();

@@ -22,7 +22,7 @@ fn receive(n: u32) -> StockCommand {
 }
 
 /// Stock events in the outbox for `sku`, by aggregate version.
-fn outbox_versions(node: &bazaar::node::Node, sku: &str) -> Vec<u64> {
+fn outbox_versions(node: &bazaar::app::node::Node, sku: &str) -> Vec<u64> {
     let mut v: Vec<u64> = node
         .store()
         .outbox_scan(0, u64::MAX, usize::MAX)

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use bazaar::actors::stock::StockItemKind;
 use bazaar::actors::EngineError;
+use bazaar::app::node::NodeBuilder;
 use bazaar::clock::ManualClock;
 use bazaar::domain::stock::StockCommand;
 use bazaar::domain::{Qty, Sku};
-use bazaar::node::NodeBuilder;
 use bazaar::persistence::Durability;
 use bazaar::supervisors::EntityConfig;
 

@@ -8,7 +8,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use bazaar::actors::notification::{Channels, SmsConfig, SmtpConfig};
+use bazaar::app::sender::{Channels, SmsConfig, SmtpConfig};
 use bazaar::domain::customer::{Channel, Communication};
 use bazaar::domain::notification::SendStatus;
 use bazaar::domain::saga::OrderStatus;
@@ -108,7 +108,7 @@ async fn sms_gateway(status: u16) -> (String, mpsc::UnboundedReceiver<String>) {
     (url, rx)
 }
 
-async fn paid_order(shop: &bazaar::shop::Shop, email: &str, phone: &str) -> bazaar::domain::OrderId {
+async fn paid_order(shop: &bazaar::app::shop::Shop, email: &str, phone: &str) -> bazaar::domain::OrderId {
     let c = customer(email);
     let comms = vec![
         Communication { channel: Channel::Email, address: email.into() },
@@ -176,13 +176,13 @@ async fn a_failing_gateway_is_retried_then_recorded_failed_and_the_order_is_unaf
     .await;
     let sends = shop.sends().unwrap();
     let sms = sends.iter().find(|r| r.status == Some(SendStatus::Failed)).unwrap();
-    assert_eq!(sms.attempts, bazaar::actors::notification::SEND_ATTEMPTS_MAX);
+    assert_eq!(sms.attempts, bazaar::limits::NOTIFICATION_SEND_ATTEMPTS_MAX);
     assert!(sms.last_error.as_deref().unwrap().contains("500"), "{:?}", sms.last_error);
     let mut tries = 0;
     while texts.try_recv().is_ok() {
         tries += 1;
     }
-    assert_eq!(tries, bazaar::actors::notification::SEND_ATTEMPTS_MAX);
+    assert_eq!(tries, bazaar::limits::NOTIFICATION_SEND_ATTEMPTS_MAX);
     // Mail had no server configured: it went to the log sink.
     let mail = sends.iter().find(|r| r.sink.as_deref() == Some("log")).unwrap();
     assert_eq!(mail.status, Some(SendStatus::Sent));

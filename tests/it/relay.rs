@@ -6,9 +6,9 @@ use std::sync::Arc;
 use bazaar::actors::catalogue::{ProjectionQuery, StockProjectionKind};
 use bazaar::actors::stock::StockItemKind;
 use bazaar::actors::EntityKind;
+use bazaar::app::node::{Node, NodeBuilder};
 use bazaar::domain::stock::StockCommand;
 use bazaar::domain::{Qty, Sku};
-use bazaar::node::{Node, NodeBuilder};
 use bazaar::persistence::relay::replay_dead_letter;
 use bazaar::persistence::{Durability, OutboxEntry, RelayConfig, Topic};
 

@@ -3,15 +3,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bazaar::app::node::{Node, NodeBuilder, NodeOptions};
+use bazaar::app::shop::{Shop, ShopError};
 use bazaar::clock::ManualClock;
 use bazaar::domain::customer::{Channel, Communication};
 use bazaar::domain::order::{Canceller, CommerceOrder};
 use bazaar::domain::saga::{CancelReason, OrderStatus, PaymentStatus, ShipmentStatus};
 use bazaar::domain::stock::Dimensions;
 use bazaar::domain::{Currency, CustomerId, DomainError, Money, OrderId, Qty, Sku};
-use bazaar::node::{Node, NodeBuilder, NodeOptions};
 use bazaar::persistence::Durability;
-use bazaar::shop::{Shop, ShopError};
 
 use crate::support::{self, eventually};
 

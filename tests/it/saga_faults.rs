@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use bazaar::actors::order::OrderKind;
 use bazaar::actors::EntityKind;
+use bazaar::app::node::Node;
 use bazaar::domain::saga::{BookedLine, OrderStatus, PayEvent, PaymentStatus, ShipmentStatus, StockEvent, StockStatus};
 use bazaar::domain::{MessageId, NodeId, OrderId, Qty};
-use bazaar::invariants::StateSource;
-use bazaar::node::Node;
 use bazaar::persistence::events::{self, Topic};
+use bazaar::persistence::StateSource;
 use bazaar::persistence::{Envelope, OutboxEntry, WriteSet};
 
 use crate::saga::{eur, register, settle_and_check, sku, store, wait_status};
@@ -170,7 +170,7 @@ async fn every_event_type_takes_effect_once_however_often_and_in_whatever_order_
     eventually("the order service knows REPLAY10", || async { shop.promo_for_pricing("REPLAY10").await.is_ok() }).await;
     let a = shop
         .place_order_as(
-            bazaar::shop::new_id(),
+            bazaar::actors::fresh_message_id(),
             &c,
             &[(sku("book-a"), Qty::new(2)), (sku("book-b"), Qty::new(1))],
             Some("REPLAY10"),
@@ -204,7 +204,7 @@ async fn every_event_type_takes_effect_once_however_often_and_in_whatever_order_
     let promos = node.service::<bazaar::actors::promo::PromoKind>().unwrap();
     let (number, order) = shop.customer_orders(&c).await.unwrap().next_order(0);
     let hold = bazaar::actors::promo::PromoCommand::Hold { order, number, customer: c.clone() };
-    promos.command(&"REPLAY10".to_owned(), bazaar::shop::new_id(), hold).await.unwrap().unwrap();
+    promos.command(&"REPLAY10".to_owned(), bazaar::actors::fresh_message_id(), hold).await.unwrap().unwrap();
     clock.advance(bazaar::limits::PROMO_HOLD_MS);
     eventually("the hold was answered", || async {
         probe.envelopes.lock().unwrap().iter().any(|e| e.topic == Topic::PromoHold) && node.store().outbox_len() == 0

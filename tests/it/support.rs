@@ -12,8 +12,8 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use bazaar::actors::{Change, CommandOutcome, EntityKind, EventOutcome};
+use bazaar::app::node::{Node, NodeBuilder, NodeOptions};
 use bazaar::domain::{Ctx, MessageId, NodeId};
-use bazaar::node::{Node, NodeBuilder, NodeOptions};
 use bazaar::persistence::codec::{self, CodecError};
 use bazaar::persistence::{DeliveryError, Durability, Envelope, Subscriber, Topic};
 

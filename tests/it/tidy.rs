@@ -202,11 +202,172 @@ fn the_layer_checker_sees_every_way_of_naming_a_module() {
     assert!(our_modules_named("use super::codec; use reqwest::http; fn f() { http::x(); }", f).is_empty());
 }
 
-/// Persistence sits below the actors, their supervisors and the HTTP front: it never names them
-/// (a helper both need lives in persistence, or lower).
+/// The crate's module of the file at `rel` (relative to `src/`): `app/shop.rs` → `[app, shop]`,
+/// `app/mod.rs` → `[app]`, `lib.rs` → `[]`.
+fn module_of(rel: &Path) -> Vec<String> {
+    let mut m: Vec<String> = rel.iter().map(|c| c.to_string_lossy().into_owned()).collect();
+    let last = m.pop().unwrap_or_default();
+    let stem = last.trim_end_matches(".rs");
+    if !matches!(stem, "mod" | "lib" | "main") {
+        m.push(stem.to_owned());
+    }
+    m
+}
+
+/// A path named in the file of module `module`, made absolute in the crate (`crate::`, `self::`
+/// and `super::` resolved); `None` for a path that does not start at one of those.
+fn absolute(module: &[String], path: &[String]) -> Option<Vec<String>> {
+    let mut base = module.to_vec();
+    let mut rest = path;
+    match rest.first().map(String::as_str) {
+        Some("crate") => {
+            base.clear();
+            rest = &rest[1..];
+        }
+        Some("self") => rest = &rest[1..],
+        Some("super") => {
+            while rest.first().is_some_and(|s| s == "super") {
+                base.pop();
+                rest = &rest[1..];
+            }
+        }
+        _ => return None,
+    }
+    base.extend(rest.iter().cloned());
+    Some(base)
+}
+
+/// The modules of ours `text` (the file of `module`) names, as absolute paths.
+fn absolute_paths_in(module: &[String], text: &str) -> Vec<Vec<String>> {
+    paths_in(text).iter().filter_map(|p| absolute(module, p)).collect()
+}
+
+/// Every file under `src/` as (module path, text); tests modules (`tests.rs`) included.
+fn crate_files() -> Vec<(Vec<String>, String)> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    files
+        .into_iter()
+        .filter(|f| !f.ends_with("main.rs"))
+        .map(|f| (module_of(f.strip_prefix(&src).unwrap()), std::fs::read_to_string(&f).unwrap()))
+        .collect()
+}
+
+/// The layers, lowest first: each top-level module and the modules of this crate it may name
+/// (itself aside). domain ← persistence ← actors ← supervisors ← app ← http and tools; `clock`
+/// and `limits` are leaves any layer uses; `cluster` (the configuration and key routing) sits
+/// beside persistence, below the supervisors that route through it.
+const LAYERS: &[(&str, &[&str])] = &[
+    ("limits", &[]),
+    ("clock", &[]),
+    ("domain", &["limits"]),
+    ("persistence", &["domain", "clock", "limits"]),
+    ("cluster", &["persistence", "domain", "clock", "limits"]),
+    ("actors", &["persistence", "domain", "clock", "limits"]),
+    ("supervisors", &["actors", "cluster", "persistence", "domain", "clock", "limits"]),
+    ("app", &["supervisors", "actors", "cluster", "persistence", "domain", "clock", "limits"]),
+    ("http", &["app", "supervisors", "actors", "cluster", "persistence", "domain", "clock", "limits"]),
+    ("tools", &["app", "supervisors", "actors", "cluster", "persistence", "domain", "clock", "limits"]),
+];
+
+/// Each (file's module, top-level module it names) that its layer does not allow.
+fn layer_offences(files: &[(Vec<String>, String)]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (module, text) in files {
+        let Some(top) = module.first() else { continue };
+        let allowed = LAYERS.iter().find(|(l, _)| l == top).map(|(_, a)| *a);
+        let Some(allowed) = allowed else {
+            out.push(format!("src/{}: `{top}` is in no layer (add it to LAYERS)", module.join("/")));
+            continue;
+        };
+        let mut named: Vec<String> = absolute_paths_in(module, text)
+            .into_iter()
+            .filter_map(|p| p.first().cloned())
+            .filter(|t| t != top && !allowed.contains(&t.as_str()))
+            .collect();
+        named.sort();
+        named.dedup();
+        for t in named {
+            out.push(format!("{}: names {t}, above it or beside it", module.join("::")));
+        }
+    }
+    out
+}
+
+/// Module → the other modules it names (the deepest module of each path; a module's own
+/// ancestors and descendants excluded: a parent re-exporting its children is not a circle).
+fn module_graph(files: &[(Vec<String>, String)]) -> std::collections::BTreeMap<Vec<String>, Vec<Vec<String>>> {
+    let modules: std::collections::BTreeSet<Vec<String>> = files.iter().map(|(m, _)| m.clone()).collect();
+    let mut graph = std::collections::BTreeMap::new();
+    for (module, text) in files {
+        let mut to: Vec<Vec<String>> = absolute_paths_in(module, text)
+            .into_iter()
+            .filter_map(|p| (1..=p.len()).rev().map(|n| p[..n].to_vec()).find(|m| modules.contains(m)))
+            .filter(|m| !m.starts_with(module) && !module.starts_with(m))
+            .collect();
+        to.sort();
+        to.dedup();
+        graph.insert(module.clone(), to);
+    }
+    graph
+}
+
+/// The pairs of modules that name each other.
+fn mutual_imports(files: &[(Vec<String>, String)]) -> Vec<String> {
+    let graph = module_graph(files);
+    let mut out = Vec::new();
+    for (a, tos) in &graph {
+        for b in tos {
+            if a < b && graph.get(b).is_some_and(|back| back.contains(a)) {
+                out.push(format!("{} <-> {}", a.join("::"), b.join("::")));
+            }
+        }
+    }
+    out
+}
+
+fn file(module: &str, text: &str) -> (Vec<String>, String) {
+    (module.split("::").filter(|s| !s.is_empty()).map(str::to_owned).collect(), text.to_owned())
+}
+
 #[test]
-fn persistence_imports_nothing_from_the_layers_above_it() {
-    let above = ["actors", "supervisors", "http", "shop", "node", "app"];
-    let offences = offences_under("persistence", |text| our_modules_named(text, &above));
-    assert!(offences.is_empty(), "src/persistence must not reach up:\n{}", offences.join("\n"));
+fn the_layer_checker_resolves_relative_paths_and_finds_circles() {
+    let files = [
+        file("actors::notification", "use super::super::supervisors::Service;"),
+        file("actors::entity", "use super::plan::Plan;"),
+        file("actors::plan", "fn f() { crate::actors::entity::run(); }"),
+        file("actors", "pub use entity::EntityKind; mod entity; mod plan;"),
+        file("persistence::relay", "use crate::{domain, app::{shop}};"),
+        file("app::shop", "use crate::persistence::Store;"),
+        file("domain", "use self::order::Order;"),
+        file("domain::order", "use super::ids::OrderId;"),
+        file("domain::ids", ""),
+    ];
+    assert_eq!(
+        layer_offences(&files),
+        vec![
+            "actors::notification: names supervisors, above it or beside it",
+            "persistence::relay: names app, above it or beside it"
+        ]
+    );
+    assert_eq!(mutual_imports(&files), vec!["actors::entity <-> actors::plan"]);
+    assert!(mutual_imports(&files[3..]).is_empty(), "a parent and its children are no circle");
+}
+
+/// No import runs up a layer (see `LAYERS`): persistence never names the actors, the actors
+/// never their supervisors, nothing below the HTTP front names it.
+#[test]
+fn no_import_runs_up_a_layer() {
+    let files = crate_files();
+    assert!(files.len() > 50, "found only {} files", files.len());
+    let offences = layer_offences(&files);
+    assert!(offences.is_empty(), "imports that run up a layer:\n{}", offences.join("\n"));
+}
+
+/// No two modules import each other.
+#[test]
+fn no_two_modules_import_each_other() {
+    let circles = mutual_imports(&crate_files());
+    assert!(circles.is_empty(), "modules that import each other:\n{}", circles.join("\n"));
 }

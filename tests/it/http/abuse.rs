@@ -163,8 +163,10 @@ async fn the_sandbox_page_opens_only_through_its_link_and_takes_no_cross_site_po
 async fn with_the_sandbox_off_shoppers_go_to_the_real_checkout_and_sandbox_pages_do_not_exist() {
     let dir = tempfile::tempdir().unwrap();
     let mut o = options(dir.path());
-    o.node.payments =
-        bazaar::config::PaymentsConfig { sandbox: false, checkout_url: Some("https://pay.example/c/{id}".into()) };
+    o.node.payments = bazaar::cluster::config::PaymentsConfig {
+        sandbox: false,
+        checkout_url: Some("https://pay.example/c/{id}".into()),
+    };
     let s = Srv::start_with(dir, o).await;
     let (_, _, pay) = payable_order(&s, "real@example.com").await;
     let pid = pay["paymentId"].as_str().unwrap();

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use bazaar::app::{AppOptions, Running};
+use bazaar::app::node::NodeOptions;
 use bazaar::domain::NodeId;
-use bazaar::node::NodeOptions;
+use bazaar::http::server::{AppOptions, Running};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -87,8 +87,10 @@ impl Srv {
 
     /// A node on `dir` started with `o` (seeded with the demo data).
     pub async fn start_with(dir: tempfile::TempDir, o: AppOptions) -> Srv {
-        let running = bazaar::app::start(o).await.unwrap();
-        bazaar::demo::seed(&running.shop, |p| bazaar::passwords::hash(p).map_err(|e| e.to_string())).await.unwrap();
+        let running = bazaar::http::server::start(o).await.unwrap();
+        bazaar::tools::demo::seed(&running.shop, |p| bazaar::app::passwords::hash(p).map_err(|e| e.to_string()))
+            .await
+            .unwrap();
         let base = running.url();
         let srv = Srv { running: Some(running), dir, base, http: client() };
         // The catalogue view is fed by events: wait until it shows the demo stock.

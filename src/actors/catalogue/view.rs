@@ -17,14 +17,14 @@ use tantivy::schema::{Field, Schema, Value, STORED, STRING, TEXT};
 use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 use crate::actors::catalogue::{ProductKind, StockProjectionKind};
-use crate::actors::entity::EntityKind;
+use crate::actors::kind::EntityKind;
 use crate::actors::promo::CataloguePromoKind;
 use crate::domain::catalogue::Product;
 use crate::domain::promo::Promocode;
 use crate::domain::stock::StockLevels;
 use crate::domain::Sku;
-use crate::invariants::StateSource;
 use crate::persistence::events::{self, Topic};
+use crate::persistence::StateSource;
 use crate::persistence::{DeliveryError, Envelope, Subscriber};
 
 /// Most hits a full-text query considers.

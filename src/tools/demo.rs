@@ -2,12 +2,12 @@
 //! and one user per role. Seeding twice changes nothing (existing records are left alone, stock
 //! is received under fixed message ids).
 
+use crate::app::shop::{Shop, ShopError};
 use crate::domain::auth::Role;
 use crate::domain::customer::{Channel, Communication};
 use crate::domain::pricing::{Discount, Rule};
 use crate::domain::stock::{Dimensions, StockCommand};
 use crate::domain::{Currency, CustomerId, DomainError, MessageId, Money, Qty, Sku};
-use crate::shop::{Shop, ShopError};
 
 /// A demo user's credentials.
 #[derive(Debug, Clone)]

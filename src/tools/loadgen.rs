@@ -45,7 +45,7 @@ pub enum LoadError {
     Engine(#[from] EngineError),
     /// A store operation failed.
     #[error(transparent)]
-    Shop(crate::shop::ShopError),
+    Shop(crate::app::shop::ShopError),
     /// A scheduled command was rejected (a bug: the schedule always succeeds).
     #[error("command {n} of {sku} was rejected: {error}")]
     Rejected {
@@ -113,8 +113,8 @@ pub fn saga_product(k: usize) -> Sku {
 pub const SAGA_PRODUCTS: usize = 8;
 
 /// Adds the saga workload's products and stock, and registers its customers (all idempotent).
-pub async fn prepare_sagas(shop: &crate::shop::Shop, customers: usize) -> Result<(), LoadError> {
-    use crate::shop::ShopError;
+pub async fn prepare_sagas(shop: &crate::app::shop::Shop, customers: usize) -> Result<(), LoadError> {
+    use crate::app::shop::ShopError;
     for k in 0..SAGA_PRODUCTS {
         let p = saga_product(k);
         let price = crate::domain::Money::new(500 + 250 * i64::try_from(k).unwrap_or(0), crate::domain::Currency::EUR);
@@ -169,7 +169,7 @@ pub enum SagaEnd {
 /// (seeded: mostly in full, sometimes in two parts, sometimes failing), until `stop`.
 /// `on_end(customer, end)` runs when an order is paid (durably) or cancelled.
 pub async fn run_sagas(
-    shop: &crate::shop::Shop,
+    shop: &crate::app::shop::Shop,
     seed: u64,
     customers: usize,
     orders: u64,
@@ -208,14 +208,14 @@ pub async fn run_sagas(
 /// One order from placing to paid (or cancelled). `dice` (0..10) picks the payment: 0 fails,
 /// 1 pays in two parts, else in full.
 pub async fn one_saga(
-    shop: &crate::shop::Shop,
+    shop: &crate::app::shop::Shop,
     id: MessageId,
     c: &crate::domain::CustomerId,
     items: &[(Sku, Qty)],
     dice: u8,
 ) -> Result<SagaEnd, LoadError> {
+    use crate::app::shop::ShopError;
     use crate::domain::saga::OrderStatus;
-    use crate::shop::ShopError;
     let wait = std::time::Duration::from_secs(30);
     let start = tokio::time::Instant::now();
     let order = loop {

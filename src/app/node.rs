@@ -17,17 +17,19 @@ use tokio::task::JoinHandle;
 use crate::actors::auth::{RevocationKind, UserKind};
 use crate::actors::catalogue::{ProductKind, StockProjectionKind};
 use crate::actors::customer::CustomerKind;
-use crate::actors::entity::{EntityEnv, EntityKind};
-use crate::actors::notification::{Channels, NotificationsKind, SendRecordKind, Sender};
+use crate::actors::entity::EntityEnv;
+use crate::actors::kind::EntityKind;
+use crate::actors::notification::{NotificationsKind, SendRecordKind};
 use crate::actors::order::{GateKind, OrderKind, PriceKind};
 use crate::actors::payment::PaymentAccountKind;
 use crate::actors::promo::{CataloguePromoKind, OrderPromoKind, PromoKind};
 use crate::actors::shipping::ShipmentKind;
 use crate::actors::stock::{StockBookingKind, StockItemKind};
 use crate::actors::EngineError;
+use crate::app::sender::{Channels, Sender};
 use crate::clock::{Clock, SystemClock};
+use crate::cluster::config::ClusterConfig;
 use crate::cluster::Router;
-use crate::config::ClusterConfig;
 use crate::domain::order::Deadlines;
 use crate::domain::NodeId;
 use crate::limits::{
@@ -81,7 +83,7 @@ pub struct NodeOptions {
     /// The payment sandbox's callback secret.
     pub payment_secret: Vec<u8>,
     /// The payment system: the sandbox, or an external hosted checkout.
-    pub payments: crate::config::PaymentsConfig,
+    pub payments: crate::cluster::config::PaymentsConfig,
 }
 
 impl NodeOptions {
@@ -100,7 +102,7 @@ impl NodeOptions {
             deadlines: Deadlines { booking_ms: BOOKING_TIMEOUT_MS, payment_ms: PAYMENT_TIMEOUT_MS },
             channels: Arc::new(Channels::default()),
             payment_secret: Vec::new(),
-            payments: crate::config::PaymentsConfig::default(),
+            payments: crate::cluster::config::PaymentsConfig::default(),
         }
     }
 
@@ -121,12 +123,12 @@ impl NodeOptions {
         let n = &cfg.notifications;
         let smtp = n.smtp_endpoint().map_err(|e| NodeError::Config(format!("notifications.smtp: {e}")))?;
         o.channels = Arc::new(Channels {
-            smtp: smtp.map(|(host, port)| crate::actors::notification::SmtpConfig {
+            smtp: smtp.map(|(host, port)| crate::app::sender::SmtpConfig {
                 host,
                 port,
                 from: n.smtp_from.clone().unwrap_or_default(),
             }),
-            sms: n.sms_url.clone().map(|url| crate::actors::notification::SmsConfig { url }),
+            sms: n.sms_url.clone().map(|url| crate::app::sender::SmsConfig { url }),
             log: Default::default(),
         });
         Ok(o)

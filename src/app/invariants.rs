@@ -12,32 +12,14 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use crate::actors::entity::EntityKind;
+use crate::actors::kind::EntityKind;
 use crate::actors::order::{GateKind, OrderKind};
 use crate::actors::payment::PaymentAccountKind;
 use crate::actors::promo::PromoKind;
 use crate::actors::stock::{StockBookingKind, StockItemKind};
 use crate::domain::booking::LineStatus;
 use crate::domain::saga::{OrderStatus, StockStatus};
-use crate::persistence::{Store, StoreError};
-
-/// Where the checker reads aggregates from.
-pub trait StateSource {
-    /// Every stored aggregate of `service/aggregate`: (key, schema, body).
-    fn states(&self, service: &str, aggregate: &str) -> Result<Vec<(String, u16, Vec<u8>)>, String>;
-}
-
-impl StateSource for Store {
-    fn states(&self, service: &str, aggregate: &str) -> Result<Vec<(String, u16, Vec<u8>)>, String> {
-        let trees = self.service(service, aggregate).map_err(|e| e.to_string())?;
-        self.scan_aggregates(&trees)
-            .map(|r| {
-                r.map(|(k, h, body)| (String::from_utf8_lossy(&k).into_owned(), h.schema, body))
-                    .map_err(|e: StoreError| e.to_string())
-            })
-            .collect()
-    }
-}
+use crate::persistence::StateSource;
 
 /// One check's verdict.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

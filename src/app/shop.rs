@@ -10,7 +10,8 @@ use std::time::Duration;
 use crate::actors::auth::{revocation_group, RevocationCommand, RevocationKind, UserCommand, UserKind};
 use crate::actors::catalogue::{ProductCommand, ProductKind, ProjectionQuery, StockProjection, StockProjectionKind};
 use crate::actors::customer::{CustomerCommand, CustomerKind};
-use crate::actors::entity::EntityKind;
+use crate::actors::fresh_message_id;
+use crate::actors::kind::EntityKind;
 use crate::actors::notification::{NotificationsKind, NotificationsQuery, SendRecordKind};
 use crate::actors::order::{GateCommand, GateKind, GateReply, OrderCommand, OrderKind, PriceKind, PriceQuery};
 use crate::actors::payment::{
@@ -21,6 +22,8 @@ use crate::actors::promo::{OrderPromoKind, PromoCommand, PromoKind, PromoQuery};
 use crate::actors::shipping::{ShipmentKind, ShippingCommand};
 use crate::actors::stock::{StockBookingKind, StockItemKind, StockItemView};
 use crate::actors::EngineError;
+use crate::app::invariants::{self, Report};
+use crate::app::node::Node;
 use crate::clock::Clock;
 use crate::domain::booking::StockBooking;
 use crate::domain::catalogue::Product;
@@ -34,8 +37,6 @@ use crate::domain::saga::ShipmentStatus;
 use crate::domain::shipping::Shipment;
 use crate::domain::stock::{Dimensions, StockCommand};
 use crate::domain::{Currency, CustomerId, DomainError, MessageId, Money, NotPayableReason, OrderId, Qty, Sku};
-use crate::invariants::{self, Report};
-use crate::node::Node;
 use crate::persistence::Store;
 use crate::supervisors::Service;
 
@@ -93,11 +94,6 @@ const GATE_CATCH_UP_WAIT: Duration = Duration::from_secs(5);
 /// Placements tried when another placement of the same customer took the order number a
 /// promo code's hold was taken for.
 const PLACEMENT_ATTEMPTS_MAX: usize = 3;
-
-/// A fresh message id.
-pub fn new_id() -> MessageId {
-    MessageId::from_bytes(*uuid::Uuid::new_v4().as_bytes())
-}
 
 /// Handles to every service of a node, and the store's settings.
 #[derive(Clone)]
@@ -192,12 +188,12 @@ impl Shop {
         photo: Option<String>,
     ) -> Result<Product, ShopError> {
         let cmd = ProductCommand::Add { name: name.into(), description: description.into(), price, photo };
-        Ok(self.products.command(id, new_id(), cmd).await??)
+        Ok(self.products.command(id, fresh_message_id(), cmd).await??)
     }
 
     /// A product.
     pub async fn product(&self, id: &Sku) -> Result<Product, ShopError> {
-        Ok(self.products.command(id, new_id(), ProductCommand::Get).await??)
+        Ok(self.products.command(id, fresh_message_id(), ProductCommand::Get).await??)
     }
 
     /// Stock received from a supplier.
@@ -207,17 +203,17 @@ impl Shop {
         qty: Qty,
         dims: Option<Dimensions>,
     ) -> Result<StockItemView, ShopError> {
-        Ok(self.items.command(sku, new_id(), StockCommand::Receive { qty, dims }).await??)
+        Ok(self.items.command(sku, fresh_message_id(), StockCommand::Receive { qty, dims }).await??)
     }
 
     /// A stock item as the stock service has it.
     pub async fn stock_item(&self, sku: &Sku) -> Result<StockItemView, ShopError> {
-        Ok(self.items.command(sku, new_id(), StockCommand::Get).await??)
+        Ok(self.items.command(sku, fresh_message_id(), StockCommand::Get).await??)
     }
 
     /// The catalogue's (eventually consistent) view of an item's stock.
     pub async fn stock_levels(&self, sku: &Sku) -> Result<StockProjection, ShopError> {
-        Ok(self.stock_levels.command(sku, new_id(), ProjectionQuery::Get).await?)
+        Ok(self.stock_levels.command(sku, fresh_message_id(), ProjectionQuery::Get).await?)
     }
 
     /// Signs a customer up.
@@ -229,24 +225,24 @@ impl Shop {
         communications: Vec<Communication>,
     ) -> Result<Customer, ShopError> {
         let cmd = CustomerCommand::Register { name: name.into(), last_name: last_name.into(), communications };
-        Ok(self.customers.command(id, new_id(), cmd).await??)
+        Ok(self.customers.command(id, fresh_message_id(), cmd).await??)
     }
 
     /// Changes a customer's profile.
     pub async fn update_customer(&self, id: &CustomerId, change: ProfileChange) -> Result<Customer, ShopError> {
-        Ok(self.customers.command(id, new_id(), CustomerCommand::Update(change)).await??)
+        Ok(self.customers.command(id, fresh_message_id(), CustomerCommand::Update(change)).await??)
     }
 
     /// A customer.
     pub async fn customer(&self, id: &CustomerId) -> Result<Customer, ShopError> {
-        Ok(self.customers.command(id, new_id(), CustomerCommand::Get).await??)
+        Ok(self.customers.command(id, fresh_message_id(), CustomerCommand::Get).await??)
     }
 
     /// Prices lines from the order service's price list, with an optional promo code.
     pub async fn price(&self, items: &[(Sku, Qty)], promo: Option<&Promo>) -> Result<Priced, ShopError> {
         let mut lines = Vec::with_capacity(items.len());
         for (sku, qty) in items {
-            let entry = self.prices.command(sku, new_id(), PriceQuery::Get).await?;
+            let entry = self.prices.command(sku, fresh_message_id(), PriceQuery::Get).await?;
             let Some(entry) = entry else {
                 return Err(DomainError::Invalid {
                     field: "itemsList".into(),
@@ -267,7 +263,7 @@ impl Shop {
         items: &[(Sku, Qty)],
         promo_code: Option<&str>,
     ) -> Result<CommerceOrder, ShopError> {
-        self.place_order_as(new_id(), customer, items, promo_code).await
+        self.place_order_as(fresh_message_id(), customer, items, promo_code).await
     }
 
     /// The promo code `token` as the order service knows it, ready for pricing; an unknown code
@@ -277,7 +273,11 @@ impl Shop {
         if crate::domain::promo::check_token(token).is_err() {
             return Err(unknown().into());
         }
-        let p = self.order_promos.command(&token.to_owned(), new_id(), PromoQuery::Get).await?.ok_or_else(unknown)?;
+        let p = self
+            .order_promos
+            .command(&token.to_owned(), fresh_message_id(), PromoQuery::Get)
+            .await?
+            .ok_or_else(unknown)?;
         Ok(Promo { token: p.token, rule: p.rule, used_count: p.used_count })
     }
 
@@ -301,14 +301,14 @@ impl Shop {
     ) -> Result<crate::domain::promo::Promocode, ShopError> {
         crate::domain::promo::check_token(token)?;
         let cmd = PromoCommand::Create { description: description.into(), rule };
-        Ok(self.promos.command(&token.to_owned(), new_id(), cmd).await??)
+        Ok(self.promos.command(&token.to_owned(), fresh_message_id(), cmd).await??)
     }
 
     /// A promo code as its service has it.
     pub async fn promo(&self, token: &str) -> Result<crate::domain::promo::Promocode, ShopError> {
         crate::domain::promo::check_token(token)
             .map_err(|_| DomainError::NotFound { what: "promo code".into(), id: token.into() })?;
-        Ok(self.promos.command(&token.to_owned(), new_id(), PromoCommand::Get).await??)
+        Ok(self.promos.command(&token.to_owned(), fresh_message_id(), PromoCommand::Get).await??)
     }
 
     /// Every promo code (a scan of the promocode service's records).
@@ -318,8 +318,8 @@ impl Shop {
 
     /// Every stored aggregate of kind `K` (a scan; for listings and tools).
     pub fn scan<K: EntityKind>(&self) -> Result<Vec<K::State>, ShopError> {
-        let rows =
-            invariants::StateSource::states(&self.store, K::SERVICE, K::AGGREGATE).map_err(EngineError::Unavailable)?;
+        let rows = crate::persistence::StateSource::states(&self.store, K::SERVICE, K::AGGREGATE)
+            .map_err(EngineError::Unavailable)?;
         let mut out = Vec::with_capacity(rows.len());
         for (k, schema, body) in rows {
             let key = K::parse_key(&k).map_err(EngineError::Unavailable)?;
@@ -335,7 +335,7 @@ impl Shop {
         password_hash: String,
         role: crate::domain::auth::Role,
     ) -> Result<crate::domain::auth::User, ShopError> {
-        Ok(self.users.command(id, new_id(), UserCommand::Create { password_hash, role }).await??)
+        Ok(self.users.command(id, fresh_message_id(), UserCommand::Create { password_hash, role }).await??)
     }
 
     /// Enables or disables a user (a disabled user cannot log in or refresh a token).
@@ -344,12 +344,12 @@ impl Shop {
         id: &CustomerId,
         enabled: bool,
     ) -> Result<crate::domain::auth::User, ShopError> {
-        Ok(self.users.command(id, new_id(), UserCommand::SetEnabled(enabled)).await??)
+        Ok(self.users.command(id, fresh_message_id(), UserCommand::SetEnabled(enabled)).await??)
     }
 
     /// A user.
     pub async fn user(&self, id: &CustomerId) -> Result<crate::domain::auth::User, ShopError> {
-        Ok(self.users.command(id, new_id(), UserCommand::Get).await??)
+        Ok(self.users.command(id, fresh_message_id(), UserCommand::Get).await??)
     }
 
     /// The answer kept under an idempotency record key, if any (within its window).
@@ -358,7 +358,7 @@ impl Shop {
         key: &str,
     ) -> Result<Option<crate::actors::idempotency::StoredAnswer>, ShopError> {
         use crate::actors::idempotency::IdempotencyCommand;
-        Ok(self.idempotency.command(&key.to_owned(), new_id(), IdempotencyCommand::Get).await??)
+        Ok(self.idempotency.command(&key.to_owned(), fresh_message_id(), IdempotencyCommand::Get).await??)
     }
 
     /// Keeps an answer under an idempotency record key; returns the one kept (an earlier one
@@ -369,7 +369,7 @@ impl Shop {
         answer: crate::actors::idempotency::StoredAnswer,
     ) -> Result<Option<crate::actors::idempotency::StoredAnswer>, ShopError> {
         use crate::actors::idempotency::IdempotencyCommand;
-        Ok(self.idempotency.command(&key.to_owned(), new_id(), IdempotencyCommand::Put(answer)).await??)
+        Ok(self.idempotency.command(&key.to_owned(), fresh_message_id(), IdempotencyCommand::Put(answer)).await??)
     }
 
     /// The node's clock.
@@ -380,7 +380,7 @@ impl Shop {
     /// Revokes a token until it expires.
     pub async fn revoke(&self, jti: &str, exp_ms: u64) -> Result<(), ShopError> {
         let cmd = RevocationCommand::Revoke { jti: jti.to_owned(), exp_ms };
-        self.revocations.command(&revocation_group(exp_ms), new_id(), cmd).await??;
+        self.revocations.command(&revocation_group(exp_ms), fresh_message_id(), cmd).await??;
         Ok(())
     }
 
@@ -503,7 +503,7 @@ impl Shop {
 
     /// A customer's gate (their unpaid order and recent orders).
     pub async fn customer_orders(&self, customer: &CustomerId) -> Result<CustomerOrders, ShopError> {
-        match self.gates.command(customer, new_id(), GateCommand::Get).await?? {
+        match self.gates.command(customer, fresh_message_id(), GateCommand::Get).await?? {
             GateReply::State(s) => Ok(s),
             GateReply::Placed(_) => {
                 Err(EngineError::Unavailable("the gate answered a read with an order".into()).into())
@@ -532,12 +532,12 @@ impl Shop {
 
     /// An order.
     pub async fn order(&self, id: &OrderId) -> Result<CommerceOrder, ShopError> {
-        Ok(self.orders.command(id, new_id(), OrderCommand::Get).await??)
+        Ok(self.orders.command(id, fresh_message_id(), OrderCommand::Get).await??)
     }
 
     /// Cancels an order.
     pub async fn cancel_order(&self, id: &OrderId, by: Canceller) -> Result<CommerceOrder, ShopError> {
-        Ok(self.orders.command(id, new_id(), OrderCommand::Cancel(by)).await??)
+        Ok(self.orders.command(id, fresh_message_id(), OrderCommand::Cancel(by)).await??)
     }
 
     /// Waits (up to `wait`) until order `id` satisfies `done`, watching it rather than polling;
@@ -626,7 +626,7 @@ impl Shop {
             // Watch the account before asking, so a booking that lands in between still wakes us.
             let mut changes = self.payments.subscribe(order).await?;
             let cmd = PaymentCommand::Open { links: self.payment_links.clone() };
-            match self.payments.command(order, new_id(), cmd).await? {
+            match self.payments.command(order, fresh_message_id(), cmd).await? {
                 Ok(PaymentReply::Payment(p)) => return Ok(p),
                 Ok(PaymentReply::Account(_)) => {
                     return Err(EngineError::Unavailable("unexpected account reply".into()).into())
@@ -672,7 +672,7 @@ impl Shop {
 
     /// An order's payments.
     pub async fn payments(&self, order: &OrderId) -> Result<PaymentAccount, ShopError> {
-        match self.payments.command(order, new_id(), PaymentCommand::Get).await?? {
+        match self.payments.command(order, fresh_message_id(), PaymentCommand::Get).await?? {
             PaymentReply::Account(a) => Ok(a),
             PaymentReply::Payment(_) => Err(EngineError::Unavailable("unexpected payment reply".into()).into()),
         }
@@ -680,28 +680,29 @@ impl Shop {
 
     /// An order's stock booking.
     pub async fn booking(&self, order: &OrderId) -> Result<StockBooking, ShopError> {
-        Ok(self.bookings.command(order, new_id(), crate::actors::stock::BookingQuery::Get).await?)
+        Ok(self.bookings.command(order, fresh_message_id(), crate::actors::stock::BookingQuery::Get).await?)
     }
 
     /// A shipping operator moves an order's shipment.
     pub async fn ship(&self, order: &OrderId, to: ShipmentStatus) -> Result<Shipment, ShopError> {
-        Ok(self.shipments.command(order, new_id(), ShippingCommand::Step(to)).await??)
+        Ok(self.shipments.command(order, fresh_message_id(), ShippingCommand::Step(to)).await??)
     }
 
     /// An order's shipment.
     pub async fn shipment(&self, order: &OrderId) -> Result<Shipment, ShopError> {
-        Ok(self.shipments.command(order, new_id(), ShippingCommand::Get).await??)
+        Ok(self.shipments.command(order, fresh_message_id(), ShippingCommand::Get).await??)
     }
 
     /// The notification service's view of a customer.
     pub async fn notification_view(&self, customer: &CustomerId) -> Result<Notifications, ShopError> {
-        Ok(self.notifications.command(customer, new_id(), NotificationsQuery::Get).await?)
+        Ok(self.notifications.command(customer, fresh_message_id(), NotificationsQuery::Get).await?)
     }
 
     /// Every recorded notification send (a scan of the service's records).
     pub fn sends(&self) -> Result<Vec<SendRecord>, ShopError> {
-        let rows = invariants::StateSource::states(&self.store, SendRecordKind::SERVICE, SendRecordKind::AGGREGATE)
-            .map_err(EngineError::Unavailable)?;
+        let rows =
+            crate::persistence::StateSource::states(&self.store, SendRecordKind::SERVICE, SendRecordKind::AGGREGATE)
+                .map_err(EngineError::Unavailable)?;
         let mut out = Vec::with_capacity(rows.len());
         for (k, schema, body) in rows {
             let rec =

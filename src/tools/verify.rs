@@ -2,7 +2,7 @@
 //! decodes and every stored aggregate keeps its invariants.
 
 use crate::actors::catalogue::StockProjectionKind;
-use crate::actors::entity::EntityKind;
+use crate::actors::kind::EntityKind;
 use crate::actors::stock::StockItemKind;
 use crate::domain::Sku;
 use crate::persistence::{OutboxEntry, Store, StoreError};

@@ -9,8 +9,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::entity::EntityKind;
-use super::plan::{Change, CommandOutcome, Emit, EventOutcome};
+pub mod view;
+
+use super::kind::{Change, CommandOutcome, Emit, EntityKind, EventOutcome};
 use super::{from_state_v1, state_v1};
 use crate::domain::catalogue::Product;
 use crate::domain::stock::StockLevels;

@@ -17,14 +17,16 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::actors::catalogue::{ProductCommand, ProductKind, StockProjectionKind};
 use crate::actors::customer::{CustomerCommand, CustomerKind};
-use crate::actors::entity::EntityKind;
+use crate::actors::kind::EntityKind;
+use crate::actors::kind::{Change, CommandOutcome, EventOutcome, Timer, TimerOp};
 use crate::actors::notification::{NotificationsKind, SendCommand, SendOutcome, SendRecordKind};
 use crate::actors::order::{GateCommand, GateKind, OrderCommand, OrderKind, PriceKind};
 use crate::actors::payment::{PaymentAccountKind, PaymentCommand, PaymentReply};
-use crate::actors::plan::{plan, Change, CommandOutcome, EventOutcome, Plan, Timer, TimerOp};
+use crate::actors::plan::{plan, Plan};
 use crate::actors::promo::{PromoCommand, PromoKind};
 use crate::actors::shipping::{ShipmentKind, ShippingCommand};
 use crate::actors::stock::{StockBookingKind, StockItemKind};
+use crate::app::invariants;
 use crate::domain::customer::{Channel, Communication};
 use crate::domain::notification::{EventType, SendRequest};
 use crate::domain::order::{Canceller, Deadlines};
@@ -33,7 +35,7 @@ use crate::domain::pricing::{self, Line};
 use crate::domain::saga::ShipmentStatus;
 use crate::domain::stock::StockCommand;
 use crate::domain::{Ctx, Currency, CustomerId, MessageId, Money, NodeId, OrderId, Qty, Sku};
-use crate::invariants::{self, StateSource};
+use crate::persistence::StateSource;
 use crate::persistence::{DeliveryError, Envelope, Subscriptions};
 
 type StateRow = (u16, Vec<u8>, u64);
@@ -218,7 +220,7 @@ impl Sim {
         version: u64,
         id: MessageId,
         change: Option<&Change<K::State>>,
-        extra: &[crate::actors::plan::Emit],
+        extra: &[crate::actors::kind::Emit],
         ctx: &Ctx,
     ) {
         let mut rng = ChaCha8Rng::seed_from_u64(self.rng.gen());
