@@ -36,6 +36,9 @@ for _ in range(600):
 sys.exit("bazaar serve did not come up")
 PY
 
+# The document itself: Redocly's recommended rules, no error and no warning.
+bash .ci/openapi-lint.sh "$base"
+
 token() {
   python3 - "$base" "$1" <<'PY'
 import base64, json, sys, urllib.request

@@ -179,6 +179,42 @@ pub const PARTITIONS_MAX: u32 = 65_536;
 /// measured RSS 205 MB at the default vs 45–69 MB at 16 MiB for 500k values of 200 B.
 pub const SLED_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Largest request body, bytes (API.md: 64 KiB).
+pub const HTTP_BODY_BYTES_MAX: usize = 64 * 1024;
+
+/// Longest request target (path and query) answered, bytes; past it, 414 (the HTTP library's
+/// own limit, 64 KiB, answers with an empty body: ours comes first).
+pub const HTTP_URI_BYTES_MAX: usize = 8 * 1024;
+
+/// Most request headers answered; past it, 431 (the HTTP library refuses past 100 with an empty
+/// body: ours comes first).
+pub const HTTP_HEADERS_LEN_MAX: usize = 64;
+
+/// Most bytes of request headers (names and values) answered; past it, 431.
+pub const HTTP_HEADER_BYTES_MAX: usize = 16 * 1024;
+
+/// Longest a request may take before it is answered 503, ms (so a stuck service never hangs a
+/// client; the slowest legitimate wait, `/pay/redirectUrl` for a booking, is
+/// `PAY_REDIRECT_WAIT_MS`).
+pub const HTTP_REQUEST_TIMEOUT_MS: u64 = 30_000;
+
+/// How long `/pay/redirectUrl` waits for an order's booking before answering 409, ms.
+pub const PAY_REDIRECT_WAIT_MS: u64 = 3_000;
+
+/// Most orders `GET /orders` lists for an operator (newest first).
+pub const ORDERS_LISTED_MAX: usize = 500;
+
+/// How long the sandbox payment page waits for the store to take its callback, ms.
+pub const SANDBOX_CALLBACK_TIMEOUT_MS: u64 = 10_000;
+
+/// How long a token is valid, ms.
+pub const TOKEN_TTL_MS: u64 = 60 * 60 * 1000;
+
+/// `/checkToken` returns a fresh token when the caller's expires within this, ms.
+pub const TOKEN_REFRESH_WINDOW_MS: u64 = 10 * 60 * 1000;
+
+const _: () = assert!(PAY_REDIRECT_WAIT_MS < HTTP_REQUEST_TIMEOUT_MS);
+const _: () = assert!(TOKEN_REFRESH_WINDOW_MS < TOKEN_TTL_MS);
 const _: () = assert!(COMMIT_QUEUE_LEN_MAX >= COMMIT_BATCH_LEN_MAX);
 const _: () = assert!(SYNC_QUEUE_LEN_MAX > 0 && CHECKPOINT_EVERY_MS > 0);
 const _: () = assert!(WAL_SEGMENT_BYTES >= 1024 * 1024);

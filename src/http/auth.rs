@@ -13,11 +13,8 @@ use serde::{Deserialize, Serialize};
 use super::error::ApiError;
 use crate::domain::auth::{Role, User};
 use crate::domain::CustomerId;
+pub use crate::limits::{TOKEN_REFRESH_WINDOW_MS, TOKEN_TTL_MS};
 
-/// How long a token is valid, ms.
-pub const TOKEN_TTL_MS: u64 = 60 * 60 * 1000;
-/// A token this close to expiry is replaced by `/checkToken`, ms.
-pub const TOKEN_REFRESH_WINDOW_MS: u64 = 10 * 60 * 1000;
 /// Failed logins of one account from one client address before they are throttled.
 const LOGIN_FAILURES_FREE: u32 = 5;
 /// Failed logins from one client address, over all accounts, before it is throttled.

@@ -96,7 +96,10 @@ impl ApiError {
             }
             ApiError::UriTooLong => (
                 StatusCode::URI_TOO_LONG,
-                body("uri_too_long", format!("the path and query are over {} bytes", super::HTTP_URI_BYTES_MAX)),
+                body(
+                    "uri_too_long",
+                    format!("the path and query are over {} bytes", crate::limits::HTTP_URI_BYTES_MAX),
+                ),
             ),
             ApiError::HeadersTooLarge => (
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -104,8 +107,8 @@ impl ApiError {
                     "headers_too_large",
                     format!(
                         "at most {} headers of {} bytes in all",
-                        super::HTTP_HEADERS_LEN_MAX,
-                        super::HTTP_HEADER_BYTES_MAX
+                        crate::limits::HTTP_HEADERS_LEN_MAX,
+                        crate::limits::HTTP_HEADER_BYTES_MAX
                     ),
                 ),
             ),

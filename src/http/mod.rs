@@ -7,12 +7,15 @@
 //! `X-Request-Id`), per-route counters and latencies for `/metrics`.
 //! Boundary: handlers never panic on input and never unwrap outside data.
 
-pub mod api;
 pub mod auth;
 pub mod dto;
 pub mod error;
+pub mod handlers;
+pub mod idempotency;
 pub mod json;
 pub mod openapi;
+pub mod request;
+pub mod routes;
 pub mod sandbox;
 pub mod server;
 
@@ -28,24 +31,12 @@ use warp::Filter;
 use crate::actors::catalogue::view::CatalogView;
 use crate::app::shop::Shop;
 use crate::clock::Clock;
+use crate::limits::{
+    HTTP_BODY_BYTES_MAX, HTTP_HEADERS_LEN_MAX, HTTP_HEADER_BYTES_MAX, HTTP_REQUEST_TIMEOUT_MS, HTTP_URI_BYTES_MAX,
+};
 use crate::persistence::Store;
 use auth::Auth;
 use error::ApiError;
-
-/// Largest request body, bytes (API.md: 64 KiB).
-pub const HTTP_BODY_BYTES_MAX: usize = 64 * 1024;
-/// Longest request target (path and query) answered, bytes; past it, 414 (the HTTP library's
-/// own limit, 64 KiB, answers with an empty body: ours comes first).
-pub const HTTP_URI_BYTES_MAX: usize = 8 * 1024;
-/// Most request headers answered; past it, 431 (the HTTP library refuses past 100 with an empty
-/// body: ours comes first).
-pub const HTTP_HEADERS_LEN_MAX: usize = 64;
-/// Most bytes of request headers (names and values) answered; past it, 431.
-pub const HTTP_HEADER_BYTES_MAX: usize = 16 * 1024;
-
-/// Longest a request may take before it is answered 503 (so a stuck service never hangs a
-/// client; the slowest legitimate wait, `/pay/redirectUrl` for a booking, is 3 s).
-pub const HTTP_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Everything the handlers use.
 pub struct App {
@@ -76,6 +67,8 @@ pub struct App {
     pub hashes: crate::app::passwords::HashPool,
     /// Proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<IpAddr>,
+    /// The OpenAPI document served at `/openapi.json` (built once from the route table).
+    pub openapi: Vec<u8>,
 }
 
 /// Stripes of `IdempotencyLocks`.
@@ -256,7 +249,7 @@ where
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
     let raw_path = path.as_str().to_owned();
-    let template = api::template(&raw_path);
+    let template = routes::template(&raw_path);
     let span = tracing::info_span!("request", request_id = %request_id, method = %method, route = template.unwrap_or("unknown"));
     let uri_bytes = raw_path.len() + query.as_ref().map_or(0, |q| q.len() + 1);
     let header_bytes: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
@@ -277,7 +270,12 @@ where
                     body: bytes,
                     client,
                 };
-                match tokio::time::timeout(HTTP_REQUEST_TIMEOUT, api::dispatch(&app, template, req)).await {
+                match tokio::time::timeout(
+                    std::time::Duration::from_millis(HTTP_REQUEST_TIMEOUT_MS),
+                    routes::dispatch(&app, template, req),
+                )
+                .await
+                {
                     Ok(r) => r,
                     Err(_) => Err(ApiError::Unavailable("the request took too long; try again".into())),
                 }
@@ -289,7 +287,7 @@ where
         result
     };
     let result = tracing::Instrument::instrument(work, span.clone()).await;
-    let allow = matches!(result, Err(ApiError::MethodNotAllowed)).then(|| api::allowed_methods(template)).flatten();
+    let allow = matches!(result, Err(ApiError::MethodNotAllowed)).then(|| routes::allowed_methods(template)).flatten();
     let (out, retry) = match result {
         Ok(o) => (o, None),
         Err(e) => {

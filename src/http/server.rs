@@ -150,6 +150,7 @@ pub async fn start(opts: AppOptions) -> Result<Running, AppError> {
         idempotency_locks: Default::default(),
         hashes: crate::app::passwords::HashPool::for_this_machine(),
         trusted_proxies: opts.front.trusted_proxies.clone(),
+        openapi: http::openapi::document_json(),
     });
     let (stop, mut stop_rx) = watch::channel(false);
     let server = tokio::spawn(http::serve(listener, app.clone(), async move {

@@ -20,12 +20,10 @@ use super::{html_escape, App, Out, Req};
 use crate::actors::payment::Sandbox;
 use crate::domain::payment::Payment;
 use crate::domain::PaymentId;
+use crate::limits::SANDBOX_CALLBACK_TIMEOUT_MS;
 
-const PAGE: &str = include_str!("pages/sandbox.html");
-const DONE: &str = include_str!("pages/sandbox_done.html");
-
-/// How long the sandbox waits for the store to take its callback.
-const CALLBACK_TIMEOUT: Duration = Duration::from_secs(10);
+const PAGE: &str = include_str!("page.html");
+const DONE: &str = include_str!("done.html");
 
 /// The sandbox page's query: its key.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -44,7 +42,7 @@ fn no_page() -> ApiError {
 async fn payment(app: &App, req: &Req) -> Result<Payment, ApiError> {
     let sandbox: &Sandbox = app.shop.sandbox().ok_or_else(no_page)?;
     let q: SandboxQuery = serde_urlencoded::from_str(&req.query).map_err(|_| no_page())?;
-    let raw = super::api::param(req, 2);
+    let raw = super::request::param(req, 2);
     let id = PaymentId::parse(&raw).map_err(|_| no_page())?;
     if !q.key.as_deref().is_some_and(|k| sandbox.check_link(&id, k)) {
         return Err(no_page());
@@ -115,7 +113,7 @@ pub async fn act(app: &App, req: &Req) -> Result<Out, ApiError> {
     let url = format!("{}/pay/callback", app.self_url.read().map(|u| u.clone()).unwrap_or_default());
     let sent = tokio::task::spawn_blocking(move || {
         ureq::post(&url)
-            .timeout(CALLBACK_TIMEOUT)
+            .timeout(Duration::from_millis(SANDBOX_CALLBACK_TIMEOUT_MS))
             .set("content-type", "application/json")
             .set("x-signature", &sig)
             .send_bytes(&body)

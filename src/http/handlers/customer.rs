@@ -1,0 +1,85 @@
+//! Signing a customer up, and the signed-in customer's profile.
+
+use warp::http::StatusCode;
+
+use super::super::auth::Caller;
+use super::super::dto::*;
+use super::super::error::{ApiError, ErrorBody};
+use super::super::request::{json_body, unprocessable};
+use super::super::{App, Out, Req};
+use super::auth::hash_password;
+use crate::actors::fresh_message_id;
+use crate::domain::auth::Role;
+use crate::domain::customer::ProfileChange;
+use crate::domain::CustomerId;
+
+/// Signs a customer up.
+#[utoipa::path(post, path = "/customer", tag = "customer", request_body = CustomerIn,
+    responses((status = 201, body = CustomerOut), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub async fn post_customer(app: &App, req: &Req) -> Result<Out, ApiError> {
+    let b: CustomerIn = json_body(req)?;
+    let id = CustomerId::parse(&b.email)
+        .map_err(|_| ApiError::Unprocessable("email is not a valid e-mail address".into()))?;
+    let comms = b
+        .communications
+        .iter()
+        .map(CommunicationDto::to_domain)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ApiError::Unprocessable)?;
+    // Validate the whole profile before anything is written.
+    crate::domain::customer::Customer::unregistered(id.clone()).register(
+        &b.name,
+        &b.last_name,
+        comms.clone(),
+        &crate::domain::Ctx {
+            now_ms: 1,
+            node: crate::domain::NodeId::parse("check").map_err(unprocessable)?,
+            cause: fresh_message_id(),
+        },
+    )?;
+    if app.shop.user(&id).await.is_ok() {
+        return Err(ApiError::Conflict {
+            code: "email_taken",
+            message: format!("{id} is registered already"),
+            order_id: None,
+        });
+    }
+    let hash = hash_password(app, b.password).await?;
+    app.shop.create_user(&id, hash, Role::Customer).await?;
+    let c = match app.shop.register_customer(&id, &b.name, &b.last_name, comms).await {
+        Ok(c) => c,
+        Err(crate::app::shop::ShopError::Domain(crate::domain::DomainError::AlreadyExists { .. })) => {
+            app.shop.customer(&id).await?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Out::json(StatusCode::CREATED, &CustomerOut::from(&c))
+}
+
+/// Changes the caller's profile.
+#[utoipa::path(put, path = "/customer", tag = "customer", security(("bearer" = [])), request_body = CustomerUpdateIn,
+    responses((status = 200, body = CustomerOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub async fn put_customer(app: &App, req: &Req, c: &Caller) -> Result<Out, ApiError> {
+    let b: CustomerUpdateIn = json_body(req)?;
+    let communications = match &b.communications {
+        Some(v) => Some(
+            v.iter()
+                .map(CommunicationDto::to_domain)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(ApiError::Unprocessable)?,
+        ),
+        None => None,
+    };
+    let ch = ProfileChange { name: b.name, last_name: b.last_name, communications };
+    let out = app.shop.update_customer(&c.customer, ch).await?;
+    Out::json(StatusCode::OK, &CustomerOut::from(&out))
+}
+
+/// The caller's profile.
+#[utoipa::path(get, path = "/customer", tag = "customer", security(("bearer" = [])),
+    responses((status = 200, body = CustomerOut), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_customer(app: &App, _req: &Req, c: &Caller) -> Result<Out, ApiError> {
+    Out::json(StatusCode::OK, &CustomerOut::from(&app.shop.customer(&c.customer).await?))
+}
