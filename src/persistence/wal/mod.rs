@@ -27,6 +27,8 @@
 //! Boundary: only `store` uses this module; it knows nothing of sled or of what the payloads
 //! mean.
 
+pub(crate) mod ops;
+
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
