@@ -157,6 +157,16 @@ pub const PAYMENT_TIMEOUT_MS: u64 = 15 * 60 * 1000;
 /// How often the order service's supervisor looks for due saga deadlines, ms.
 pub const TIMER_TICK_MS: u64 = 50;
 
+/// Most due timers one tick of a timer loop reads (the rest wait for the next tick).
+pub const TIMERS_DUE_BATCH_MAX: usize = 512;
+
+/// Most commands and events waiting, over all of a service's entities, before more are refused
+/// as busy (each entity's own mailbox holds `MAILBOX_LEN_MAX`).
+pub const SERVICE_PENDING_MAX: usize = 4 * MAILBOX_LEN_MAX;
+
+/// How long a stopping service waits for its supervisor and entities to stop, ms.
+pub const SERVICE_STOP_WAIT_MS: u64 = 10_000;
+
 /// Most password hashes computed at once (argon2id takes ~19 MiB and tens of ms each); the
 /// pool is one per core up to this.
 pub const PASSWORD_HASH_WORKERS_MAX: usize = 8;

@@ -1,6 +1,10 @@
-//! Service supervisors: entity activation, passivation and restart (saga deadlines join them
-//! with the order service).
+//! Service supervisors: entity activation, passivation and restart (`supervisor`), the handle
+//! callers reach a service's entities through (`service`), and the loop that fires a service's
+//! durable timers — saga deadlines among them (`timers`).
 
 pub mod service;
+pub mod supervisor;
+mod timers;
 
-pub use service::{EntityConfig, Service, ServiceStats};
+pub use service::Service;
+pub use supervisor::{EntityConfig, ServiceStats};
