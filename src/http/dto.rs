@@ -507,6 +507,18 @@ pub struct OrderSummaryOut {
     pub shipping: Option<ShippingOut>,
 }
 
+impl OrderSummaryOut {
+    /// The shape of one order of the personal account.
+    pub fn of(s: &crate::app::shop::OrderSummary) -> Self {
+        let id = s.order.id.as_str();
+        OrderSummaryOut {
+            order: OrderOut::from(&s.order),
+            payments: s.payments.payments.iter().map(|p| PaymentOut::of(id, p)).collect(),
+            shipping: s.shipment.as_ref().map(ShippingOut::from),
+        }
+    }
+}
+
 /// `POST /shipping/{id}/status` body.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -185,6 +185,7 @@ impl From<ShopError> for ApiError {
             ShopError::Engine(x) => x.into(),
             ShopError::Callback(CallbackError::BadSignature) => ApiError::Unauthorized("bad signature".into()),
             ShopError::Callback(CallbackError::Malformed(m)) => ApiError::BadRequest(m),
+            partial @ ShopError::Partial { .. } => ApiError::Unavailable(partial.to_string()),
         }
     }
 }

@@ -127,7 +127,8 @@ pub async fn start(opts: AppOptions) -> Result<Running, AppError> {
     let shop = Shop::new(&node)?;
     let auth = http::auth::Auth::new(&jwt);
     let now = shop.now_ms();
-    for (jti, exp) in shop.revoked_tokens(now)? {
+    // This node's own revocations (the cluster issue replicates them to every node).
+    for (jti, exp) in shop.revoked_tokens(now)?.this_node_only() {
         auth.revoke_local(&jti, exp, now);
     }
     let listener = tokio::net::TcpListener::bind(opts.http)

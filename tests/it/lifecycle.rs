@@ -118,3 +118,42 @@ async fn a_panic_in_a_handler_restarts_the_entity_with_its_state_intact() {
     assert_eq!(other.value, 2);
     node.shutdown().await;
 }
+
+/// A node that owns only some partitions (node-1 of a two-node configuration) refuses the reads
+/// that need every partition instead of answering with what it happens to hold; reads it can
+/// answer whole, and the single node's, stay whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_with_some_partitions_refuses_whole_store_reads_instead_of_answering_partially() {
+    use bazaar::actors::order::OrderKind;
+    use bazaar::app::shop::{Shop, ShopError};
+    use bazaar::domain::NodeId;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = support::options(dir.path(), Durability::Flush);
+    o.nodes = vec![NodeId::parse("node-1").unwrap(), NodeId::parse("node-2").unwrap()];
+    o.node = o.nodes[0].clone();
+    let node = NodeBuilder::store(o).start().await.unwrap();
+    let shop = Shop::new(&node).unwrap();
+    let owned = node.router().local_partitions();
+    assert!(owned > 0 && owned < node.router().partitions() as usize, "node-1 owns {owned} partitions");
+
+    let orders = shop.scan::<OrderKind>().unwrap();
+    assert!(!orders.is_whole());
+    let partial = ShopError::Partial { owned, partitions: node.router().partitions() };
+    assert_eq!(orders.whole(), Err(partial.clone()));
+    assert_eq!(shop.sends().unwrap().whole().map(|s| s.len()), Err(partial.clone()));
+    // Over HTTP: 503 with API.md's error, so a client retries rather than trusts a short list.
+    let (status, body) = bazaar::http::error::ApiError::from(partial.clone()).parts();
+    assert_eq!((status.as_u16(), body.error.as_str()), (503, "unavailable"), "{}", body.message);
+    assert!(shop.invariants().whole().is_err());
+    // Knowingly partial reads still answer.
+    assert!(shop.revoked_tokens(0).unwrap().this_node_only().is_empty());
+    node.shutdown().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let node = NodeBuilder::store(support::options(dir.path(), Durability::Flush)).start().await.unwrap();
+    let shop = Shop::new(&node).unwrap();
+    assert!(shop.scan::<OrderKind>().unwrap().is_whole());
+    assert_eq!(shop.sends().unwrap().whole().map(|s| s.len()), Ok(0));
+    node.shutdown().await;
+}

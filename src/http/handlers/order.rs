@@ -12,7 +12,7 @@ use super::super::{App, Out, Req};
 use super::{lines, order_id, readable_order};
 use crate::actors::order::OrderKind;
 use crate::domain::auth::Role;
-use crate::domain::order::Canceller;
+use crate::domain::order::{Canceller, CommerceOrder};
 use crate::domain::saga::OrderStatus;
 
 /// Places an order (CUSTOMER).
@@ -48,12 +48,6 @@ pub struct OrdersQuery {
     pub status: Option<String>,
 }
 
-async fn summary(app: &App, o: &crate::domain::order::CommerceOrder) -> Result<OrderSummaryOut, ApiError> {
-    let payments = app.shop.payments(&o.id).await?.payments.iter().map(|p| PaymentOut::of(o.id.as_str(), p)).collect();
-    let shipping = app.shop.shipment(&o.id).await.ok().map(|s| ShippingOut::from(&s));
-    Ok(OrderSummaryOut { order: OrderOut::from(o), payments, shipping })
-}
-
 /// The personal account: the caller's orders (CUSTOMER), or every order (OPERATOR, newest
 /// 500, `?status=`), with payments and shipping.
 #[utoipa::path(get, path = "/orders", tag = "order", security(("bearer" = [])), params(OrdersQuery),
@@ -64,22 +58,21 @@ pub async fn list_orders(app: &App, req: &Req, c: &Caller) -> Result<Out, ApiErr
         Some(s) => Some(OrderStatus::parse(s).ok_or_else(|| ApiError::BadRequest(format!("unknown status {s:?}")))?),
         None => None,
     };
-    let mut orders = Vec::new();
-    if c.role == Role::Customer {
-        for id in app.shop.customer_orders(&c.customer).await?.recent.iter().rev() {
-            if let Ok(o) = app.shop.order(id).await {
-                orders.push(o);
-            }
-        }
+    let keep = |o: &CommerceOrder| status.is_none_or(|s| o.status == s);
+    let summaries = if c.role == Role::Customer {
+        let mut mine = app.shop.account(&c.customer).await?;
+        mine.retain(|s| keep(&s.order));
+        mine.truncate(crate::limits::ORDERS_LISTED_MAX);
+        mine
     } else {
-        let mut all: Vec<_> = app.shop.scan::<OrderKind>()?.into_iter().flatten().collect();
+        // Every order: a scan, refused rather than partial where this node holds only some.
+        let mut all: Vec<CommerceOrder> =
+            app.shop.scan::<OrderKind>()?.whole()?.into_iter().flatten().filter(|o| keep(o)).collect();
         all.sort_by_key(|o| std::cmp::Reverse(o.created_at_ms));
-        orders = all;
-    }
-    let mut out = Vec::new();
-    for o in orders.iter().filter(|o| status.is_none_or(|s| o.status == s)).take(crate::limits::ORDERS_LISTED_MAX) {
-        out.push(summary(app, o).await?);
-    }
+        all.truncate(crate::limits::ORDERS_LISTED_MAX);
+        futures::future::try_join_all(all.into_iter().map(|o| app.shop.summary(o))).await?
+    };
+    let out: Vec<OrderSummaryOut> = summaries.iter().map(OrderSummaryOut::of).collect();
     Out::json(StatusCode::OK, &out)
 }
 

@@ -1,0 +1,112 @@
+//! Reads of what this node stores, by scanning its trees: listings for operators and tools. Each
+//! answer is a [`ThisNode`], which says whether this node holds every partition (the embedded
+//! single node: then it is the whole store's answer). A caller that needs the whole answer asks
+//! for it with [`ThisNode::whole`] and gets an error, never a partial list, where data is spread
+//! over nodes; the cluster turns these into fan-outs to every owner.
+
+use super::*;
+
+/// What one node's scan found, and whether that is everything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThisNode<T> {
+    value: T,
+    owned: usize,
+    partitions: u32,
+}
+
+impl<T> ThisNode<T> {
+    /// Whether this node owns every partition, so that the value is the whole store's.
+    pub fn is_whole(&self) -> bool {
+        u32::try_from(self.owned).is_ok_and(|o| o == self.partitions)
+    }
+
+    /// The value when it is the whole store's; an error saying so when this node holds only
+    /// some partitions.
+    pub fn whole(self) -> Result<T, ShopError> {
+        if self.is_whole() {
+            Ok(self.value)
+        } else {
+            Err(ShopError::Partial { owned: self.owned, partitions: self.partitions })
+        }
+    }
+
+    /// The value as this node has it, knowingly partial in a cluster (a node's own tokens, a
+    /// tool on one data directory).
+    pub fn this_node_only(self) -> T {
+        self.value
+    }
+}
+
+impl Shop {
+    fn this_node<T>(&self, value: T) -> ThisNode<T> {
+        ThisNode { value, owned: self.router.local_partitions(), partitions: self.router.partitions() }
+    }
+
+    /// Every promo code this node stores.
+    pub fn promos(&self) -> Result<ThisNode<Vec<crate::domain::promo::Promocode>>, ShopError> {
+        let codes = self.scan::<PromoKind>()?.value.into_iter().map(|a| a.code).collect();
+        Ok(self.this_node(codes))
+    }
+
+    /// Every aggregate of kind `K` this node stores (a scan; for listings and tools).
+    pub fn scan<K: EntityKind>(&self) -> Result<ThisNode<Vec<K::State>>, ShopError> {
+        let rows = crate::persistence::StateSource::states(&self.store, K::SERVICE, K::AGGREGATE)
+            .map_err(EngineError::Unavailable)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (k, schema, body) in rows {
+            let key = K::parse_key(&k).map_err(EngineError::Unavailable)?;
+            out.push(K::decode_state(&key, schema, &body).map_err(|e| EngineError::Unavailable(e.to_string()))?);
+        }
+        Ok(self.this_node(out))
+    }
+
+    /// Every revoked token not yet expired that this node stores: (token id, expiry ms).
+    pub fn revoked_tokens(&self, now_ms: u64) -> Result<ThisNode<Vec<(String, u64)>>, ShopError> {
+        let revoked = self
+            .scan::<RevocationKind>()?
+            .value
+            .into_iter()
+            .flat_map(|r| r.tokens.into_iter())
+            .filter(|(_, exp)| *exp > now_ms)
+            .collect();
+        Ok(self.this_node(revoked))
+    }
+
+    /// The notification sends about an order this node stores (found by their id's prefix).
+    pub fn order_sends(&self, id: &OrderId) -> Result<ThisNode<Vec<SendRecord>>, ShopError> {
+        let trees = self
+            .store
+            .service(SendRecordKind::SERVICE, SendRecordKind::AGGREGATE)
+            .map_err(|e| EngineError::Unavailable(e.to_string()))?;
+        let prefix = crate::domain::notification::send_prefix(id);
+        let mut out = Vec::new();
+        for row in self.store.scan_aggregates_prefix(&trees, prefix.as_bytes()) {
+            let (k, h, body) = row.map_err(|e| EngineError::Unavailable(e.to_string()))?;
+            let key = String::from_utf8_lossy(&k).into_owned();
+            out.push(
+                SendRecordKind::decode_state(&key, h.schema, &body)
+                    .map_err(|e| EngineError::Unavailable(e.to_string()))?,
+            );
+        }
+        Ok(self.this_node(out))
+    }
+
+    /// Every notification send this node has recorded.
+    pub fn sends(&self) -> Result<ThisNode<Vec<SendRecord>>, ShopError> {
+        let rows =
+            crate::persistence::StateSource::states(&self.store, SendRecordKind::SERVICE, SendRecordKind::AGGREGATE)
+                .map_err(EngineError::Unavailable)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (k, schema, body) in rows {
+            let rec =
+                SendRecordKind::decode_state(&k, schema, &body).map_err(|e| EngineError::Unavailable(e.to_string()))?;
+            out.push(rec);
+        }
+        Ok(self.this_node(out))
+    }
+
+    /// The invariant checker's verdict now, on what this node stores.
+    pub fn invariants(&self) -> ThisNode<Report> {
+        self.this_node(invariants::check(&self.store, self.clock.now_ms(), INVARIANTS_GRACE_MS))
+    }
+}
