@@ -19,6 +19,11 @@ pub enum UserCommand {
         /// The role.
         role: Role,
     },
+    /// Take back the user a failed sign-up created (only if its hash is still this one).
+    Withdraw {
+        /// The hash the sign-up created it with.
+        password_hash: String,
+    },
     /// Enable or disable.
     SetEnabled(bool),
     /// Read.
@@ -66,6 +71,7 @@ impl EntityKind for UserKind {
             UserCommand::Get if state.exists() => return CommandOutcome::Unchanged(Ok(state.clone())),
             UserCommand::Get => Err(DomainError::NotFound { what: "user".into(), id: key.to_string() }),
             UserCommand::Create { password_hash, role } => state.create(password_hash, role, ctx).map(Some),
+            UserCommand::Withdraw { password_hash } => Ok(state.withdraw(&password_hash)),
             UserCommand::SetEnabled(e) => state.set_enabled(e, ctx),
         };
         match r {

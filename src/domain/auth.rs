@@ -96,6 +96,13 @@ impl User {
         })
     }
 
+    /// Takes back a user a sign-up created when the rest of the sign-up failed: the user becomes
+    /// absent again — only if it is still the one that sign-up made (same salted hash), so an
+    /// undo never removes anyone else. `None`: nothing to take back.
+    pub fn withdraw(&self, password_hash: &str) -> Option<User> {
+        (self.exists() && self.password_hash == password_hash).then(|| User::absent(self.customer_id.clone()))
+    }
+
     /// Enables or disables the user. `None`: no change.
     pub fn set_enabled(&self, enabled: bool, ctx: &Ctx) -> Result<Option<User>, DomainError> {
         if !self.exists() {
@@ -138,5 +145,28 @@ impl Revocations {
         let mut next = self.clone();
         next.tokens.retain(|_, exp| *exp > now_ms);
         Some(next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{MessageId, NodeId};
+
+    fn ctx() -> Ctx {
+        Ctx { now_ms: 1_000, node: NodeId::parse("n").unwrap(), cause: MessageId::derived(&[b"t"]) }
+    }
+
+    #[test]
+    fn a_withdrawn_sign_up_leaves_no_user_and_never_removes_another() {
+        let id = CustomerId::parse("ada@example.com").unwrap();
+        let absent = User::absent(id.clone());
+        assert_eq!(absent.withdraw("$argon2id$a"), None, "nothing to take back");
+        let made = absent.create("$argon2id$a".into(), Role::Customer, &ctx()).unwrap();
+        assert_eq!(made.withdraw("$argon2id$b"), None, "another sign-up's user stays");
+        let back = made.withdraw("$argon2id$a").unwrap();
+        assert!(!back.exists());
+        assert_eq!(back, absent);
+        assert!(back.create("$argon2id$c".into(), Role::Customer, &ctx()).is_ok(), "the e-mail is free again");
     }
 }

@@ -49,6 +49,17 @@ pub use orders::OrderSummary;
 /// How long after the fact the online invariant checker forgives an event still in flight, ms.
 const INVARIANTS_GRACE_MS: u64 = 2_000;
 
+/// A new customer's profile, as signing up gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignUp {
+    /// First name.
+    pub name: String,
+    /// Last name.
+    pub last_name: String,
+    /// How to reach them.
+    pub communications: Vec<Communication>,
+}
+
 /// Why an operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ShopError {
@@ -234,7 +245,8 @@ impl Shop {
         Ok(self.stock_levels.command(sku, fresh_message_id(), ProjectionQuery::Get).await?)
     }
 
-    /// Signs a customer up.
+    /// Registers a customer record, without a user (tools and tests; a shopper signs up with
+    /// [`Shop::sign_up`]).
     pub async fn register_customer(
         &self,
         id: &CustomerId,
@@ -244,6 +256,53 @@ impl Shop {
     ) -> Result<Customer, ShopError> {
         let cmd = CustomerCommand::Register { name: name.into(), last_name: last_name.into(), communications };
         Ok(self.customers.command(id, fresh_message_id(), cmd).await??)
+    }
+
+    /// Checks a sign-up before anything is hashed or written: the profile as registration will
+    /// judge it, and the e-mail not taken (`AlreadyExists` for a user).
+    pub async fn check_sign_up(&self, id: &CustomerId, profile: &SignUp) -> Result<(), ShopError> {
+        let ctx =
+            crate::domain::Ctx { now_ms: self.now_ms(), node: self.router.local().clone(), cause: fresh_message_id() };
+        Customer::unregistered(id.clone()).register(
+            &profile.name,
+            &profile.last_name,
+            profile.communications.clone(),
+            &ctx,
+        )?;
+        match self.user(id).await {
+            Ok(_) => Err(DomainError::AlreadyExists { what: "user".into(), id: id.to_string() }.into()),
+            Err(ShopError::Domain(DomainError::NotFound { .. })) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Signs a customer up as one operation: their user (with the password's hash) and their
+    /// customer record. If the registration fails, the user this sign-up created is taken back
+    /// (only that one: the undo names its salted hash), so a failed sign-up leaves nothing and
+    /// may simply be tried again. A customer record that exists without a user (a tool's) is
+    /// taken as theirs.
+    pub async fn sign_up(
+        &self,
+        id: &CustomerId,
+        password_hash: String,
+        profile: SignUp,
+    ) -> Result<Customer, ShopError> {
+        self.create_user(id, password_hash.clone(), crate::domain::auth::Role::Customer).await?;
+        let SignUp { name, last_name, communications } = profile;
+        let registered = match self.register_customer(id, &name, &last_name, communications).await {
+            Err(ShopError::Domain(DomainError::AlreadyExists { .. })) => self.customer(id).await,
+            other => other,
+        };
+        if let Err(e) = &registered {
+            let undo = MessageId::derived(&[b"sign-up-withdraw", id.as_str().as_bytes(), password_hash.as_bytes()]);
+            match self.users.command(id, undo, UserCommand::Withdraw { password_hash }).await {
+                Ok(Ok(_)) => tracing::warn!(customer = %id, error = %e, "sign-up failed; its user was taken back"),
+                other => {
+                    tracing::error!(customer = %id, error = %e, undo = ?other, "sign-up failed and its user could not be taken back")
+                }
+            }
+        }
+        registered
     }
 
     /// Changes a customer's profile.

@@ -5,13 +5,22 @@ use warp::http::StatusCode;
 use super::super::auth::Caller;
 use super::super::dto::*;
 use super::super::error::{ApiError, ErrorBody};
-use super::super::request::{json_body, unprocessable};
+use super::super::request::json_body;
 use super::super::{App, Out, Req};
 use super::auth::hash_password;
-use crate::actors::fresh_message_id;
-use crate::domain::auth::Role;
+use crate::app::shop::{ShopError, SignUp};
 use crate::domain::customer::ProfileChange;
-use crate::domain::CustomerId;
+use crate::domain::{CustomerId, DomainError};
+
+/// A user of that e-mail exists already: 409 `email_taken`; anything else as it maps.
+fn email_taken(id: &CustomerId, e: ShopError) -> ApiError {
+    match e {
+        ShopError::Domain(DomainError::AlreadyExists { what, .. }) if what == "user" => {
+            ApiError::Conflict { code: "email_taken", message: format!("{id} is registered already"), order_id: None }
+        }
+        e => e.into(),
+    }
+}
 
 /// Signs a customer up.
 #[utoipa::path(post, path = "/customer", tag = "customer", request_body = CustomerIn,
@@ -27,33 +36,11 @@ pub async fn post_customer(app: &App, req: &Req) -> Result<Out, ApiError> {
         .map(CommunicationDto::to_domain)
         .collect::<Result<Vec<_>, _>>()
         .map_err(ApiError::Unprocessable)?;
-    // Validate the whole profile before anything is written.
-    crate::domain::customer::Customer::unregistered(id.clone()).register(
-        &b.name,
-        &b.last_name,
-        comms.clone(),
-        &crate::domain::Ctx {
-            now_ms: 1,
-            node: crate::domain::NodeId::parse("check").map_err(unprocessable)?,
-            cause: fresh_message_id(),
-        },
-    )?;
-    if app.shop.user(&id).await.is_ok() {
-        return Err(ApiError::Conflict {
-            code: "email_taken",
-            message: format!("{id} is registered already"),
-            order_id: None,
-        });
-    }
+    let profile = SignUp { name: b.name, last_name: b.last_name, communications: comms };
+    // Checked before the password is hashed (a slow step) and before anything is written.
+    app.shop.check_sign_up(&id, &profile).await.map_err(|e| email_taken(&id, e))?;
     let hash = hash_password(app, b.password).await?;
-    app.shop.create_user(&id, hash, Role::Customer).await?;
-    let c = match app.shop.register_customer(&id, &b.name, &b.last_name, comms).await {
-        Ok(c) => c,
-        Err(crate::app::shop::ShopError::Domain(crate::domain::DomainError::AlreadyExists { .. })) => {
-            app.shop.customer(&id).await?
-        }
-        Err(e) => return Err(e.into()),
-    };
+    let c = app.shop.sign_up(&id, hash, profile).await.map_err(|e| email_taken(&id, e))?;
     Out::json(StatusCode::CREATED, &CustomerOut::from(&c))
 }
 

@@ -418,3 +418,52 @@ async fn operations_routes_answer_health_metrics_openapi_cluster_and_invariants(
     s.get("/invariants", Some(&me)).await.assert_error(403, "forbidden");
     s.stop().await;
 }
+
+/// Sign-up is one operation: when the customer record cannot be written (here a damaged stored
+/// record, as a disk fault would leave it), the user it had created is taken back — the e-mail
+/// cannot log in, a retry meets the same fault rather than "taken", and nothing half-made stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_up_whose_registration_fails_leaves_no_user_behind() {
+    use bazaar::actors::customer::CustomerKind;
+    use bazaar::actors::EntityKind;
+
+    let s = Srv::start().await;
+    let email = "halfway@example.com";
+    let node = s.running().node();
+    let trees = node.store().service(CustomerKind::SERVICE, CustomerKind::AGGREGATE).unwrap();
+    let state = bazaar::persistence::store::StateWrite {
+        key: email.as_bytes().to_vec(),
+        expected_version: 0,
+        record: b"\x00\x01 not a record".to_vec(),
+    };
+    let ws = bazaar::persistence::WriteSet { service: Some(trees), state: Some(state), ..Default::default() };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    node.committer().submit(ws, Box::new(move |r| drop(tx.send(r)))).await;
+    rx.await.unwrap().unwrap();
+
+    let body = json!({
+        "email": email, "password": "long-enough-pass", "name": "Half", "lastName": "Way",
+        "communications": [{"type": "EMAIL", "address": email}],
+    });
+    for attempt in 0..2 {
+        let a = s.post("/customer", None, &body).await;
+        assert!(
+            a.status.is_server_error(),
+            "attempt {attempt}: the registration cannot succeed: {} {}",
+            a.status,
+            a.text
+        );
+        let id = bazaar::domain::CustomerId::parse(email).unwrap();
+        let user = s.running().shop.user(&id).await;
+        assert!(user.is_err(), "attempt {attempt}: the user was taken back, found {user:?}");
+        s.login((email, "long-enough-pass")).await.assert_error(401, "unauthorized");
+    }
+    // Others sign up as before.
+    let other = json!({
+        "email": "whole@example.com", "password": "long-enough-pass", "name": "Whole", "lastName": "One",
+        "communications": [{"type": "EMAIL", "address": "whole@example.com"}],
+    });
+    assert_eq!(s.post("/customer", None, &other).await.status, StatusCode::CREATED);
+    assert_eq!(s.login(("whole@example.com", "long-enough-pass")).await.status, StatusCode::OK);
+    s.stop().await;
+}
