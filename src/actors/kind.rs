@@ -10,6 +10,7 @@ use std::hash::Hash;
 
 use serde::{de::DeserializeOwned, Serialize};
 
+use crate::domain::saga::{OrderStatus, ShipmentStatus, StockStatus};
 use crate::domain::Ctx;
 use crate::persistence::codec::CodecError;
 use crate::persistence::{DeliveryError, Envelope, Topic};
@@ -35,9 +36,9 @@ pub trait EntityKind: Send + Sync + Sized + 'static {
 
     /// The topics this aggregate takes events from.
     fn topics() -> &'static [Topic];
-    /// Only events of `topic` whose aggregate status is in the returned list are sent here
+    /// Only events of `topic` whose aggregate status is one of the returned ones are sent here
     /// (`None`: all of them). Saves a durable step per event the aggregate would ignore anyway.
-    fn status_filter(_topic: Topic) -> Option<&'static [&'static str]> {
+    fn status_filter(_topic: Topic) -> Option<Statuses> {
         None
     }
     /// The key named by a routing key (of an event or a request).
@@ -209,4 +210,27 @@ pub enum EventOutcome<K: EntityKind> {
     Emit(Vec<Emit>),
     /// Stale, duplicate in substance, or of no concern here; still recorded in the inbox.
     Ignored,
+}
+
+/// The statuses of a topic's events an aggregate takes (`EntityKind::status_filter`), as values
+/// of the status type of the aggregate that emits them, so a misspelt status cannot compile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Statuses {
+    /// Events of orders in one of these statuses (`order.event`).
+    Order(&'static [OrderStatus]),
+    /// Events of stock bookings in one of these statuses (`stock.booking`).
+    Stock(&'static [StockStatus]),
+    /// Events of shipments in one of these statuses (`shipping.event`).
+    Shipment(&'static [ShipmentStatus]),
+}
+
+impl Statuses {
+    /// The names envelopes carry for these statuses.
+    pub fn names(self) -> Vec<&'static str> {
+        match self {
+            Statuses::Order(s) => s.iter().map(|s| s.name()).collect(),
+            Statuses::Stock(s) => s.iter().map(|s| s.name()).collect(),
+            Statuses::Shipment(s) => s.iter().map(|s| s.name()).collect(),
+        }
+    }
 }

@@ -10,11 +10,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::kind::{Change, CommandOutcome, Emit, EntityKind, EventOutcome};
+use super::kind::{Change, CommandOutcome, Emit, EntityKind, EventOutcome, Statuses};
 use super::{from_state_v1, state_v1};
 use crate::domain::customer::Customer;
 use crate::domain::notification::{Notifications, SendRecord, SendRequest, SendStatus};
 use crate::domain::saga::ShippingEvent;
+use crate::domain::saga::{OrderStatus, ShipmentStatus};
 use crate::domain::{Ctx, CustomerId};
 use crate::persistence::codec::CodecError;
 use crate::persistence::events::{self, Topic};
@@ -31,8 +32,8 @@ pub enum NotificationsQuery {
 #[derive(Debug)]
 pub struct NotificationsKind;
 
-const PAID: &[&str] = &["PAID"];
-const SHIPPED: &[&str] = &["SHIPPED"];
+const PAID: Statuses = Statuses::Order(&[OrderStatus::Paid]);
+const SHIPPED: Statuses = Statuses::Shipment(&[ShipmentStatus::Shipped]);
 
 fn with_sends(next: Notifications, sends: Vec<SendRequest>) -> Result<EventOutcome<NotificationsKind>, DeliveryError> {
     let mut emits = Vec::with_capacity(sends.len());
@@ -58,7 +59,7 @@ impl EntityKind for NotificationsKind {
         &[Topic::CustomerEvent, Topic::OrderEvent, Topic::ShippingEvent]
     }
 
-    fn status_filter(topic: Topic) -> Option<&'static [&'static str]> {
+    fn status_filter(topic: Topic) -> Option<Statuses> {
         match topic {
             Topic::OrderEvent => Some(PAID),
             Topic::ShippingEvent => Some(SHIPPED),

@@ -5,14 +5,15 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::kind::{Change, CommandOutcome, Create, Emit, EntityKind, EventOutcome, Origin, Timer, TimerOp};
+use super::kind::{Change, CommandOutcome, Create, Emit, EntityKind, EventOutcome, Origin, Statuses, Timer, TimerOp};
 use super::{from_state_v1, state_v1};
 use crate::domain::catalogue::Product;
 use crate::domain::gate::CustomerOrders;
 use crate::domain::order::{Canceller, CommerceOrder, Deadlines, Source, Transition};
 use crate::domain::pricing::Priced;
 use crate::domain::promo::{HoldCheck, PromoUse};
-use crate::domain::saga::{OrderEvent, OrderStatus, PayEvent, ShippingEvent, StockEvent};
+use crate::domain::saga::{OrderEvent, PayEvent, ShippingEvent, StockEvent};
+use crate::domain::saga::{OrderStatus, ShipmentStatus, StockStatus};
 use crate::domain::{Ctx, CustomerId, DomainError, Money, OrderId, Sku};
 use crate::persistence::codec::CodecError;
 use crate::persistence::events::{self, Topic};
@@ -53,7 +54,7 @@ pub enum GateReply {
 pub struct GateKind;
 
 /// Order statuses that settle a gate's unpaid order.
-const SETTLED: &[&str] = &["PAID", "CANCELLED"];
+const SETTLED: Statuses = Statuses::Order(&[OrderStatus::Paid, OrderStatus::Cancelled]);
 
 impl EntityKind for GateKind {
     const SERVICE: &'static str = "order";
@@ -67,7 +68,7 @@ impl EntityKind for GateKind {
         &[Topic::OrderEvent, Topic::PromoHold]
     }
 
-    fn status_filter(topic: Topic) -> Option<&'static [&'static str]> {
+    fn status_filter(topic: Topic) -> Option<Statuses> {
         (topic == Topic::OrderEvent).then_some(SETTLED)
     }
 
@@ -205,8 +206,9 @@ pub enum OrderCommand {
 #[derive(Debug)]
 pub struct OrderKind;
 
-const ORDER_STOCK_STATUSES: &[&str] = &["BOOKED", "ERROR"];
-const ORDER_SHIPMENT_STEPS: &[&str] = &["ASSEMBLED", "SHIPPED", "DELIVERED"];
+const ORDER_STOCK_STATUSES: Statuses = Statuses::Stock(&[StockStatus::Booked, StockStatus::Error]);
+const ORDER_SHIPMENT_STEPS: Statuses =
+    Statuses::Shipment(&[ShipmentStatus::Assembled, ShipmentStatus::Shipped, ShipmentStatus::Delivered]);
 
 fn transition_change(t: Transition) -> Result<Change<Option<CommerceOrder>>, CodecError> {
     let mut change_timers = Vec::new();
@@ -247,7 +249,7 @@ impl EntityKind for OrderKind {
         &[Topic::StockBooking, Topic::PayEvent, Topic::ShippingEvent]
     }
 
-    fn status_filter(topic: Topic) -> Option<&'static [&'static str]> {
+    fn status_filter(topic: Topic) -> Option<Statuses> {
         match topic {
             Topic::StockBooking => Some(ORDER_STOCK_STATUSES),
             Topic::ShippingEvent => Some(ORDER_SHIPMENT_STEPS),

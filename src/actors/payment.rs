@@ -9,9 +9,10 @@ use sha2::Sha256;
 
 use super::from_state_v1;
 use super::kind::EntityKind;
-use super::kind::{Change, CommandOutcome, Emit, EventOutcome};
+use super::kind::{Change, CommandOutcome, Emit, EventOutcome, Statuses};
 use crate::domain::payment::{Callback, CallbackStatus, Payment, PaymentAccount, PaymentAccountV1};
 use crate::domain::saga::{OrderEvent, PayEvent, StockEvent};
+use crate::domain::saga::{OrderStatus, StockStatus};
 use crate::domain::{Ctx, Currency, DomainError, Money, OrderId, PaymentId};
 use crate::limits::AGGREGATE_BYTES_MAX;
 use crate::persistence::codec::{self, CodecError};
@@ -235,8 +236,8 @@ pub struct PaymentAccountKind;
 /// 2 — each payment records what it owes back (`refunded_amount`).
 const ACCOUNT_SCHEMA: u16 = 2;
 
-const CANCELLED: &[&str] = &["CANCELLED"];
-const BOOKED: &[&str] = &["BOOKED"];
+const CANCELLED: Statuses = Statuses::Order(&[OrderStatus::Cancelled]);
+const BOOKED: Statuses = Statuses::Stock(&[StockStatus::Booked]);
 
 fn step_change(next: PaymentAccount, event: Option<PayEvent>) -> Result<Change<PaymentAccount>, CodecError> {
     let mut change = Change::to(next);
@@ -258,7 +259,7 @@ impl EntityKind for PaymentAccountKind {
         &[Topic::StockBooking, Topic::OrderEvent]
     }
 
-    fn status_filter(topic: Topic) -> Option<&'static [&'static str]> {
+    fn status_filter(topic: Topic) -> Option<Statuses> {
         match topic {
             Topic::StockBooking => Some(BOOKED),
             Topic::OrderEvent => Some(CANCELLED),

@@ -1,8 +1,9 @@
 //! The shipping service: one shipment per paid order (wrapping `domain::shipping`).
 
-use super::kind::{Change, CommandOutcome, Emit, EntityKind, EventOutcome};
+use super::kind::{Change, CommandOutcome, Emit, EntityKind, EventOutcome, Statuses};
 use super::{from_state_v1, state_v1};
-use crate::domain::saga::{OrderEvent, OrderStatus, ShipmentStatus};
+use crate::domain::saga::OrderEvent;
+use crate::domain::saga::{OrderStatus, ShipmentStatus};
 use crate::domain::shipping::Shipment;
 use crate::domain::{Ctx, DomainError, OrderId};
 use crate::persistence::codec::CodecError;
@@ -22,7 +23,7 @@ pub enum ShippingCommand {
 #[derive(Debug)]
 pub struct ShipmentKind;
 
-const PAID_OR_CANCELLED: &[&str] = &["PAID", "CANCELLED"];
+const PAID_OR_CANCELLED: Statuses = Statuses::Order(&[OrderStatus::Paid, OrderStatus::Cancelled]);
 
 fn no_shipment(key: &OrderId) -> DomainError {
     DomainError::NotFound { what: "shipment".into(), id: key.to_string() }
@@ -40,7 +41,7 @@ impl EntityKind for ShipmentKind {
         &[Topic::OrderEvent]
     }
 
-    fn status_filter(_topic: Topic) -> Option<&'static [&'static str]> {
+    fn status_filter(_topic: Topic) -> Option<Statuses> {
         Some(PAID_OR_CANCELLED)
     }
 

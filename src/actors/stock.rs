@@ -8,10 +8,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::kind::{Change, CommandOutcome, Emit, EntityKind, EventOutcome};
+use super::kind::{Change, CommandOutcome, Emit, EntityKind, EventOutcome, Statuses};
 use super::{from_state_v1, state_v1};
 use crate::domain::booking::{BookingEffects, StockBooking};
 use crate::domain::saga::{LineOutcome, LineResult, OrderEvent, ReserveOp, ReserveRequest, ShippingEvent, StockEvent};
+use crate::domain::saga::{OrderStatus, ShipmentStatus};
 use crate::domain::stock::{Dimensions, ReleaseReason, StockCommand, StockItem, StockItemEvent, StockLevels};
 use crate::domain::{Ctx, DomainError, OrderId, Sku};
 use crate::persistence::codec::CodecError;
@@ -163,9 +164,10 @@ pub enum BookingQuery {
 pub struct StockBookingKind;
 
 /// Order statuses the booking acts on.
-const BOOKING_ORDER_STATUSES: &[&str] = &["BOOKING_PENDING", "CANCELLED"];
+const BOOKING_ORDER_STATUSES: Statuses = Statuses::Order(&[OrderStatus::BookingPending, OrderStatus::Cancelled]);
 /// Shipment statuses the booking acts on.
-const SHIPMENT_STEPS: &[&str] = &["ASSEMBLED", "SHIPPED", "DELIVERED"];
+const SHIPMENT_STEPS: Statuses =
+    Statuses::Shipment(&[ShipmentStatus::Assembled, ShipmentStatus::Shipped, ShipmentStatus::Delivered]);
 
 fn booking_change(next: StockBooking, fx: BookingEffects) -> Result<EventOutcome<StockBookingKind>, DeliveryError> {
     let mut emits = Vec::with_capacity(fx.requests.len() + 1);
@@ -198,7 +200,7 @@ impl EntityKind for StockBookingKind {
         &[Topic::OrderEvent, Topic::StockLine, Topic::ShippingEvent]
     }
 
-    fn status_filter(topic: Topic) -> Option<&'static [&'static str]> {
+    fn status_filter(topic: Topic) -> Option<Statuses> {
         match topic {
             Topic::OrderEvent => Some(BOOKING_ORDER_STATUSES),
             Topic::ShippingEvent => Some(SHIPMENT_STEPS),

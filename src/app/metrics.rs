@@ -8,6 +8,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 use crate::app::node::{Node, NodeBuilder};
+use crate::domain::saga::OrderStatus;
 use crate::persistence::{DeliveryError, Envelope, Subscriber, Topic};
 
 /// Counts saga outcomes for `/metrics` (a node-local subscriber of order events).
@@ -15,7 +16,9 @@ struct SagaOutcomes;
 
 impl Subscriber for SagaOutcomes {
     fn deliver(&self, env: Envelope) -> BoxFuture<'static, Result<(), DeliveryError>> {
-        if matches!(env.aggregate_status.as_str(), "PAID" | "CANCELLED" | "COMPLETED") {
+        let settled = OrderStatus::parse(&env.aggregate_status)
+            .is_some_and(|s| matches!(s, OrderStatus::Paid | OrderStatus::Cancelled | OrderStatus::Completed));
+        if settled {
             metrics::counter!("saga_outcomes_total", "status" => env.aggregate_status.clone()).increment(1);
         }
         Box::pin(async { Ok(()) })

@@ -18,7 +18,7 @@ use crate::actors::auth::{RevocationKind, UserKind};
 use crate::actors::catalogue::{ProductKind, StockProjectionKind};
 use crate::actors::customer::CustomerKind;
 use crate::actors::entity::EntityEnv;
-use crate::actors::kind::EntityKind;
+use crate::actors::kind::{EntityKind, Statuses};
 use crate::actors::notification::{NotificationsKind, SendRecordKind};
 use crate::actors::order::{GateKind, OrderKind, PriceKind};
 use crate::actors::payment::PaymentAccountKind;
@@ -238,7 +238,7 @@ impl NodeBuilder {
     /// Adds the service of entity kind `K`.
     pub fn service<K: EntityKind>(mut self) -> NodeBuilder {
         for t in K::topics() {
-            self.subscriptions.add_filtered(*t, &destination::<K>(), K::status_filter(*t));
+            self.subscriptions.add_filtered(*t, &destination::<K>(), K::status_filter(*t).map(Statuses::names));
         }
         self.starters.push(Box::new(|deps: Arc<Deps>| {
             Box::pin(async move {

@@ -186,6 +186,7 @@ impl From<ShopError> for ApiError {
             ShopError::Callback(CallbackError::BadSignature) => ApiError::Unauthorized("bad signature".into()),
             ShopError::Callback(CallbackError::Malformed(m)) => ApiError::BadRequest(m),
             partial @ ShopError::Partial { .. } => ApiError::Unavailable(partial.to_string()),
+            e @ (ShopError::Store(_) | ShopError::Record(_)) => ApiError::Unavailable(e.to_string()),
         }
     }
 }

@@ -86,8 +86,8 @@ pub trait Subscriber: Send + Sync + 'static {
     }
 }
 
-/// The aggregate statuses a subscriber takes (`None`: all).
-pub type StatusFilter = Option<&'static [&'static str]>;
+/// The aggregate statuses a subscriber takes, by the names envelopes carry (`None`: all).
+pub type StatusFilter = Option<Vec<&'static str>>;
 
 /// Which services subscribe to which topics: an event becomes one outbox entry per subscriber
 /// whose status filter admits it.
@@ -104,7 +104,7 @@ impl Subscriptions {
 
     /// Adds `service` as a subscriber of the events of `topic` whose aggregate status is one of
     /// `statuses` (`None`: all).
-    pub fn add_filtered(&mut self, topic: Topic, service: &str, statuses: Option<&'static [&'static str]>) {
+    pub fn add_filtered(&mut self, topic: Topic, service: &str, statuses: StatusFilter) {
         let subs = self.by_topic.entry(topic).or_default();
         if !subs.iter().any(|(s, _)| s == service) {
             subs.push((service.to_owned(), statuses));
@@ -122,7 +122,7 @@ impl Subscriptions {
             .get(&topic)
             .into_iter()
             .flatten()
-            .filter(move |(_, f)| f.is_none_or(|f| f.contains(&status)))
+            .filter(move |(_, f)| f.as_ref().is_none_or(|f| f.contains(&status)))
             .map(|(s, _)| s.as_str())
     }
 }

@@ -18,7 +18,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::actors::catalogue::{ProductCommand, ProductKind, StockProjectionKind};
 use crate::actors::customer::{CustomerCommand, CustomerKind};
 use crate::actors::kind::EntityKind;
-use crate::actors::kind::{Change, CommandOutcome, EventOutcome, Timer, TimerOp};
+use crate::actors::kind::{Change, CommandOutcome, EventOutcome, Statuses, Timer, TimerOp};
 use crate::actors::notification::{NotificationsKind, SendCommand, SendOutcome, SendRecordKind};
 use crate::actors::order::{GateCommand, GateKind, OrderCommand, OrderKind, PriceKind};
 use crate::actors::payment::{PaymentAccountKind, PaymentCommand, PaymentReply};
@@ -169,7 +169,7 @@ impl Sim {
 
     fn add<K: EntityKind>(&mut self) {
         for t in K::topics() {
-            self.subscriptions.add_filtered(*t, &dest::<K>(), K::status_filter(*t));
+            self.subscriptions.add_filtered(*t, &dest::<K>(), K::status_filter(*t).map(Statuses::names));
         }
         self.kinds.insert(dest::<K>(), Box::new(Adapter::<K>(PhantomData)));
     }

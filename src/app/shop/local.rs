@@ -55,7 +55,7 @@ impl Shop {
         let mut out = Vec::with_capacity(rows.len());
         for (k, schema, body) in rows {
             let key = K::parse_key(&k).map_err(EngineError::Unavailable)?;
-            out.push(K::decode_state(&key, schema, &body).map_err(|e| EngineError::Unavailable(e.to_string()))?);
+            out.push(K::decode_state(&key, schema, &body)?);
         }
         Ok(self.this_node(out))
     }
@@ -74,19 +74,13 @@ impl Shop {
 
     /// The notification sends about an order this node stores (found by their id's prefix).
     pub fn order_sends(&self, id: &OrderId) -> Result<ThisNode<Vec<SendRecord>>, ShopError> {
-        let trees = self
-            .store
-            .service(SendRecordKind::SERVICE, SendRecordKind::AGGREGATE)
-            .map_err(|e| EngineError::Unavailable(e.to_string()))?;
+        let trees = self.store.service(SendRecordKind::SERVICE, SendRecordKind::AGGREGATE)?;
         let prefix = crate::domain::notification::send_prefix(id);
         let mut out = Vec::new();
         for row in self.store.scan_aggregates_prefix(&trees, prefix.as_bytes()) {
-            let (k, h, body) = row.map_err(|e| EngineError::Unavailable(e.to_string()))?;
+            let (k, h, body) = row?;
             let key = String::from_utf8_lossy(&k).into_owned();
-            out.push(
-                SendRecordKind::decode_state(&key, h.schema, &body)
-                    .map_err(|e| EngineError::Unavailable(e.to_string()))?,
-            );
+            out.push(SendRecordKind::decode_state(&key, h.schema, &body)?);
         }
         Ok(self.this_node(out))
     }
@@ -98,8 +92,7 @@ impl Shop {
                 .map_err(EngineError::Unavailable)?;
         let mut out = Vec::with_capacity(rows.len());
         for (k, schema, body) in rows {
-            let rec =
-                SendRecordKind::decode_state(&k, schema, &body).map_err(|e| EngineError::Unavailable(e.to_string()))?;
+            let rec = SendRecordKind::decode_state(&k, schema, &body)?;
             out.push(rec);
         }
         Ok(self.this_node(out))

@@ -72,6 +72,12 @@ pub enum ShopError {
     /// A payment callback was refused.
     #[error(transparent)]
     Callback(#[from] CallbackError),
+    /// This node's store could not be read (a scan).
+    #[error(transparent)]
+    Store(#[from] crate::persistence::StoreError),
+    /// A stored record this node holds does not decode (a scan).
+    #[error(transparent)]
+    Record(#[from] crate::persistence::CodecError),
     /// The answer needs every partition and this node owns only some (a cluster read that is
     /// not fanned out): refused rather than answered partially.
     #[error("this read needs every partition and this node owns {owned} of {partitions}")]

@@ -108,15 +108,12 @@ pub enum StoreError {
     /// A value could not be encoded.
     #[error(transparent)]
     Codec(#[from] CodecError),
+    /// The commit log failed.
+    #[error(transparent)]
+    Log(#[from] WalError),
     /// A fault injected by a test.
     #[error("injected fault: {0}")]
     Injected(String),
-}
-
-impl From<WalError> for StoreError {
-    fn from(e: WalError) -> Self {
-        StoreError::Storage(e.to_string())
-    }
 }
 
 impl From<sled::Error> for StoreError {

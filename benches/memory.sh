@@ -3,7 +3,7 @@
 # build) for ORDERS orders with 16 customers, samples its resident memory every SAMPLE_S seconds
 # over the run and while it stays idle for HOLD_S seconds afterwards (entities are passivated
 # after the node's idle time, 60 s by default), and prints the samples and a summary.
-#   ORDERS=50000 HOLD_S=75 bash bench/memory.sh
+#   ORDERS=50000 HOLD_S=75 bash benches/memory.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ORDERS=${ORDERS:-50000}

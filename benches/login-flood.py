@@ -7,7 +7,7 @@ throttling does not hide what the password hashing does), while sampling the nod
 memory and timing GET /health. Prints the answers by status, memory before / peak / after and
 the slowest /health.
 
-    python3 bench/login-flood.py [path/to/bazaar]     (default: target/release/bazaar)
+    python3 benches/login-flood.py [path/to/bazaar]     (default: target/release/bazaar)
 """
 import http.client
 import json

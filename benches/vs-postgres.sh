@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/vs-postgres.sh — bazaar against the PostgreSQL outbox baseline, interleaved in rounds.
+# benches/vs-postgres.sh — bazaar against the PostgreSQL outbox baseline, interleaved in rounds.
 #
 # Each round runs, back to back on the same machine:
 #   1. ../shared/bench/pg-outbox.sh once per setting (pgbench over the Unix socket, the step's
@@ -14,7 +14,7 @@
 # Interleaving is what makes the ratios mean something on a shared, noisy machine: the
 # absolute figures drift by tens of percent within an hour, the ratio of one round much less.
 #
-# Usage: sudo bash bench/vs-postgres.sh            (root: pg-outbox.sh installs and runs PostgreSQL)
+# Usage: sudo bash benches/vs-postgres.sh            (root: pg-outbox.sh installs and runs PostgreSQL)
 # Env:   ROUNDS=5  PG_SECS=15  SECS=5  LOG=<file>  (every raw line is kept in LOG)
 set -euo pipefail
 cd "$(dirname "$0")/.."
