@@ -45,7 +45,9 @@ pub struct Payment {
     pub created_at_ms: u64,
 }
 
-/// One payment as stored in schema 1, before it recorded what it owes back.
+/// One payment as stored in schema 1, before it recorded what it owes back. It repeats
+/// `Payment` on purpose: a frozen copy of what old records hold, which must not change when
+/// `Payment` does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentV1 {
     /// See `Payment`.

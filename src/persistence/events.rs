@@ -124,7 +124,8 @@ pub fn decode_order_event(schema: u16, bytes: &[u8]) -> Result<crate::domain::sa
     }
 }
 
-/// `order.event` schema version 1, frozen as it was written.
+/// `order.event` schema version 1, frozen as it was written: it repeats today's types on purpose
+/// (records written then must still decode after today's change).
 pub mod order_v1 {
     use super::*;
     use crate::domain::saga::{CancelReason, OrderEvent, OrderLine, OrderStatus};
@@ -196,7 +197,8 @@ pub fn decode_stock_item(schema: u16, bytes: &[u8]) -> Result<StockItemEvent, Co
     }
 }
 
-/// `stock.item` schema version 1, frozen as it was written.
+/// `stock.item` schema version 1, frozen as it was written: it repeats today's types on purpose
+/// (records written then must still decode after today's change).
 pub mod v1 {
     use super::*;
 

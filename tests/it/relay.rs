@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use bazaar::actors::catalogue::{ProjectionQuery, StockProjectionKind};
 use bazaar::actors::stock::StockItemKind;
-use bazaar::actors::EntityKind;
 use bazaar::app::node::{Node, NodeBuilder};
 use bazaar::domain::stock::StockCommand;
 use bazaar::domain::{Qty, Sku};
@@ -364,16 +363,7 @@ async fn verify_and_dead_letters_work_on_the_data_directory_of_a_stopped_node() 
     })
     .await;
     // A damaged stored record (written as raw bytes, as a disk fault would leave it).
-    let trees = node.store().service(StockItemKind::SERVICE, StockItemKind::AGGREGATE).unwrap();
-    let state = bazaar::persistence::store::StateWrite {
-        key: b"tools-3".to_vec(),
-        expected_version: 0,
-        record: b"\x00\x01 not a record".to_vec(),
-    };
-    let ws = bazaar::persistence::WriteSet { service: Some(trees), state: Some(state), ..Default::default() };
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    node.committer().submit(ws, Box::new(move |r| drop(tx.send(r)))).await;
-    rx.await.unwrap().unwrap();
+    crate::support::damage_record::<StockItemKind>(&node, "tools-3").await;
     node.shutdown().await;
     let (ok, text) = tool(&["verify"], dir.path());
     assert!(!ok, "a damaged record fails verify: {text}");

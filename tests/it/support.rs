@@ -41,6 +41,20 @@ pub async fn start(dir: &Path, durability: Durability) -> Node {
     NodeBuilder::store(options(dir, durability)).service::<CounterKind>().start().await.unwrap()
 }
 
+/// Writes raw bytes as the stored record of `K`'s aggregate `key`, through the committer as a
+/// disk fault would leave them (the record no longer decodes).
+pub async fn damage_record<K: EntityKind>(node: &Node, key: &str) {
+    let trees = node.store().service(K::SERVICE, K::AGGREGATE).unwrap();
+    let state = bazaar::persistence::store::StateWrite {
+        key: key.as_bytes().to_vec(),
+        expected_version: 0,
+        record: b"\x00\x01 not a record".to_vec(),
+    };
+    let ws = bazaar::persistence::WriteSet { service: Some(trees), state: Some(state), ..Default::default() };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    node.committer().submit(ws, Box::new(move |r| drop(tx.send(r)))).await;
+    rx.await.unwrap().unwrap();
+}
 /// Waits until `check` holds, polling; fails the test after 30 s.
 pub async fn eventually<F, Fut>(what: &str, mut check: F)
 where

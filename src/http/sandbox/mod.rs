@@ -22,6 +22,8 @@ use crate::domain::payment::Payment;
 use crate::domain::PaymentId;
 use crate::limits::SANDBOX_CALLBACK_TIMEOUT_MS;
 
+/// The page around both bodies; `{{body}}` marks where a body goes.
+const LAYOUT: &str = include_str!("layout.html");
 const PAGE: &str = include_str!("page.html");
 const DONE: &str = include_str!("done.html");
 
@@ -56,6 +58,13 @@ fn fill(template: &str, pairs: &[(&str, &str)]) -> String {
     pairs.iter().fold(template.to_owned(), |page, (k, v)| page.replace(&format!("{{{{{k}}}}}"), &html_escape(v)))
 }
 
+/// `body` inside the layout, each part filled on its own (a value is never filled twice, so
+/// text from outside cannot name a placeholder).
+fn render(body: &str, pairs: &[(&str, &str)]) -> String {
+    let (head, tail) = LAYOUT.split_once("{{body}}").unwrap_or((LAYOUT, ""));
+    format!("{}{}{}", fill(head, pairs), fill(body, pairs), fill(tail, pairs))
+}
+
 /// The sandbox payment system's page: pay in full, pay part, or fail.
 #[utoipa::path(get, path = "/sandbox/pay/{paymentId}", tag = "payment", security(()),
     params(("paymentId" = String, Path), SandboxQuery),
@@ -63,7 +72,7 @@ fn fill(template: &str, pairs: &[(&str, &str)]) -> String {
 pub async fn page(app: &App, req: &Req) -> Result<Out, ApiError> {
     let p = payment(app, req).await?;
     let action = format!("/sandbox/pay/{}?{}", p.id, req.query);
-    let html = fill(
+    let html = render(
         PAGE,
         &[("id", p.id.as_str()), ("amount", &p.amount.to_string()), ("status", p.status.name()), ("action", &action)],
     );
@@ -129,5 +138,5 @@ pub async fn act(app: &App, req: &Req) -> Result<Out, ApiError> {
         Ok(s) => format!("The sandbox told the store ({s}). You can close this page."),
         Err(e) => format!("The sandbox could not reach the store: {e}"),
     };
-    Ok(Out::Html(StatusCode::OK, fill(DONE, &[("id", p.id.as_str()), ("message", &message)])))
+    Ok(Out::Html(StatusCode::OK, render(DONE, &[("id", p.id.as_str()), ("message", &message)])))
 }

@@ -425,21 +425,11 @@ async fn operations_routes_answer_health_metrics_openapi_cluster_and_invariants(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sign_up_whose_registration_fails_leaves_no_user_behind() {
     use bazaar::actors::customer::CustomerKind;
-    use bazaar::actors::EntityKind;
 
     let s = Srv::start().await;
     let email = "halfway@example.com";
     let node = s.running().node();
-    let trees = node.store().service(CustomerKind::SERVICE, CustomerKind::AGGREGATE).unwrap();
-    let state = bazaar::persistence::store::StateWrite {
-        key: email.as_bytes().to_vec(),
-        expected_version: 0,
-        record: b"\x00\x01 not a record".to_vec(),
-    };
-    let ws = bazaar::persistence::WriteSet { service: Some(trees), state: Some(state), ..Default::default() };
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    node.committer().submit(ws, Box::new(move |r| drop(tx.send(r)))).await;
-    rx.await.unwrap().unwrap();
+    crate::support::damage_record::<CustomerKind>(node, email).await;
 
     let body = json!({
         "email": email, "password": "long-enough-pass", "name": "Half", "lastName": "Way",
