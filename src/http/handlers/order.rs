@@ -32,7 +32,7 @@ pub async fn add_order(app: &App, req: &Req, c: &Caller) -> Result<Out, ApiError
 #[utoipa::path(get, path = "/order/{id}", tag = "order", security(("bearer" = [])), params(("id" = String, Path)),
     responses((status = 200, body = OrderOut), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_order(app: &App, req: &Req, c: &Caller) -> Result<Out, ApiError> {
-    let o = readable_order(app, &c, &order_id(req, 1)?, &[Role::Operator]).await?;
+    let o = readable_order(app, c, &order_id(req, 1)?, &[Role::Operator]).await?;
     Out::json(StatusCode::OK, &OrderOut::from(&o))
 }
 
@@ -84,7 +84,7 @@ pub async fn cancel_order(app: &App, req: &Req, c: &Caller) -> Result<Out, ApiEr
     let by = if c.role == Role::Operator || c.role == Role::Admin {
         Canceller::Operator
     } else if c.role == Role::Customer {
-        readable_order(app, &c, &id, &[]).await?;
+        readable_order(app, c, &id, &[]).await?;
         Canceller::Customer(c.customer.clone())
     } else {
         return Err(ApiError::Forbidden("only the owner or an operator cancels an order".into()));
@@ -98,6 +98,6 @@ pub async fn cancel_order(app: &App, req: &Req, c: &Caller) -> Result<Out, ApiEr
     responses((status = 200, body = [TimelineOut]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn timeline(app: &App, req: &Req, c: &Caller) -> Result<Out, ApiError> {
     let id = order_id(req, 1)?;
-    readable_order(app, &c, &id, &[Role::Operator]).await?;
+    readable_order(app, c, &id, &[Role::Operator]).await?;
     Out::json(StatusCode::OK, &app.shop.timeline(&id).await?.iter().map(TimelineOut::from).collect::<Vec<_>>())
 }

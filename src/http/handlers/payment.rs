@@ -45,7 +45,7 @@ pub async fn redirect_url(app: &App, req: &Req, c: &Caller) -> Result<Out, ApiEr
     responses((status = 200, body = [PaymentOut]), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn payments(app: &App, req: &Req, c: &Caller) -> Result<Out, ApiError> {
     let id = order_id(req, 1)?;
-    readable_order(app, &c, &id, &[Role::Operator]).await?;
+    readable_order(app, c, &id, &[Role::Operator]).await?;
     let a = app.shop.payments(&id).await?;
     Out::json(StatusCode::OK, &a.payments.iter().map(|p| PaymentOut::of(id.as_str(), p)).collect::<Vec<_>>())
 }

@@ -16,7 +16,7 @@ use crate::domain::saga::ShipmentStatus;
     responses((status = 200, body = ShippingOut), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn get_shipping(app: &App, req: &Req, c: &Caller) -> Result<Out, ApiError> {
     let id = order_id(req, 1)?;
-    readable_order(app, &c, &id, &[Role::Operator, Role::ShippingOperator]).await?;
+    readable_order(app, c, &id, &[Role::Operator, Role::ShippingOperator]).await?;
     Out::json(StatusCode::OK, &ShippingOut::from(&app.shop.shipment(&id).await?))
 }
 
