@@ -34,7 +34,6 @@ use crate::clock::Clock;
 use crate::limits::{
     HTTP_BODY_BYTES_MAX, HTTP_HEADERS_LEN_MAX, HTTP_HEADER_BYTES_MAX, HTTP_REQUEST_TIMEOUT_MS, HTTP_URI_BYTES_MAX,
 };
-use crate::persistence::Store;
 use auth::Auth;
 use error::ApiError;
 
@@ -52,8 +51,6 @@ pub struct App {
     pub nodes: Vec<String>,
     /// Partitions this node owns.
     pub partitions: usize,
-    /// The node's store (for operations views).
-    pub store: Store,
     /// The clock.
     pub clock: Arc<dyn Clock>,
     /// Prometheus text of the metrics.

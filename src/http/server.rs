@@ -144,7 +144,6 @@ pub async fn start(opts: AppOptions) -> Result<Running, AppError> {
         node: o.node.to_string(),
         nodes: o.nodes.iter().map(ToString::to_string).collect(),
         partitions: node.router().local_partitions(),
-        store: node.store().clone(),
         clock: o.clock.clone(),
         metrics: metrics_text,
         self_url: std::sync::RwLock::new(http::base_url(addr)),

@@ -37,7 +37,22 @@ impl<T> ThisNode<T> {
     }
 }
 
+/// This node's own delivery state (what `GET /cluster` shows for it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// Outbox entries not yet delivered.
+    pub outbox_depth: usize,
+    /// Dead letters kept.
+    pub dead_letters: usize,
+}
+
 impl Shop {
+    /// This node's outbox depth and dead letters: one node's figures, by name (a cluster view
+    /// asks each node for its own).
+    pub fn node_status(&self) -> Result<NodeStatus, ShopError> {
+        Ok(NodeStatus { outbox_depth: self.store.outbox_len(), dead_letters: self.store.dead_letters()?.len() })
+    }
+
     fn this_node<T>(&self, value: T) -> ThisNode<T> {
         ThisNode { value, owned: self.router.local_partitions(), partitions: self.router.partitions() }
     }

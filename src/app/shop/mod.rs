@@ -43,7 +43,7 @@ use crate::supervisors::Service;
 mod local;
 mod orders;
 
-pub use local::ThisNode;
+pub use local::{NodeStatus, ThisNode};
 pub use orders::OrderSummary;
 
 /// How long after the fact the online invariant checker forgives an event still in flight, ms.

@@ -39,8 +39,8 @@ pub async fn cluster(app: &App, _req: &Req, _c: &Caller) -> Result<Out, ApiError
             partitions: if *n == app.node { app.partitions } else { 0 },
         })
         .collect();
-    let dead = app.store.dead_letters().map(|d| d.len()).map_err(|e| ApiError::Internal(e.to_string()))?;
-    Out::json(StatusCode::OK, &ClusterOut { nodes, outbox_depth: app.store.outbox_len(), dead_letters: dead })
+    let here = app.shop.node_status()?;
+    Out::json(StatusCode::OK, &ClusterOut { nodes, outbox_depth: here.outbox_depth, dead_letters: here.dead_letters })
 }
 
 /// `GET /notifications` query.
