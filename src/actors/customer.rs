@@ -60,7 +60,7 @@ impl EntityKind for CustomerKind {
     }
 
     fn parse_key(s: &str) -> Result<CustomerId, String> {
-        CustomerId::try_from(s.to_owned()).map_err(|e| e.to_string())
+        crate::actors::customer_key(s)
     }
 
     fn initial(key: &CustomerId) -> Customer {

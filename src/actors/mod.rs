@@ -46,3 +46,25 @@ pub(crate) fn from_state_v1<T: DeserializeOwned>(
 pub fn fresh_message_id() -> crate::domain::MessageId {
     crate::domain::MessageId::from_bytes(*uuid::Uuid::new_v4().as_bytes())
 }
+
+/// A customer's key named in text (`EntityKind::parse_key` of the kinds keyed by customer).
+pub(crate) fn customer_key(s: &str) -> Result<crate::domain::CustomerId, String> {
+    crate::domain::CustomerId::try_from(s.to_owned()).map_err(|e| e.to_string())
+}
+
+/// An order's key named in text.
+pub(crate) fn order_key(s: &str) -> Result<crate::domain::OrderId, String> {
+    crate::domain::OrderId::parse(s).map_err(|e| e.to_string())
+}
+
+/// An item's key named in text.
+pub(crate) fn sku_key(s: &str) -> Result<crate::domain::Sku, String> {
+    crate::domain::Sku::parse(s).map_err(|e| e.to_string())
+}
+
+/// The customer an `order.event` is about (kinds keyed by customer take order events by it).
+pub(crate) fn order_event_customer(env: &crate::persistence::Envelope) -> Result<crate::domain::CustomerId, String> {
+    crate::persistence::events::decode_order_event(env.schema_version, &env.payload)
+        .map(|e| e.customer_id)
+        .map_err(|e| e.to_string())
+}

@@ -68,14 +68,12 @@ impl EntityKind for NotificationsKind {
     }
 
     fn parse_key(s: &str) -> Result<CustomerId, String> {
-        CustomerId::try_from(s.to_owned()).map_err(|e| e.to_string())
+        crate::actors::customer_key(s)
     }
 
     fn event_key(env: &Envelope) -> Result<CustomerId, String> {
         match env.topic {
-            Topic::OrderEvent => events::decode_order_event(env.schema_version, &env.payload)
-                .map(|e| e.customer_id)
-                .map_err(|e| e.to_string()),
+            Topic::OrderEvent => crate::actors::order_event_customer(env),
             Topic::ShippingEvent => events::decode::<ShippingEvent>(env.topic, env.schema_version, &env.payload)
                 .map(|e| e.customer_id)
                 .map_err(|e| e.to_string()),

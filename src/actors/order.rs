@@ -73,14 +73,12 @@ impl EntityKind for GateKind {
     }
 
     fn parse_key(s: &str) -> Result<CustomerId, String> {
-        CustomerId::try_from(s.to_owned()).map_err(|e| e.to_string())
+        crate::actors::customer_key(s)
     }
 
     fn event_key(env: &Envelope) -> Result<CustomerId, String> {
         match env.topic {
-            Topic::OrderEvent => events::decode_order_event(env.schema_version, &env.payload)
-                .map(|e| e.customer_id)
-                .map_err(|e| e.to_string()),
+            Topic::OrderEvent => crate::actors::order_event_customer(env),
             _ => Self::parse_key(&env.routing_key),
         }
     }
@@ -258,7 +256,7 @@ impl EntityKind for OrderKind {
     }
 
     fn parse_key(s: &str) -> Result<OrderId, String> {
-        OrderId::parse(s).map_err(|e| e.to_string())
+        crate::actors::order_key(s)
     }
 
     fn initial(_key: &OrderId) -> Option<CommerceOrder> {
@@ -374,7 +372,7 @@ impl EntityKind for PriceKind {
     }
 
     fn parse_key(s: &str) -> Result<Sku, String> {
-        Sku::parse(s).map_err(|e| e.to_string())
+        crate::actors::sku_key(s)
     }
 
     fn initial(_key: &Sku) -> Option<PriceEntry> {

@@ -46,7 +46,7 @@ impl EntityKind for ShipmentKind {
     }
 
     fn parse_key(s: &str) -> Result<OrderId, String> {
-        OrderId::parse(s).map_err(|e| e.to_string())
+        crate::actors::order_key(s)
     }
 
     fn initial(_key: &OrderId) -> Option<Shipment> {

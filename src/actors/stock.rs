@@ -62,7 +62,7 @@ impl EntityKind for StockItemKind {
     }
 
     fn parse_key(s: &str) -> Result<Sku, String> {
-        Sku::parse(s).map_err(|e| e.to_string())
+        crate::actors::sku_key(s)
     }
 
     fn initial(key: &Sku) -> StockItem {
@@ -209,7 +209,7 @@ impl EntityKind for StockBookingKind {
     }
 
     fn parse_key(s: &str) -> Result<OrderId, String> {
-        OrderId::parse(s).map_err(|e| e.to_string())
+        crate::actors::order_key(s)
     }
 
     fn initial(key: &OrderId) -> StockBooking {

@@ -63,14 +63,7 @@ fn assert_killed_mid_run(child: &mut std::process::Child, got: usize, wanted: us
 /// Runs `bazaar loadgen` until it acknowledged `kill_after` writes, kills it with SIGKILL, and
 /// returns the highest acknowledged command number per writer.
 fn run_and_kill(dir: &std::path::Path, seed: u64, kill_after: usize) -> HashMap<usize, u64> {
-    let mut child = support::bazaar()
-        .args(["loadgen", "--writers", &WRITERS.to_string(), "--ops", "1000000", "--seed", &seed.to_string()])
-        .arg("--data-dir")
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start bazaar loadgen");
+    let mut child = loadgen(&["--writers", &WRITERS.to_string(), "--ops", "1000000", "--seed", &seed.to_string()], dir);
     let stderr = Stderr::of(&mut child);
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
@@ -107,6 +100,18 @@ fn run_and_kill(dir: &std::path::Path, seed: u64, kill_after: usize) -> HashMap<
     acked
 }
 
+/// `bazaar loadgen ARGS --data-dir DIR`, its output piped.
+fn loadgen(args: &[&str], dir: &std::path::Path) -> std::process::Child {
+    support::bazaar()
+        .arg("loadgen")
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start bazaar loadgen")
+}
 #[test]
 fn acknowledged_writes_survive_sigkill_and_no_write_set_is_half_applied() {
     for seed in seeds() {
@@ -216,15 +221,11 @@ fn resume_and_drain(dir: &std::path::Path, versions: &[u64]) {
 /// Runs `bazaar loadgen --workload saga` until `kill_after` orders were paid, kills it with
 /// SIGKILL mid-sagas, and returns the orders it reported paid.
 fn run_sagas_and_kill(dir: &std::path::Path, seed: u64, kill_after: usize) -> Vec<String> {
-    let mut child = support::bazaar()
-        .args(["loadgen", "--workload", "saga", "--writers", "12", "--ops", "100000", "--seed", &seed.to_string()])
-        .args(["--booking-timeout-ms", "2000", "--payment-timeout-ms", "2000"])
-        .arg("--data-dir")
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start bazaar loadgen");
+    let timeouts = ["--booking-timeout-ms", "2000", "--payment-timeout-ms", "2000"];
+    let seed_text = seed.to_string();
+    let mut args = vec!["--workload", "saga", "--writers", "12", "--ops", "100000", "--seed", seed_text.as_str()];
+    args.extend(timeouts);
+    let mut child = loadgen(&args, dir);
     let stderr = Stderr::of(&mut child);
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut paid = Vec::new();

@@ -55,7 +55,7 @@ impl EntityKind for StockProjectionKind {
     }
 
     fn parse_key(s: &str) -> Result<Sku, String> {
-        Sku::parse(s).map_err(|e| e.to_string())
+        crate::actors::sku_key(s)
     }
 
     fn initial(_key: &Sku) -> StockProjection {
@@ -138,7 +138,7 @@ impl EntityKind for ProductKind {
     }
 
     fn parse_key(s: &str) -> Result<Sku, String> {
-        Sku::parse(s).map_err(|e| e.to_string())
+        crate::actors::sku_key(s)
     }
 
     fn initial(key: &Sku) -> Product {

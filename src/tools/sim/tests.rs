@@ -59,20 +59,17 @@ fn live_with(sim: &Sim, token: &str) -> usize {
         .count()
 }
 
-#[test]
-fn sim_a_hold_answered_by_its_gate_fences_the_late_placement() {
-    let mut sim = Sim::new(7);
-    let deadlines = Deadlines { booking_ms: 60_000, payment_ms: 60_000 };
+/// A promo code `token` with one use, and product `sim-a` at 10 EUR.
+fn one_use_code_and_a_product(sim: &mut Sim, token: &str, discount: pricing::Discount) {
     let rule = pricing::Rule {
-        discount: pricing::Discount::Percent(10),
+        discount,
         product_ids: None,
         min_total: None,
         valid_from_ms: None,
         valid_until_ms: None,
         usage_limit: Some(1),
     };
-    let cmd = PromoCommand::Create { description: "one".into(), rule };
-    sim.command::<PromoKind>(&"ONLY-ONE".to_owned(), cmd).unwrap();
+    sim.command::<PromoKind>(&token.to_owned(), PromoCommand::Create { description: "one use".into(), rule }).unwrap();
     let add = ProductCommand::Add {
         name: "a".into(),
         description: String::new(),
@@ -80,6 +77,13 @@ fn sim_a_hold_answered_by_its_gate_fences_the_late_placement() {
         photo: None,
     };
     sim.command::<ProductKind>(&sku("sim-a"), add).unwrap();
+}
+
+#[test]
+fn sim_a_hold_answered_by_its_gate_fences_the_late_placement() {
+    let mut sim = Sim::new(7);
+    let deadlines = Deadlines { booking_ms: 60_000, payment_ms: 60_000 };
+    one_use_code_and_a_product(&mut sim, "ONLY-ONE", pricing::Discount::Percent(10));
     sim.command::<StockItemKind>(&sku("sim-a"), StockCommand::Receive { qty: Qty::new(5), dims: None }).unwrap();
     sim.drain();
     let (a, b) = (CustomerId::parse("a@example.com").unwrap(), CustomerId::parse("b@example.com").unwrap());
@@ -109,22 +113,7 @@ fn sim_a_hold_answered_by_its_gate_fences_the_late_placement() {
 #[test]
 fn sim_a_cancelled_order_gives_its_use_back_once_the_code_hears_of_it() {
     let mut sim = Sim::new(8);
-    let rule = pricing::Rule {
-        discount: pricing::Discount::Amount(100),
-        product_ids: None,
-        min_total: None,
-        valid_from_ms: None,
-        valid_until_ms: None,
-        usage_limit: Some(1),
-    };
-    sim.command::<PromoKind>(&"ONCE".to_owned(), PromoCommand::Create { description: "x".into(), rule }).unwrap();
-    let add = ProductCommand::Add {
-        name: "a".into(),
-        description: String::new(),
-        price: Money::new(1000, Currency::EUR),
-        photo: None,
-    };
-    sim.command::<ProductKind>(&sku("sim-a"), add).unwrap();
+    one_use_code_and_a_product(&mut sim, "ONCE", pricing::Discount::Amount(100));
     sim.drain();
     let deadlines = Deadlines { booking_ms: 60_000, payment_ms: 60_000 };
     let a = CustomerId::parse("a@example.com").unwrap();
