@@ -29,6 +29,7 @@ pub const USERS: [Credentials; 5] = [
     Credentials { email: "reader@bazaar.test", password: "reader-demo-pass", role: Role::Customer },
 ];
 
+/// The demo catalogue: (id, title, description, price in cents, stock). Data rows, alike in shape.
 const BOOKS: [(&str, &str, &str, i64, u32); 10] = [
     (
         "book-jane-eyre",

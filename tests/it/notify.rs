@@ -72,7 +72,8 @@ async fn smtp_server() -> (u16, mpsc::UnboundedReceiver<(Vec<String>, String)>) 
     (port, rx)
 }
 
-/// A minimal HTTP gateway: answers `status` to every POST and hands over the bodies.
+/// A minimal HTTP gateway: answers `status` to every POST and hands over the bodies. It accepts
+/// connections like `smtp_server` above (a fake server per protocol; what they say differs).
 async fn sms_gateway(status: u16) -> (String, mpsc::UnboundedReceiver<String>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/sms", listener.local_addr().unwrap());

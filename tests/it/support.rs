@@ -96,7 +96,8 @@ pub struct Counter {
     pub adds: u64,
 }
 
-/// A test entity kind: a counter keyed by any id.
+/// A test entity kind: a counter keyed by any id. A fixture written the way the real kinds are
+/// (so it looks like them on purpose: it exercises the same generic actor).
 #[derive(Debug)]
 pub struct CounterKind;
 

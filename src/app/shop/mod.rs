@@ -89,7 +89,9 @@ pub enum ShopError {
     },
 }
 
-/// One step of an order's timeline, as shoppers and operators read it.
+/// One step of an order's timeline, as shoppers and operators read it: the stored entries (whose
+/// event is a code and id a message id) and the notification sends merged, in words. The HTTP
+/// shape (`TimelineOut`, times in RFC 3339) repeats its fields on purpose: one type per layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimelineStep {
     /// When it took effect, ms.
