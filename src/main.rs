@@ -68,9 +68,14 @@ struct ServeArgs {
     /// The data directory (overrides the cluster file; default ./data).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// The payment sandbox's callback secret (default: generated and kept in the data dir).
+    /// The payment sandbox's callback secret (default: generated and kept in the data dir; a
+    /// cluster needs the same one on every node).
     #[arg(long, env = "BAZAAR_PAYMENT_SECRET", hide_env_values = true)]
     payment_secret: Option<String>,
+    /// The token signing key, at least 32 bytes (default: `jwt_secret_file` of the cluster file,
+    /// else generated and kept in the data dir; a cluster needs the same one on every node).
+    #[arg(long, env = "BAZAAR_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
     /// Seed demo books, stock, promo codes and one user per role, and print their credentials.
     #[arg(long)]
     demo: bool,
@@ -244,12 +249,40 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Shortest token signing key taken (HS256 wants a key as long as its hash).
+const JWT_SECRET_BYTES_MIN: usize = 32;
+
+/// A cluster's nodes must share the token key and the payment secret (a token issued by one
+/// node is checked by another; a callback signed for one is taken by another), so several
+/// nodes without both from the operator are refused; a key given is long enough.
+fn check_secrets(cluster_size: usize, jwt: Option<&[u8]>, payment: &[u8]) -> anyhow::Result<()> {
+    if jwt.is_some_and(|k| k.len() < JWT_SECRET_BYTES_MIN) {
+        return Err(anyhow!("the token signing key (--jwt-secret) must be at least {JWT_SECRET_BYTES_MIN} bytes"));
+    }
+    if cluster_size > 1 && (jwt.is_none() || payment.is_empty()) {
+        return Err(anyhow!(
+            "a cluster of {cluster_size} nodes needs the same secrets on every node: give --jwt-secret (or \
+             BAZAAR_JWT_SECRET, or jwt_secret_file in the cluster file) and --payment-secret (or \
+             BAZAAR_PAYMENT_SECRET)"
+        ));
+    }
+    Ok(())
+}
+
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut front = bazaar::cluster::config::HttpConfig::default();
+    let mut jwt_secret = args.jwt_secret.clone().filter(|s| !s.is_empty()).map(String::into_bytes);
+    let mut cluster_size = 1;
     let (mut opts, mut http) = match &args.config {
         Some(path) => {
             let cfg = ClusterConfig::load(path)?;
             front = cfg.http.clone();
+            cluster_size = cfg.nodes.len();
+            if let (None, Some(file)) = (&jwt_secret, &cfg.jwt_secret_file) {
+                let text =
+                    std::fs::read_to_string(file).map_err(|e| anyhow!("jwt_secret_file {}: {e}", file.display()))?;
+                jwt_secret = Some(text.trim().as_bytes().to_vec()).filter(|s| !s.is_empty());
+            }
             let name = match &args.node {
                 Some(n) => n.clone(),
                 None if cfg.nodes.len() == 1 => cfg.nodes[0].name.to_string(),
@@ -272,9 +305,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(s) = args.payment_secret.filter(|s| !s.is_empty()) {
         opts.payment_secret = s.into_bytes();
     }
+    check_secrets(cluster_size, jwt_secret.as_deref(), &opts.payment_secret)?;
     let http = http.unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 8080)));
     let mut running =
-        bazaar::http::server::start(bazaar::http::server::AppOptions { node: opts, http, jwt_secret: None, front })
+        bazaar::http::server::start(bazaar::http::server::AppOptions { node: opts, http, jwt_secret, front })
             .await
             .map_err(|e| match e {
                 bazaar::http::server::AppError::Node(bazaar::app::node::NodeError::Store(

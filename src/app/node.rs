@@ -84,6 +84,9 @@ pub struct NodeOptions {
     pub payment_secret: Vec<u8>,
     /// The payment system: the sandbox, or an external hosted checkout.
     pub payments: crate::cluster::config::PaymentsConfig,
+    /// Each configured node's (cluster address, HTTP address); empty for the embedded single
+    /// node.
+    pub addresses: std::collections::BTreeMap<NodeId, (std::net::SocketAddr, std::net::SocketAddr)>,
 }
 
 impl NodeOptions {
@@ -103,7 +106,15 @@ impl NodeOptions {
             channels: Arc::new(Channels::default()),
             payment_secret: Vec::new(),
             payments: crate::cluster::config::PaymentsConfig::default(),
+            addresses: Default::default(),
         }
+    }
+
+    /// The digest of the configuration this node runs (see `cluster::config::ownership_digest`).
+    pub fn config_digest(&self) -> String {
+        let nodes: Vec<_> =
+            self.nodes.iter().map(|n| (n.clone(), self.addresses.get(n).map(|(cluster, _)| *cluster))).collect();
+        crate::cluster::config::ownership_digest(self.partitions, &nodes)
     }
 
     /// The options of node `name` of a cluster config.
@@ -112,6 +123,7 @@ impl NodeOptions {
         let mut o = NodeOptions::single(me.name.clone(), me.data_dir.clone());
         o.nodes = cfg.node_ids();
         o.partitions = cfg.partitions;
+        o.addresses = cfg.nodes.iter().map(|n| (n.name.clone(), (n.cluster_addr, n.http_addr))).collect();
         o.store = StoreOptions {
             durability: cfg.storage.durability,
             cache_bytes: cfg.storage.cache_bytes,

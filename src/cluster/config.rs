@@ -221,9 +221,28 @@ pub struct ClusterConfig {
     /// The HTTP front.
     #[serde(default)]
     pub http: HttpConfig,
+    /// A file holding the token signing key (relative paths are relative to the config file);
+    /// `--jwt-secret` or `BAZAAR_JWT_SECRET` take precedence.
+    #[serde(default)]
+    pub jwt_secret_file: Option<PathBuf>,
     /// The nodes.
     #[serde(rename = "node")]
     pub nodes: Vec<NodeConfig>,
+}
+
+/// The digest of what decides ownership and who the peers are: the partition count and every
+/// node's name and cluster address (sorted by name), as 32 hex digits (xxh3-128). Two nodes
+/// route to each other only with the same digest. Local settings (data directories, storage,
+/// entity limits, HTTP addresses) and the cookie (a secret) are not part of it.
+pub fn ownership_digest(partitions: u32, nodes: &[(NodeId, Option<SocketAddr>)]) -> String {
+    let mut sorted: Vec<&(NodeId, Option<SocketAddr>)> = nodes.iter().collect();
+    sorted.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+    let mut text = format!("bazaar-cluster-v1\npartitions={partitions}\n");
+    for (name, addr) in sorted {
+        let addr = addr.map_or_else(|| "-".to_owned(), |a| a.to_string());
+        text.push_str(&format!("node={} {addr}\n", name.as_str()));
+    }
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(text.as_bytes()))
 }
 
 fn default_partitions() -> u32 {
@@ -255,6 +274,9 @@ impl ClusterConfig {
                 n.data_dir = base.join(&n.data_dir);
             }
         }
+        if let Some(f) = cfg.jwt_secret_file.as_mut().filter(|f| f.is_relative()) {
+            *f = base.join(&*f);
+        }
         Ok(cfg)
     }
 
@@ -268,6 +290,13 @@ impl ClusterConfig {
         Ok(cfg)
     }
 
+    /// This configuration's ownership digest (see [`ownership_digest`]).
+    pub fn digest(&self) -> String {
+        let nodes: Vec<(NodeId, Option<SocketAddr>)> =
+            self.nodes.iter().map(|n| (n.name.clone(), Some(n.cluster_addr))).collect();
+        ownership_digest(self.partitions, &nodes)
+    }
+
     /// The embedded default: one node owning every partition.
     pub fn single(name: NodeId, http_addr: SocketAddr, data_dir: PathBuf) -> ClusterConfig {
         ClusterConfig {
@@ -278,6 +307,7 @@ impl ClusterConfig {
             notifications: NotificationsConfig::default(),
             payments: PaymentsConfig::default(),
             http: HttpConfig::default(),
+            jwt_secret_file: None,
             nodes: vec![NodeConfig {
                 name,
                 cluster_addr: SocketAddr::from(([127, 0, 0, 1], 7400)),
@@ -364,6 +394,63 @@ mod tests {
         let cfg = ClusterConfig::load(&path).unwrap();
         assert_eq!(cfg.nodes.len(), 1);
         assert_eq!(cfg.storage.durability, Durability::Flush);
+    }
+
+    const TWO: &str = r#"
+cookie = "c"
+[[node]]
+name = "node-1"
+cluster_addr = "127.0.0.1:7401"
+http_addr = "127.0.0.1:8081"
+data_dir = "d1"
+[[node]]
+name = "node-2"
+cluster_addr = "127.0.0.1:7402"
+http_addr = "127.0.0.1:8082"
+data_dir = "d2"
+"#;
+
+    #[test]
+    fn the_digest_covers_ownership_and_peers_only() {
+        let a = ClusterConfig::parse(TWO).unwrap();
+        // Pinned (computed independently with Python's xxhash): a change here makes upgraded
+        // nodes refuse their peers.
+        assert_eq!(a.digest(), "5a573f050c1b36f72de5820e362d4a0a");
+        let golden = ownership_digest(
+            256,
+            &[
+                (NodeId::parse("node-1").unwrap(), Some("127.0.0.1:7401".parse().unwrap())),
+                (NodeId::parse("node-2").unwrap(), Some("127.0.0.1:7402".parse().unwrap())),
+            ],
+        );
+        assert_eq!(a.digest(), golden);
+        assert_eq!(golden.len(), 32);
+        // Order of the nodes in the file, local settings, HTTP addresses and the cookie: same digest.
+        let reordered =
+            TWO.replacen("node-1", "node-x", 1).replacen("node-2", "node-1", 1).replacen("node-x", "node-2", 1);
+        let local = TWO
+            .replace("\"d1\"", "\"elsewhere\"")
+            .replace("8082", "9092")
+            .replace("cookie = \"c\"", "cookie = \"other\"");
+        assert_eq!(ClusterConfig::parse(&local).unwrap().digest(), golden);
+        // Ownership or peers changed: another digest.
+        assert_ne!(ClusterConfig::parse(&reordered).unwrap().digest(), golden, "names swapped between addresses");
+        let more = format!("partitions = 512\n{TWO}");
+        assert_ne!(ClusterConfig::parse(&more).unwrap().digest(), golden);
+        let moved = TWO.replace("7402", "7403");
+        assert_ne!(ClusterConfig::parse(&moved).unwrap().digest(), golden);
+        let three = format!("{TWO}[[node]]\nname = \"node-3\"\ncluster_addr = \"127.0.0.1:7404\"\nhttp_addr = \"127.0.0.1:8083\"\ndata_dir = \"d3\"\n");
+        assert_ne!(ClusterConfig::parse(&three).unwrap().digest(), golden);
+    }
+
+    #[test]
+    fn a_relative_jwt_secret_file_is_found_beside_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("cluster.toml");
+        std::fs::write(&file, format!("jwt_secret_file = \"keys/jwt.key\"\n{TWO}")).unwrap();
+        let cfg = ClusterConfig::load(&file).unwrap();
+        assert_eq!(cfg.jwt_secret_file, Some(dir.path().join("keys/jwt.key")));
+        assert_eq!(ClusterConfig::parse(TWO).unwrap().jwt_secret_file, None);
     }
 
     #[test]

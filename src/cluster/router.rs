@@ -102,7 +102,12 @@ impl Router {
 
     /// Partitions this node owns.
     pub fn local_partitions(&self) -> usize {
-        self.owners.iter().filter(|n| **n == self.local).count()
+        self.owned_by(&self.local)
+    }
+
+    /// Partitions `node` owns under the configuration.
+    pub fn owned_by(&self, node: &NodeId) -> usize {
+        self.owners.iter().filter(|n| *n == node).count()
     }
 }
 

@@ -47,8 +47,10 @@ pub struct App {
     pub auth: Auth,
     /// This node's name.
     pub node: String,
-    /// Every node's name.
-    pub nodes: Vec<String>,
+    /// Every configured node: name, HTTP address (when configured), partitions it owns.
+    pub nodes: Vec<(String, Option<String>, usize)>,
+    /// The digest of the configuration this node runs.
+    pub config_digest: String,
     /// Partitions this node owns.
     pub partitions: usize,
     /// The clock.

@@ -142,7 +142,15 @@ pub async fn start(opts: AppOptions) -> Result<Running, AppError> {
         view,
         auth,
         node: o.node.to_string(),
-        nodes: o.nodes.iter().map(ToString::to_string).collect(),
+        nodes: o
+            .nodes
+            .iter()
+            .map(|n| {
+                let http = if *n == o.node { Some(addr) } else { o.addresses.get(n).map(|(_, h)| *h) };
+                (n.to_string(), http.map(|a| a.to_string()), node.router().owned_by(n))
+            })
+            .collect(),
+        config_digest: o.config_digest(),
         partitions: node.router().local_partitions(),
         clock: o.clock.clone(),
         metrics: metrics_text,

@@ -19,21 +19,46 @@ pub struct HealthOut {
 
 /// A node as `GET /cluster` shows it.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct NodeOut {
     /// Its name.
     pub name: String,
-    /// Whether it answers.
+    /// Where its HTTP front listens (from the configuration).
+    pub http_addr: Option<String>,
+    /// Whether the answering node has a working session with it (itself: always).
     pub reachable: bool,
-    /// Partitions it owns.
+    /// Partitions it owns under the configuration.
     pub partitions: usize,
+    /// The configuration digest it runs, as last heard from it (`null`: not heard from).
+    pub config_digest: Option<String>,
+}
+
+/// A partition moving between nodes.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MoveOut {
+    /// The partition.
+    pub partition: u32,
+    /// Its owner before.
+    pub from: String,
+    /// Its owner after.
+    pub to: String,
+    /// How far it got.
+    pub state: String,
 }
 
 /// `GET /cluster` answer.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterOut {
+    /// The answering node.
+    pub node: String,
+    /// The digest of the configuration it runs (partitions, node names and cluster addresses).
+    pub config_digest: String,
     /// The nodes.
     pub nodes: Vec<NodeOut>,
+    /// Partitions moving (none until rebalancing exists).
+    pub moves: Vec<MoveOut>,
     /// Events waiting in this node's outbox.
     pub outbox_depth: usize,
     /// Events given up on (see `bazaar dead-letters`).

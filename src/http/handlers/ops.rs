@@ -30,17 +30,32 @@ pub async fn metrics(app: &App, _req: &Req) -> Result<Out, ApiError> {
 #[utoipa::path(get, path = "/cluster", tag = "operations", security(("bearer" = [])),
     responses((status = 200, body = ClusterOut), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn cluster(app: &App, _req: &Req, _c: &Caller) -> Result<Out, ApiError> {
+    // Sessions with peers come with the cluster transport: until then this node hears from
+    // no one but itself, and says so.
     let nodes = app
         .nodes
         .iter()
-        .map(|n| NodeOut {
-            name: n.clone(),
-            reachable: *n == app.node,
-            partitions: if *n == app.node { app.partitions } else { 0 },
+        .map(|(name, http, partitions)| {
+            let me = *name == app.node;
+            NodeOut {
+                name: name.clone(),
+                http_addr: http.clone(),
+                reachable: me,
+                partitions: *partitions,
+                config_digest: me.then(|| app.config_digest.clone()),
+            }
         })
         .collect();
     let here = app.shop.node_status()?;
-    Out::json(StatusCode::OK, &ClusterOut { nodes, outbox_depth: here.outbox_depth, dead_letters: here.dead_letters })
+    let out = ClusterOut {
+        node: app.node.clone(),
+        config_digest: app.config_digest.clone(),
+        nodes,
+        moves: Vec::new(),
+        outbox_depth: here.outbox_depth,
+        dead_letters: here.dead_letters,
+    };
+    Out::json(StatusCode::OK, &out)
 }
 
 /// `GET /notifications` query.

@@ -333,3 +333,111 @@ async fn a_flood_of_logins_for_made_up_accounts_hashes_a_bounded_number_at_once(
     assert!(workers >= 1.0 && peak >= 1.0 && peak <= workers, "peak {peak}, workers {workers}");
     kill9(&mut child);
 }
+
+/// Waits until `base` answers /health.
+async fn wait_up(base: &str) {
+    let http = client();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !matches!(http.get(format!("{base}/health")).send().await, Ok(r) if r.status() == StatusCode::OK) {
+        assert!(std::time::Instant::now() < deadline, "{base} did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A two-node cluster file: the nodes must be given the same secrets (refused at start in one
+/// line otherwise), and then a token issued by one node is taken by the other; both run the
+/// same configuration digest and count the same owners.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_needs_shared_secrets_and_then_each_node_takes_the_others_tokens() {
+    use bazaar::cluster::config::ClusterConfig;
+    use bazaar::cluster::Router;
+    use bazaar::domain::NodeId;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (h1, h2, c1, c2) = (free_port(), free_port(), free_port(), free_port());
+    let file = dir.path().join("cluster.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "cookie = \"test-cookie\"\n\
+             [[node]]\nname = \"node-1\"\ncluster_addr = \"127.0.0.1:{c1}\"\nhttp_addr = \"127.0.0.1:{h1}\"\ndata_dir = \"d1\"\n\
+             [[node]]\nname = \"node-2\"\ncluster_addr = \"127.0.0.1:{c2}\"\nhttp_addr = \"127.0.0.1:{h2}\"\ndata_dir = \"d2\"\n"
+        ),
+    )
+    .unwrap();
+    let serve = |node: &str, jwt: Option<&str>, payment: Option<&str>| {
+        let mut cmd = bazaar();
+        cmd.args(["serve", "--config"]).arg(&file).args(["--node", node]);
+        cmd.env_remove("BAZAAR_JWT_SECRET").env_remove("BAZAAR_PAYMENT_SECRET");
+        if let Some(j) = jwt {
+            cmd.env("BAZAAR_JWT_SECRET", j);
+        }
+        if let Some(p) = payment {
+            cmd.env("BAZAAR_PAYMENT_SECRET", p);
+        }
+        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+        cmd
+    };
+    let (jwt, payment) = ("a-cluster-wide-token-key-of-40-bytes-xyz", "a-cluster-wide-payment-secret");
+
+    // Refused at start, in one line, without both secrets or with a short key.
+    for (j, p, says) in [
+        (None, None, "--jwt-secret"),
+        (Some(jwt), None, "--payment-secret"),
+        (None, Some(payment), "--jwt-secret"),
+        (Some("short"), Some(payment), "at least 32 bytes"),
+    ] {
+        let out = serve("node-1", j, p).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "started without the secrets");
+        assert!(err.contains(says) && err.trim().lines().count() == 1, "one line naming {says}: {err}");
+    }
+
+    // An operator whose account lives on node-1's partitions, made offline.
+    let nodes = [NodeId::parse("node-1").unwrap(), NodeId::parse("node-2").unwrap()];
+    let router = Router::new(nodes[0].clone(), &nodes, 256);
+    let email = (0..)
+        .map(|i| format!("operator{i}@bazaar.test"))
+        .find(|e| router.owner(router.partition_of(e.as_bytes())) == &nodes[0])
+        .unwrap();
+    let added = bazaar()
+        .args(["user", "add", "--email", &email, "--password", "operator-pass-1", "--role", "OPERATOR", "--data-dir"])
+        .arg(dir.path().join("d1"))
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+
+    let mut one = serve("node-1", Some(jwt), Some(payment)).stderr(Stdio::null()).spawn().unwrap();
+    let mut two = serve("node-2", Some(jwt), Some(payment)).stderr(Stdio::null()).spawn().unwrap();
+    let (b1, b2) = (format!("http://127.0.0.1:{h1}"), format!("http://127.0.0.1:{h2}"));
+    wait_up(&b1).await;
+    wait_up(&b2).await;
+    let http = client();
+    let login = http.get(format!("{b1}/token")).basic_auth(&email, Some("operator-pass-1")).send().await.unwrap();
+    assert_eq!(login.status(), StatusCode::OK);
+    let token = login.json::<serde_json::Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
+
+    let digest = ClusterConfig::load(&file).unwrap().digest();
+    for (base, me, other) in [(&b2, "node-2", "node-1"), (&b1, "node-1", "node-2")] {
+        let r = http.get(format!("{base}/cluster")).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{me} takes a token node-1 issued");
+        let c: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(c["node"], me);
+        assert_eq!(c["configDigest"], digest.as_str());
+        assert_eq!(c["moves"], serde_json::json!([]));
+        let ns = c["nodes"].as_array().unwrap();
+        assert_eq!(ns.len(), 2);
+        let total: u64 = ns.iter().map(|n| n["partitions"].as_u64().unwrap()).sum();
+        assert_eq!(total, 256, "every partition has one owner: {c}");
+        let mine = ns.iter().find(|n| n["name"] == me).unwrap();
+        let theirs = ns.iter().find(|n| n["name"] == other).unwrap();
+        assert_eq!((mine["reachable"].as_bool(), mine["configDigest"].as_str()), (Some(true), Some(digest.as_str())));
+        assert!(mine["partitions"].as_u64().unwrap() > 0 && theirs["partitions"].as_u64().unwrap() > 0);
+        // No session with the peer yet: said as not reachable, its digest unknown.
+        assert_eq!((theirs["reachable"].as_bool(), theirs["configDigest"].is_null()), (Some(false), true));
+        let port = if other == "node-1" { h1 } else { h2 };
+        assert_eq!(theirs["httpAddr"], format!("127.0.0.1:{port}"));
+    }
+    kill9(&mut one);
+    kill9(&mut two);
+}
