@@ -109,6 +109,28 @@ pub const AGGREGATE_BYTES_MAX: usize = 1024 * 1024;
 /// delivery bookkeeping; a dead letter also keeps the reason).
 pub const RECORD_BYTES_MAX: usize = AGGREGATE_BYTES_MAX + 64 * 1024;
 
+/// Longest a node waits for a TCP connection to a peer, ms (ractor_cluster has no timeout).
+pub const CLUSTER_CONNECT_TIMEOUT_MS: u64 = 2_000;
+
+/// Longest a node waits for a connected peer's session to authenticate and become ready, ms
+/// (a wrong cookie never does).
+pub const CLUSTER_HANDSHAKE_TIMEOUT_MS: u64 = 3_000;
+
+/// How often a node sends each peer's gateway a heartbeat, ms.
+pub const CLUSTER_HEARTBEAT_MS: u64 = 500;
+
+/// A peer not heard from for this long is down (a stopped process whose TCP stays open
+/// included), ms.
+pub const CLUSTER_PEER_SILENT_MS: u64 = 2_000;
+
+/// Longest one heartbeat call to a peer may take, ms.
+pub const CLUSTER_CALL_TIMEOUT_MS: u64 = 1_000;
+
+/// Shortest and longest wait before dialling a peer again, ms (jittered, doubling).
+pub const CLUSTER_RECONNECT_MS_MIN: u64 = 100;
+/// See `CLUSTER_RECONNECT_MS_MIN`.
+pub const CLUSTER_RECONNECT_MS_MAX: u64 = 5_000;
+
 /// Largest frame one cluster message may have, in bytes (ractor_cluster drops the whole
 /// session above 16 MiB).
 pub const CLUSTER_FRAME_BYTES_MAX: usize = 4 * 1024 * 1024;
@@ -224,6 +246,9 @@ pub const TOKEN_TTL_MS: u64 = 60 * 60 * 1000;
 pub const TOKEN_REFRESH_WINDOW_MS: u64 = 10 * 60 * 1000;
 
 const _: () = assert!(PAY_REDIRECT_WAIT_MS < HTTP_REQUEST_TIMEOUT_MS);
+const _: () =
+    assert!(CLUSTER_HEARTBEAT_MS < CLUSTER_PEER_SILENT_MS && CLUSTER_CALL_TIMEOUT_MS < CLUSTER_PEER_SILENT_MS);
+const _: () = assert!(CLUSTER_RECONNECT_MS_MIN <= CLUSTER_RECONNECT_MS_MAX);
 const _: () = assert!(TOKEN_REFRESH_WINDOW_MS < TOKEN_TTL_MS);
 const _: () = assert!(COMMIT_QUEUE_LEN_MAX >= COMMIT_BATCH_LEN_MAX);
 const _: () = assert!(SYNC_QUEUE_LEN_MAX > 0 && CHECKPOINT_EVERY_MS > 0);

@@ -29,6 +29,7 @@ use crate::actors::EngineError;
 use crate::app::sender::{Channels, Sender};
 use crate::clock::{Clock, SystemClock};
 use crate::cluster::config::ClusterConfig;
+use crate::cluster::transport::Transport;
 use crate::cluster::Router;
 use crate::domain::order::Deadlines;
 use crate::domain::NodeId;
@@ -84,6 +85,8 @@ pub struct NodeOptions {
     pub payment_secret: Vec<u8>,
     /// The payment system: the sandbox, or an external hosted checkout.
     pub payments: crate::cluster::config::PaymentsConfig,
+    /// The cluster's handshake cookie (unused by the embedded single node).
+    pub cookie: String,
     /// Each configured node's (cluster address, HTTP address); empty for the embedded single
     /// node.
     pub addresses: std::collections::BTreeMap<NodeId, (std::net::SocketAddr, std::net::SocketAddr)>,
@@ -107,6 +110,7 @@ impl NodeOptions {
             payment_secret: Vec::new(),
             payments: crate::cluster::config::PaymentsConfig::default(),
             addresses: Default::default(),
+            cookie: String::new(),
         }
     }
 
@@ -124,6 +128,7 @@ impl NodeOptions {
         o.nodes = cfg.node_ids();
         o.partitions = cfg.partitions;
         o.addresses = cfg.nodes.iter().map(|n| (n.name.clone(), (n.cluster_addr, n.http_addr))).collect();
+        o.cookie = cfg.cookie.clone();
         o.store = StoreOptions {
             durability: cfg.storage.durability,
             cache_bytes: cfg.storage.cache_bytes,
@@ -342,6 +347,21 @@ impl NodeBuilder {
             stop_rx,
         ));
         tracing::info!(node = %opts.node, dir = %opts.data_dir.display(), durability = opts.store.durability.name(), "node started");
+        let transport = match (opts.nodes.len() > 1, opts.addresses.get(&opts.node)) {
+            (true, Some((listen, _))) => {
+                let peers = opts
+                    .addresses
+                    .iter()
+                    .filter(|(n, _)| **n != opts.node)
+                    .map(|(n, (cluster, _))| (n.clone(), *cluster))
+                    .collect();
+                let t = Transport::start(&opts.node, *listen, &opts.cookie, opts.config_digest(), peers)
+                    .await
+                    .map_err(|e| NodeError::Config(e.to_string()))?;
+                Some(Arc::new(t))
+            }
+            _ => None,
+        };
         Ok(Node {
             opts,
             store,
@@ -355,6 +375,7 @@ impl NodeBuilder {
             trees,
             stops,
             pruner: Some((stop_tx, pruner)),
+            transport,
         })
     }
 }
@@ -409,9 +430,15 @@ pub struct Node {
     trees: Vec<ServiceTrees>,
     stops: Vec<Box<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>>,
     pruner: Option<(watch::Sender<bool>, JoinHandle<()>)>,
+    transport: Option<Arc<Transport>>,
 }
 
 impl Node {
+    /// The cluster transport (`None` for the embedded single node).
+    pub fn transport(&self) -> Option<&Arc<Transport>> {
+        self.transport.as_ref()
+    }
+
     /// The service of entity kind `K`, if the node runs it.
     pub fn service<K: EntityKind>(&self) -> Option<Service<K>> {
         self.services.get(&TypeId::of::<K>()).and_then(|b| b.downcast_ref::<Service<K>>()).cloned()
@@ -482,6 +509,9 @@ impl Node {
     /// The data directory is released once every service handle obtained from the node is
     /// dropped too.
     pub async fn shutdown(mut self) {
+        if let Some(t) = self.transport.take() {
+            t.stop();
+        }
         for stop in &self.stops {
             stop().await;
         }

@@ -4,6 +4,9 @@
 //! default.
 
 pub mod config;
+pub mod gateway;
 mod router;
+pub mod transport;
+pub mod wire;
 
 pub use router::{partition_of, Route, Router};

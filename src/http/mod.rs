@@ -51,6 +51,8 @@ pub struct App {
     pub nodes: Vec<(String, Option<String>, usize)>,
     /// The digest of the configuration this node runs.
     pub config_digest: String,
+    /// The cluster transport (`None` for the embedded single node): who answers, and what they run.
+    pub transport: Option<Arc<crate::cluster::transport::Transport>>,
     /// Partitions this node owns.
     pub partitions: usize,
     /// The clock.

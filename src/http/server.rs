@@ -151,6 +151,7 @@ pub async fn start(opts: AppOptions) -> Result<Running, AppError> {
             })
             .collect(),
         config_digest: o.config_digest(),
+        transport: node.transport().cloned(),
         partitions: node.router().local_partitions(),
         clock: o.clock.clone(),
         metrics: metrics_text,

@@ -41,6 +41,8 @@ pub enum RecordKind {
     Meta = 5,
     /// An envelope on its own (the cluster wire).
     Envelope = 6,
+    /// A frame between nodes' gateways (hello, heartbeat).
+    ClusterFrame = 7,
 }
 
 impl RecordKind {
@@ -52,6 +54,7 @@ impl RecordKind {
             4 => Self::Inbox,
             5 => Self::Meta,
             6 => Self::Envelope,
+            7 => Self::ClusterFrame,
             _ => return None,
         })
     }
@@ -236,6 +239,7 @@ fn kind_name(kind: RecordKind) -> &'static str {
         RecordKind::Inbox => "inbox record",
         RecordKind::Meta => "meta record",
         RecordKind::Envelope => "envelope",
+        RecordKind::ClusterFrame => "cluster frame",
     }
 }
 

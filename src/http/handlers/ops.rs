@@ -30,19 +30,20 @@ pub async fn metrics(app: &App, _req: &Req) -> Result<Out, ApiError> {
 #[utoipa::path(get, path = "/cluster", tag = "operations", security(("bearer" = [])),
     responses((status = 200, body = ClusterOut), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn cluster(app: &App, _req: &Req, _c: &Caller) -> Result<Out, ApiError> {
-    // Sessions with peers come with the cluster transport: until then this node hears from
-    // no one but itself, and says so.
+    // Peers as the transport's heartbeats see them: reachable while they answer, with the
+    // configuration digest they last said they run.
     let nodes = app
         .nodes
         .iter()
         .map(|(name, http, partitions)| {
             let me = *name == app.node;
+            let peer = app.transport.as_ref().and_then(|t| t.peer(name));
             NodeOut {
                 name: name.clone(),
                 http_addr: http.clone(),
-                reachable: me,
+                reachable: me || peer.as_ref().is_some_and(|p| p.reachable),
                 partitions: *partitions,
-                config_digest: me.then(|| app.config_digest.clone()),
+                config_digest: if me { Some(app.config_digest.clone()) } else { peer.and_then(|p| p.digest) },
             }
         })
         .collect();

@@ -365,9 +365,9 @@ async fn a_cluster_needs_shared_secrets_and_then_each_node_takes_the_others_toke
         ),
     )
     .unwrap();
-    let serve = |node: &str, jwt: Option<&str>, payment: Option<&str>| {
+    let serve_with = |config: &std::path::Path, node: &str, jwt: Option<&str>, payment: Option<&str>| {
         let mut cmd = bazaar();
-        cmd.args(["serve", "--config"]).arg(&file).args(["--node", node]);
+        cmd.args(["serve", "--config"]).arg(config).args(["--node", node]);
         cmd.env_remove("BAZAAR_JWT_SECRET").env_remove("BAZAAR_PAYMENT_SECRET");
         if let Some(j) = jwt {
             cmd.env("BAZAAR_JWT_SECRET", j);
@@ -378,6 +378,7 @@ async fn a_cluster_needs_shared_secrets_and_then_each_node_takes_the_others_toke
         cmd.stdout(Stdio::null()).stderr(Stdio::piped());
         cmd
     };
+    let serve = |node: &str, jwt: Option<&str>, payment: Option<&str>| serve_with(&file, node, jwt, payment);
     let (jwt, payment) = ("a-cluster-wide-token-key-of-40-bytes-xyz", "a-cluster-wide-payment-secret");
 
     // Refused at start, in one line, without both secrets or with a short key.
@@ -418,26 +419,87 @@ async fn a_cluster_needs_shared_secrets_and_then_each_node_takes_the_others_toke
     let token = login.json::<serde_json::Value>().await.unwrap()["token"].as_str().unwrap().to_owned();
 
     let digest = ClusterConfig::load(&file).unwrap().digest();
-    for (base, me, other) in [(&b2, "node-2", "node-1"), (&b1, "node-1", "node-2")] {
-        let r = http.get(format!("{base}/cluster")).bearer_auth(&token).send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::OK, "{me} takes a token node-1 issued");
-        let c: serde_json::Value = r.json().await.unwrap();
-        assert_eq!(c["node"], me);
-        assert_eq!(c["configDigest"], digest.as_str());
-        assert_eq!(c["moves"], serde_json::json!([]));
-        let ns = c["nodes"].as_array().unwrap();
-        assert_eq!(ns.len(), 2);
-        let total: u64 = ns.iter().map(|n| n["partitions"].as_u64().unwrap()).sum();
-        assert_eq!(total, 256, "every partition has one owner: {c}");
-        let mine = ns.iter().find(|n| n["name"] == me).unwrap();
-        let theirs = ns.iter().find(|n| n["name"] == other).unwrap();
-        assert_eq!((mine["reachable"].as_bool(), mine["configDigest"].as_str()), (Some(true), Some(digest.as_str())));
-        assert!(mine["partitions"].as_u64().unwrap() > 0 && theirs["partitions"].as_u64().unwrap() > 0);
-        // No session with the peer yet: said as not reachable, its digest unknown.
-        assert_eq!((theirs["reachable"].as_bool(), theirs["configDigest"].is_null()), (Some(false), true));
-        let port = if other == "node-1" { h1 } else { h2 };
-        assert_eq!(theirs["httpAddr"], format!("127.0.0.1:{port}"));
-    }
-    kill9(&mut one);
+    // What `base` says of `peer`: (reachable, the digest it runs); and the whole answer checked.
+    let view = |base: String, me: &'static str, peer: &'static str| {
+        let (http, token, digest) = (http.clone(), token.clone(), digest.clone());
+        async move {
+            let r = http.get(format!("{base}/cluster")).bearer_auth(&token).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "{me} takes a token node-1 issued");
+            let c: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(c["node"], me);
+            assert_eq!(c["configDigest"], digest.as_str());
+            assert_eq!(c["moves"], serde_json::json!([]));
+            let ns = c["nodes"].as_array().unwrap();
+            assert_eq!(ns.len(), 2);
+            let total: u64 = ns.iter().map(|n| n["partitions"].as_u64().unwrap()).sum();
+            assert_eq!(total, 256, "every partition has one owner: {c}");
+            let mine = ns.iter().find(|n| n["name"] == me).unwrap();
+            assert_eq!(
+                (mine["reachable"].as_bool(), mine["configDigest"].as_str()),
+                (Some(true), Some(digest.as_str()))
+            );
+            let theirs = ns.iter().find(|n| n["name"] == peer).unwrap();
+            assert!(mine["partitions"].as_u64().unwrap() > 0 && theirs["partitions"].as_u64().unwrap() > 0);
+            (theirs["reachable"].as_bool().unwrap(), theirs["configDigest"].as_str().map(str::to_owned))
+        }
+    };
+    let up = Some(digest.clone());
+    let sees = |base: &String, me: &'static str, peer: &'static str, want: (bool, Option<String>)| {
+        let (base, want) = (base.clone(), want.clone());
+        let view = &view;
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(15);
+            loop {
+                let got = view(base.clone(), me, peer).await;
+                if got == want {
+                    return;
+                }
+                assert!(std::time::Instant::now() < deadline, "{me} sees {peer} as {got:?}, not {want:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    // Sessions open and heartbeats flow both ways: each sees the other, running the same file.
+    sees(&b1, "node-1", "node-2", (true, up.clone())).await;
+    sees(&b2, "node-2", "node-1", (true, up.clone())).await;
+
+    // A stopped process keeps its TCP open: only the heartbeat notices, within seconds.
+    let signal = |sig: &str, child: &Child| {
+        assert!(Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap().success());
+    };
+    signal("-STOP", &two);
+    let stopped_at = std::time::Instant::now();
+    sees(&b1, "node-1", "node-2", (false, up.clone())).await;
+    assert!(stopped_at.elapsed() < Duration::from_secs(10), "noticed in {:?}", stopped_at.elapsed());
+    signal("-CONT", &two);
+    sees(&b1, "node-1", "node-2", (true, up.clone())).await;
+
+    // Killed and started again: node-1 dials it again.
     kill9(&mut two);
+    sees(&b1, "node-1", "node-2", (false, up.clone())).await;
+    let mut two = serve("node-2", Some(jwt), Some(payment)).stderr(Stdio::null()).spawn().unwrap();
+    wait_up(&b2).await;
+    sees(&b1, "node-1", "node-2", (true, up.clone())).await;
+    kill9(&mut two);
+
+    // node-2 run with another cookie: refused, never reachable (its digest, like the cookie, is
+    // not exchanged). Then with another partition count: reachable, its other digest shown.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let other_cookie = dir.path().join("other-cookie.toml");
+    std::fs::write(&other_cookie, text.replace("test-cookie", "another-cookie")).unwrap();
+    let mut two = serve_with(&other_cookie, "node-2", Some(jwt), Some(payment)).stderr(Stdio::null()).spawn().unwrap();
+    wait_up(&b2).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(!view(b1.clone(), "node-1", "node-2").await.0, "a node with another cookie is refused");
+    kill9(&mut two);
+    let other_partitions = dir.path().join("other-partitions.toml");
+    std::fs::write(&other_partitions, format!("partitions = 128\n{text}")).unwrap();
+    let theirs = ClusterConfig::load(&other_partitions).unwrap().digest();
+    assert_ne!(theirs, digest);
+    let mut two =
+        serve_with(&other_partitions, "node-2", Some(jwt), Some(payment)).stderr(Stdio::null()).spawn().unwrap();
+    wait_up(&b2).await;
+    sees(&b1, "node-1", "node-2", (true, Some(theirs))).await;
+    kill9(&mut two);
+    kill9(&mut one);
 }

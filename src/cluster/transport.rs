@@ -1,0 +1,274 @@
+//! The cluster transport: this node's ractor_cluster `NodeServer` on its `cluster_addr` (that
+//! address only) with the cluster's cookie, the gateway peers reach it through, and a
+//! connection manager of ours around ractor_cluster's traps (DEPENDENCIES.md): of each pair of
+//! nodes the one with the smaller name dials; connect and handshake are bounded by timeouts; a
+//! session that drops is dialled again with jittered, doubling backoff; and an application
+//! heartbeat to every peer's gateway marks a peer down when it has been silent for
+//! `CLUSTER_PEER_SILENT_MS` — a stopped process whose TCP stays open included. A peer counts as
+//! reachable only while it answers, and is routed to only while its configuration digest is ours.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorRef};
+use ractor_cluster::node::NodeServerSessionInformation;
+use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
+use tokio::task::JoinHandle;
+
+use super::gateway::{group_of, Gateway, GatewayArgs, GatewayMsg};
+use super::wire::{self, Frame};
+use crate::domain::NodeId;
+use crate::limits::{
+    CLUSTER_CALL_TIMEOUT_MS, CLUSTER_CONNECT_TIMEOUT_MS, CLUSTER_FRAME_BYTES_MAX, CLUSTER_HANDSHAKE_TIMEOUT_MS,
+    CLUSTER_HEARTBEAT_MS, CLUSTER_PEER_SILENT_MS, CLUSTER_RECONNECT_MS_MAX, CLUSTER_RECONNECT_MS_MIN,
+};
+
+/// Why the transport could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The node server or the gateway actor did not start (the address taken, say).
+    #[error("the cluster transport cannot start on {addr}: {reason}")]
+    Start {
+        /// The cluster address.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What this node knows of one peer.
+#[derive(Debug, Clone, Default)]
+struct PeerState {
+    /// A ractor_cluster session with it is ready.
+    session: bool,
+    /// When it last answered a heartbeat.
+    heard: Option<Instant>,
+    /// The configuration digest it last said it runs.
+    digest: Option<String>,
+    /// The last heartbeat's round trip, µs.
+    rtt_us: u64,
+}
+
+/// One peer as this node sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerView {
+    /// It answered a heartbeat within `CLUSTER_PEER_SILENT_MS`.
+    pub reachable: bool,
+    /// The configuration digest it last said it runs (`None`: never heard from).
+    pub digest: Option<String>,
+    /// A ractor_cluster session with it is open and ready.
+    pub session: bool,
+    /// The last heartbeat's round trip, µs.
+    pub rtt_us: u64,
+}
+
+type Peers = Arc<Mutex<BTreeMap<String, PeerState>>>;
+
+fn lock(p: &Peers) -> std::sync::MutexGuard<'_, BTreeMap<String, PeerState>> {
+    p.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Session events, as ractor_cluster reports them (inside its node server: only a quick update).
+struct Sessions(Peers);
+
+impl Sessions {
+    fn set(&self, ses: &NodeServerSessionInformation, up: bool) {
+        let Some(name) = ses.peer_name.as_ref().map(|n| n.name.clone()) else { return };
+        if let Some(p) = lock(&self.0).get_mut(&name) {
+            p.session = up;
+        }
+    }
+}
+
+impl NodeEventSubscription for Sessions {
+    fn node_session_opened(&self, _ses: NodeServerSessionInformation) {}
+
+    fn node_session_disconnected(&self, ses: NodeServerSessionInformation) {
+        tracing::info!(peer = ?ses.peer_name.as_ref().map(|n| &n.name), addr = %ses.peer_addr, "cluster session closed");
+        self.set(&ses, false);
+    }
+
+    fn node_session_authenticated(&self, _ses: NodeServerSessionInformation) {}
+
+    fn node_session_ready(&self, ses: NodeServerSessionInformation) {
+        tracing::info!(peer = ?ses.peer_name.as_ref().map(|n| &n.name), addr = %ses.peer_addr, "cluster session ready");
+        self.set(&ses, true);
+    }
+}
+
+/// A running transport.
+pub struct Transport {
+    digest: String,
+    peers: Peers,
+    server: ActorRef<NodeServerMessage>,
+    gateway: ActorRef<GatewayMsg>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport").field("digest", &self.digest).finish_non_exhaustive()
+    }
+}
+
+fn jittered(ms: u64) -> Duration {
+    Duration::from_millis(ms / 2 + rand::Rng::gen_range(&mut rand::thread_rng(), 0..=ms / 2))
+}
+
+impl Transport {
+    /// Starts the node server on `listen` (that address only), the gateway, the dialling of
+    /// every peer whose name sorts after ours, and the heartbeats.
+    pub async fn start(
+        me: &NodeId,
+        listen: SocketAddr,
+        cookie: &str,
+        digest: String,
+        peers: Vec<(NodeId, SocketAddr)>,
+    ) -> Result<Transport, TransportError> {
+        let fail = |reason: String| TransportError::Start { addr: listen, reason };
+        let server = NodeServer::new(
+            listen.port(),
+            cookie.to_owned(),
+            me.to_string(),
+            listen.ip().to_string(),
+            None,
+            Some(ractor_cluster::node::NodeConnectionMode::Isolated),
+        )
+        .with_listen_addr(listen.ip())
+        .with_max_inbound_frame_size(CLUSTER_FRAME_BYTES_MAX as u64);
+        let (server, _) = Actor::spawn(None, server, ()).await.map_err(|e| fail(e.to_string()))?;
+        let table: Peers =
+            Arc::new(Mutex::new(peers.iter().map(|(n, _)| (n.to_string(), PeerState::default())).collect()));
+        server
+            .cast(NodeServerMessage::SubscribeToEvents {
+                id: "bazaar.transport".into(),
+                subscription: Box::new(Sessions(table.clone())),
+            })
+            .map_err(|e| fail(e.to_string()))?;
+        let (gateway, _) = Actor::spawn(None, Gateway, GatewayArgs { node: me.to_string(), digest: digest.clone() })
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let mut tasks = Vec::new();
+        for (peer, addr) in peers.iter().filter(|(p, _)| p.as_str() > me.as_str()) {
+            tasks.push(tokio::spawn(dial(server.clone(), table.clone(), peer.to_string(), *addr)));
+        }
+        let hello = wire::encode(&Frame::Hello { node: me.to_string(), digest: digest.clone() })
+            .map_err(|e| fail(e.to_string()))?;
+        tasks.push(tokio::spawn(heartbeat(table.clone(), hello, digest.clone())));
+        tracing::info!(node = %me, %listen, peers = peers.len(), "cluster transport listening");
+        Ok(Transport { digest, peers: table, server, gateway, tasks })
+    }
+
+    /// What this node knows of `peer` (`None`: not a configured peer).
+    pub fn peer(&self, peer: &str) -> Option<PeerView> {
+        let silent = Duration::from_millis(CLUSTER_PEER_SILENT_MS);
+        lock(&self.peers).get(peer).map(|p| PeerView {
+            reachable: p.heard.is_some_and(|t| t.elapsed() < silent),
+            digest: p.digest.clone(),
+            session: p.session,
+            rtt_us: p.rtt_us,
+        })
+    }
+
+    /// Whether requests may go to `peer`: it answers, and runs our configuration.
+    pub fn routable(&self, peer: &str) -> bool {
+        self.peer(peer).is_some_and(|p| p.reachable && p.digest.as_deref() == Some(self.digest.as_str()))
+    }
+
+    /// Stops dialling and heartbeats, the gateway and the node server.
+    pub fn stop(&self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.gateway.stop(None);
+        self.server.stop(None);
+    }
+}
+
+/// Keeps a session to `peer` open: dials when there is none, waits (bounded) for it to become
+/// ready, and backs off, jittered and doubling, after a failure.
+async fn dial(server: ActorRef<NodeServerMessage>, peers: Peers, peer: String, addr: SocketAddr) {
+    let mut backoff = CLUSTER_RECONNECT_MS_MIN;
+    let ready = |peers: &Peers| lock(peers).get(&peer).is_some_and(|p| p.session);
+    loop {
+        if ready(&peers) {
+            backoff = CLUSTER_RECONNECT_MS_MIN;
+            tokio::time::sleep(Duration::from_millis(CLUSTER_HEARTBEAT_MS)).await;
+            continue;
+        }
+        let connect = Duration::from_millis(CLUSTER_CONNECT_TIMEOUT_MS);
+        let outcome = match tokio::time::timeout(connect, ractor_cluster::client_connect(&server, addr)).await {
+            Err(_) => Err(format!("no connection within {CLUSTER_CONNECT_TIMEOUT_MS} ms")),
+            Ok(Err(e)) => Err(format!("{e:?}")),
+            Ok(Ok(())) => {
+                let deadline = Instant::now() + Duration::from_millis(CLUSTER_HANDSHAKE_TIMEOUT_MS);
+                while !ready(&peers) && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                if ready(&peers) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "connected, but no session within {CLUSTER_HANDSHAKE_TIMEOUT_MS} ms (a wrong cookie, or not a bazaar node)"
+                    ))
+                }
+            }
+        };
+        match outcome {
+            Ok(()) => tracing::info!(%peer, %addr, "dialled peer"),
+            Err(why) => {
+                tracing::warn!(%peer, %addr, reason = %why, retry_ms = backoff, "cannot reach peer");
+                tokio::time::sleep(jittered(backoff)).await;
+                backoff = (backoff * 2).min(CLUSTER_RECONNECT_MS_MAX);
+            }
+        }
+    }
+}
+
+/// Every `CLUSTER_HEARTBEAT_MS`, says hello to every peer's gateway (concurrently, each call
+/// bounded) and records who answered, how fast, and with which configuration digest.
+async fn heartbeat(peers: Peers, hello: Vec<u8>, ours: String) {
+    let mut warned: BTreeMap<String, String> = BTreeMap::new();
+    loop {
+        tokio::time::sleep(Duration::from_millis(CLUSTER_HEARTBEAT_MS)).await;
+        let names: Vec<String> = lock(&peers).keys().cloned().collect();
+        let calls = names.into_iter().map(|name| {
+            let hello = hello.clone();
+            async move {
+                let gateway = ractor::pg::get_members(&group_of(&name)).into_iter().find(|c| !c.get_id().is_local())?;
+                let gateway: ActorRef<GatewayMsg> = gateway.into();
+                let started = Instant::now();
+                let call = gateway
+                    .call(|port| GatewayMsg::Hello(hello, port), Some(Duration::from_millis(CLUSTER_CALL_TIMEOUT_MS)));
+                match call.await {
+                    Ok(CallResult::Success(bytes)) => match wire::decode(&bytes) {
+                        Ok(Frame::Hello { node, digest }) if node == name => Some((name, digest, started.elapsed())),
+                        Ok(Frame::Hello { node, .. }) => {
+                            tracing::warn!(peer = %name, answered_as = %node, "a gateway answered for another node");
+                            None
+                        }
+                        Err(e) => {
+                            tracing::warn!(peer = %name, error = %e, "a peer's heartbeat answer did not decode");
+                            None
+                        }
+                    },
+                    _ => None,
+                }
+            }
+        });
+        for (name, digest, rtt) in futures::future::join_all(calls).await.into_iter().flatten() {
+            if digest != ours && warned.get(&name) != Some(&digest) {
+                tracing::error!(peer = %name, theirs = %digest, ours = %ours, "peer runs another configuration: not routing to it");
+                warned.insert(name.clone(), digest.clone());
+            }
+            if let Some(p) = lock(&peers).get_mut(&name) {
+                p.heard = Some(Instant::now());
+                p.digest = Some(digest);
+                p.rtt_us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
+            }
+        }
+    }
+}
