@@ -52,6 +52,23 @@ enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
+    /// Look at a running cluster.
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterAction {
+    /// Ask every node of the cluster file: reachability, configuration digests, partition
+    /// owners, outbox depth and dead letters, each node's view of its peers, moves in progress.
+    /// Exit 0 when every node answers running the file's configuration.
+    Status {
+        /// The cluster file.
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -245,6 +262,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::DeadLetters { action } => dead_letters(action).await,
         Command::User { action: UserAction::Add { data_dir, email, password, role } } => {
             user_add(data_dir, email, password, role).await
+        }
+        Command::Cluster { action: ClusterAction::Status { config } } => {
+            let cfg = ClusterConfig::load(&config)?;
+            let reports = bazaar::tools::cluster_status::ask(&cfg).await.map_err(|e| anyhow!("{e}"))?;
+            let (text, all_well) = bazaar::tools::cluster_status::render(&cfg, &reports);
+            print!("{text}");
+            Ok(if all_well { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
     }
 }

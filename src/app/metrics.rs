@@ -47,6 +47,7 @@ pub fn renderer(node: &Node) -> Arc<dyn Fn() -> String + Send + Sync> {
     let store = node.store().clone();
     let committer = node.committer().clone();
     let stats = node.service_stats().to_vec();
+    let transport = node.transport().cloned();
     Arc::new(move || {
         metrics::gauge!("outbox_depth").set(store.outbox_len() as f64);
         metrics::gauge!("dead_letters").set(store.dead_letters().map(|d| d.len()).unwrap_or(0) as f64);
@@ -61,6 +62,11 @@ pub fn renderer(node: &Node) -> Arc<dyn Fn() -> String + Send + Sync> {
         for (i, b) in c.batch_len_buckets.iter().enumerate() {
             let le = (1u64 << i).to_string();
             metrics::gauge!("commit_batches_by_size", "le" => le).set(b.load(Relaxed) as f64);
+        }
+        for (peer, v) in transport.iter().flat_map(|t| t.peers()) {
+            metrics::gauge!("cluster_peer_session_up", "peer" => peer.clone()).set(u8::from(v.session) as f64);
+            metrics::gauge!("cluster_peer_reachable", "peer" => peer.clone()).set(u8::from(v.reachable) as f64);
+            metrics::gauge!("cluster_peer_heartbeat_rtt_seconds", "peer" => peer).set(v.rtt_us as f64 / 1e6);
         }
         handle.render()
     })

@@ -355,7 +355,12 @@ impl NodeBuilder {
                     .filter(|(n, _)| **n != opts.node)
                     .map(|(n, (cluster, _))| (n.clone(), *cluster))
                     .collect();
-                let t = Transport::start(&opts.node, *listen, &opts.cookie, opts.config_digest(), peers)
+                let s = store.clone();
+                let figures: Arc<dyn Fn() -> (u64, u64) + Send + Sync> = Arc::new(move || {
+                    let dead = s.dead_letters().map(|d| d.len()).unwrap_or(0);
+                    (s.outbox_len() as u64, dead as u64)
+                });
+                let t = Transport::start(&opts.node, *listen, &opts.cookie, opts.config_digest(), peers, figures)
                     .await
                     .map_err(|e| NodeError::Config(e.to_string()))?;
                 Some(Arc::new(t))

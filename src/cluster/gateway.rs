@@ -19,19 +19,29 @@ pub enum GatewayMsg {
     /// A heartbeat: a `Frame::Hello` in, ours out (empty when the frame did not decode).
     #[rpc]
     Hello(Vec<u8>, RpcReplyPort<Vec<u8>>),
+    /// `bazaar cluster status`: a `Frame::Hello` in, a `Frame::Status` out (empty when the frame
+    /// did not decode).
+    #[rpc]
+    Status(Vec<u8>, RpcReplyPort<Vec<u8>>),
 }
+
+/// This node's own figures, read when a status is asked for: (outbox depth, dead letters), and
+/// its peers as it sees them.
+pub type StatusSource = std::sync::Arc<dyn Fn() -> ((u64, u64), Vec<(String, bool, Option<String>)>) + Send + Sync>;
 
 /// The gateway actor.
 #[derive(Debug)]
 pub struct Gateway;
 
 /// Who this gateway speaks for.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct GatewayArgs {
     /// The node's name.
     pub node: String,
     /// Its configuration digest.
     pub digest: String,
+    /// Its figures.
+    pub status: StatusSource,
 }
 
 impl Actor for Gateway {
@@ -57,18 +67,43 @@ impl Actor for Gateway {
         match msg {
             GatewayMsg::Hello(bytes, reply) => {
                 let answer = match wire::decode(&bytes) {
-                    Ok(Frame::Hello { .. }) => {
-                        wire::encode(&Frame::Hello { node: me.node.clone(), digest: me.digest.clone() })
-                            .unwrap_or_default()
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "a peer's frame did not decode");
-                        Vec::new()
+                    Ok(Frame::Hello { .. }) => Frame::Hello { node: me.node.clone(), digest: me.digest.clone() },
+                    other => {
+                        refuse(other, reply);
+                        return Ok(());
                     }
                 };
-                let _ = reply.send(answer);
+                let _ = reply.send(wire::encode(&answer).unwrap_or_default());
+            }
+            GatewayMsg::Status(bytes, reply) => {
+                let answer = match wire::decode(&bytes) {
+                    Ok(Frame::Hello { .. }) => {
+                        let ((outbox_depth, dead_letters), peers) = (me.status)();
+                        Frame::Status {
+                            node: me.node.clone(),
+                            digest: me.digest.clone(),
+                            outbox_depth,
+                            dead_letters,
+                            peers,
+                        }
+                    }
+                    other => {
+                        refuse(other, reply);
+                        return Ok(());
+                    }
+                };
+                let _ = reply.send(wire::encode(&answer).unwrap_or_default());
             }
         }
         Ok(())
     }
+}
+
+/// Answers a frame that is not a question, or does not decode, with nothing.
+fn refuse(frame: Result<Frame, crate::persistence::codec::CodecError>, reply: RpcReplyPort<Vec<u8>>) {
+    match frame {
+        Ok(f) => tracing::warn!(frame = ?f, "a peer sent a frame that is not a question"),
+        Err(e) => tracing::warn!(error = %e, "a peer's frame did not decode"),
+    }
+    let _ = reply.send(Vec::new());
 }

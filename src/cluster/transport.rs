@@ -18,7 +18,7 @@ use ractor_cluster::node::NodeServerSessionInformation;
 use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
 use tokio::task::JoinHandle;
 
-use super::gateway::{group_of, Gateway, GatewayArgs, GatewayMsg};
+use super::gateway::{group_of, Gateway, GatewayArgs, GatewayMsg, StatusSource};
 use super::wire::{self, Frame};
 use crate::domain::NodeId;
 use crate::limits::{
@@ -71,12 +71,28 @@ fn lock(p: &Peers) -> std::sync::MutexGuard<'_, BTreeMap<String, PeerState>> {
     p.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Why a connection failed, in words (ractor_cluster's own text is its debug form).
+pub fn connect_error(e: &ractor_cluster::ClientConnectErr) -> String {
+    match e {
+        ractor_cluster::ClientConnectErr::Socket(io) | ractor_cluster::ClientConnectErr::Encryption(io) => {
+            io.to_string()
+        }
+        ractor_cluster::ClientConnectErr::Messaging(_) => "this node's cluster server has stopped".into(),
+    }
+}
+
+/// The node name in ractor_cluster's `{name}@{host}`.
+fn peer_of(session_name: &str) -> &str {
+    session_name.split_once('@').map_or(session_name, |(name, _)| name)
+}
+
 /// Session events, as ractor_cluster reports them (inside its node server: only a quick update).
 struct Sessions(Peers);
 
 impl Sessions {
     fn set(&self, ses: &NodeServerSessionInformation, up: bool) {
-        let Some(name) = ses.peer_name.as_ref().map(|n| n.name.clone()) else { return };
+        // ractor_cluster names a peer `{name}@{host}`.
+        let Some(name) = ses.peer_name.as_ref().map(|n| peer_of(&n.name).to_owned()) else { return };
         if let Some(p) = lock(&self.0).get_mut(&name) {
             p.session = up;
         }
@@ -127,6 +143,7 @@ impl Transport {
         cookie: &str,
         digest: String,
         peers: Vec<(NodeId, SocketAddr)>,
+        figures: std::sync::Arc<dyn Fn() -> (u64, u64) + Send + Sync>,
     ) -> Result<Transport, TransportError> {
         let fail = |reason: String| TransportError::Start { addr: listen, reason };
         let server = NodeServer::new(
@@ -148,9 +165,13 @@ impl Transport {
                 subscription: Box::new(Sessions(table.clone())),
             })
             .map_err(|e| fail(e.to_string()))?;
-        let (gateway, _) = Actor::spawn(None, Gateway, GatewayArgs { node: me.to_string(), digest: digest.clone() })
-            .await
-            .map_err(|e| fail(e.to_string()))?;
+        let seen = table.clone();
+        let status: StatusSource = Arc::new(move || {
+            let peers = views(&seen).into_iter().map(|(n, v)| (n, v.reachable, v.digest)).collect();
+            (figures(), peers)
+        });
+        let args = GatewayArgs { node: me.to_string(), digest: digest.clone(), status };
+        let (gateway, _) = Actor::spawn(None, Gateway, args).await.map_err(|e| fail(e.to_string()))?;
         let mut tasks = Vec::new();
         for (peer, addr) in peers.iter().filter(|(p, _)| p.as_str() > me.as_str()) {
             tasks.push(tokio::spawn(dial(server.clone(), table.clone(), peer.to_string(), *addr)));
@@ -164,13 +185,12 @@ impl Transport {
 
     /// What this node knows of `peer` (`None`: not a configured peer).
     pub fn peer(&self, peer: &str) -> Option<PeerView> {
-        let silent = Duration::from_millis(CLUSTER_PEER_SILENT_MS);
-        lock(&self.peers).get(peer).map(|p| PeerView {
-            reachable: p.heard.is_some_and(|t| t.elapsed() < silent),
-            digest: p.digest.clone(),
-            session: p.session,
-            rtt_us: p.rtt_us,
-        })
+        views(&self.peers).into_iter().find(|(n, _)| n == peer).map(|(_, v)| v)
+    }
+
+    /// What this node knows of every peer, by name.
+    pub fn peers(&self) -> Vec<(String, PeerView)> {
+        views(&self.peers)
     }
 
     /// Whether requests may go to `peer`: it answers, and runs our configuration.
@@ -188,6 +208,22 @@ impl Transport {
     }
 }
 
+fn views(peers: &Peers) -> Vec<(String, PeerView)> {
+    let silent = Duration::from_millis(CLUSTER_PEER_SILENT_MS);
+    lock(peers)
+        .iter()
+        .map(|(n, p)| {
+            let v = PeerView {
+                reachable: p.heard.is_some_and(|t| t.elapsed() < silent),
+                digest: p.digest.clone(),
+                session: p.session,
+                rtt_us: p.rtt_us,
+            };
+            (n.clone(), v)
+        })
+        .collect()
+}
+
 /// Keeps a session to `peer` open: dials when there is none, waits (bounded) for it to become
 /// ready, and backs off, jittered and doubling, after a failure.
 async fn dial(server: ActorRef<NodeServerMessage>, peers: Peers, peer: String, addr: SocketAddr) {
@@ -202,7 +238,7 @@ async fn dial(server: ActorRef<NodeServerMessage>, peers: Peers, peer: String, a
         let connect = Duration::from_millis(CLUSTER_CONNECT_TIMEOUT_MS);
         let outcome = match tokio::time::timeout(connect, ractor_cluster::client_connect(&server, addr)).await {
             Err(_) => Err(format!("no connection within {CLUSTER_CONNECT_TIMEOUT_MS} ms")),
-            Ok(Err(e)) => Err(format!("{e:?}")),
+            Ok(Err(e)) => Err(connect_error(&e)),
             Ok(Ok(())) => {
                 let deadline = Instant::now() + Duration::from_millis(CLUSTER_HANDSHAKE_TIMEOUT_MS);
                 while !ready(&peers) && Instant::now() < deadline {
@@ -246,8 +282,8 @@ async fn heartbeat(peers: Peers, hello: Vec<u8>, ours: String) {
                 match call.await {
                     Ok(CallResult::Success(bytes)) => match wire::decode(&bytes) {
                         Ok(Frame::Hello { node, digest }) if node == name => Some((name, digest, started.elapsed())),
-                        Ok(Frame::Hello { node, .. }) => {
-                            tracing::warn!(peer = %name, answered_as = %node, "a gateway answered for another node");
+                        Ok(other) => {
+                            tracing::warn!(peer = %name, answer = ?other, "a gateway answered for another node, or not a hello");
                             None
                         }
                         Err(e) => {
@@ -270,5 +306,16 @@ async fn heartbeat(peers: Peers, hello: Vec<u8>, ours: String) {
                 p.rtt_us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_name_names_its_node() {
+        assert_eq!(peer_of("node-2@127.0.0.1"), "node-2");
+        assert_eq!(peer_of("node-2"), "node-2");
     }
 }

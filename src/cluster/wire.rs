@@ -21,6 +21,19 @@ pub enum Frame {
         /// Its configuration digest (`ClusterConfig::digest`).
         digest: String,
     },
+    /// A node's own figures, for `bazaar cluster status` (asked with a `Hello`).
+    Status {
+        /// The node's name.
+        node: String,
+        /// Its configuration digest.
+        digest: String,
+        /// Outbox entries not yet delivered.
+        outbox_depth: u64,
+        /// Dead letters kept.
+        dead_letters: u64,
+        /// Its peers as it sees them: (name, reachable, the digest they run).
+        peers: Vec<(String, bool, Option<String>)>,
+    },
 }
 
 /// Encodes a frame (refused past `CLUSTER_FRAME_BYTES_MAX`).

@@ -3,6 +3,7 @@
 //! (`serve --demo`) and the offline check of a data directory (`bazaar verify`). Tools sit on
 //! top: they may use the application layer and everything below it; nothing below uses them.
 
+pub mod cluster_status;
 pub mod demo;
 pub mod loadgen;
 pub mod sim;

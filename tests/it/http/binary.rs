@@ -220,6 +220,8 @@ fn every_command_has_help() {
         &["dead-letters", "--help"],
         &["dead-letters", "list", "--help"],
         &["dead-letters", "replay", "--help"],
+        &["cluster", "--help"],
+        &["cluster", "status", "--help"],
     ] {
         let out = bazaar().args(args).output().unwrap();
         assert!(out.status.success(), "{args:?}");
@@ -228,7 +230,17 @@ fn every_command_has_help() {
     }
     let out = bazaar().args(["serve", "--help"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--config", "--node", "--http", "--data-dir", "--payment-secret", "--demo", "BAZAAR_PAYMENT_SECRET"] {
+    for flag in [
+        "--config",
+        "--node",
+        "--http",
+        "--data-dir",
+        "--payment-secret",
+        "--jwt-secret",
+        "--demo",
+        "BAZAAR_PAYMENT_SECRET",
+        "BAZAAR_JWT_SECRET",
+    ] {
         assert!(text.contains(flag), "serve --help names {flag}");
     }
 }
@@ -462,6 +474,34 @@ async fn a_cluster_needs_shared_secrets_and_then_each_node_takes_the_others_toke
     // Sessions open and heartbeats flow both ways: each sees the other, running the same file.
     sees(&b1, "node-1", "node-2", (true, up.clone())).await;
     sees(&b2, "node-2", "node-1", (true, up.clone())).await;
+    // Per peer metrics: the session is up (ractor_cluster's `name@host` matched to the peer) and
+    // the heartbeat answers.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let m = http.get(format!("{b1}/metrics")).send().await.unwrap().text().await.unwrap();
+        let has = |family: &str| {
+            m.lines().any(|l| l.starts_with(family) && l.contains(r#"peer="node-2""#) && l.ends_with(" 1"))
+        };
+        if has("cluster_peer_session_up")
+            && has("cluster_peer_reachable")
+            && m.contains("cluster_peer_heartbeat_rtt_seconds")
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "per-peer metrics: {m}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The operator asks the running nodes.
+    let status = || bazaar().args(["cluster", "status", "--config"]).arg(&file).output().unwrap();
+    let out = status();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains(&digest), "{text}");
+    for (name, peer) in [("node-1", "node-2"), ("node-2", "node-1")] {
+        let line = text.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} in {text}"));
+        assert!(line.contains(" yes ") && line.contains(" same ") && line.contains(&format!("{peer}: up")), "{line}");
+    }
+    assert!(text.contains("moves in progress: none"), "{text}");
 
     // A stopped process keeps its TCP open: only the heartbeat notices, within seconds.
     let signal = |sig: &str, child: &Child| {
@@ -477,6 +517,12 @@ async fn a_cluster_needs_shared_secrets_and_then_each_node_takes_the_others_toke
     // Killed and started again: node-1 dials it again.
     kill9(&mut two);
     sees(&b1, "node-1", "node-2", (false, up.clone())).await;
+    let out = status();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(!out.status.success(), "a node down is not a healthy cluster: {text}");
+    let line = text.lines().find(|l| l.starts_with("node-2")).unwrap();
+    assert!(line.contains(" NO ") && line.contains("connect"), "{line}");
+    assert!(text.lines().find(|l| l.starts_with("node-1")).unwrap().contains("node-2: down"), "{text}");
     let mut two = serve("node-2", Some(jwt), Some(payment)).stderr(Stdio::null()).spawn().unwrap();
     wait_up(&b2).await;
     sees(&b1, "node-1", "node-2", (true, up.clone())).await;
