@@ -47,7 +47,8 @@ pub enum ApiError {
     Unprocessable(String),
     /// 429: too many attempts; retry after this many seconds.
     TooManyRequests(u64),
-    /// 503: overloaded, shutting down, or the owning node is unreachable.
+    /// 503 `UNAVAILABLE` (API.md spells this code in capitals): overloaded, shutting down, or the
+    /// owning node is unreachable; with `Retry-After`.
     Unavailable(String),
     /// 500: a bug; the cause is logged, not shown.
     Internal(String),
@@ -120,7 +121,7 @@ impl ApiError {
             ApiError::TooManyRequests(s) => {
                 (StatusCode::TOO_MANY_REQUESTS, body("too_many_requests", format!("too many attempts; retry in {s} s")))
             }
-            ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, body("unavailable", m.clone())),
+            ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, body("UNAVAILABLE", m.clone())),
             ApiError::Internal(cause) => {
                 tracing::error!(%cause, "internal error");
                 (StatusCode::INTERNAL_SERVER_ERROR, body("internal", "something went wrong on our side".into()))

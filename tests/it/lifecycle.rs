@@ -144,7 +144,7 @@ async fn a_node_with_some_partitions_refuses_whole_store_reads_instead_of_answer
     assert_eq!(shop.sends().unwrap().whole().map(|s| s.len()), Err(partial.clone()));
     // Over HTTP: 503 with API.md's error, so a client retries rather than trusts a short list.
     let (status, body) = bazaar::http::error::ApiError::from(partial.clone()).parts();
-    assert_eq!((status.as_u16(), body.error.as_str()), (503, "unavailable"), "{}", body.message);
+    assert_eq!((status.as_u16(), body.error.as_str()), (503, "UNAVAILABLE"), "{}", body.message);
     assert!(shop.invariants().whole().is_err());
     // Knowingly partial reads still answer.
     assert!(shop.revoked_tokens(0).unwrap().this_node_only().is_empty());

@@ -522,6 +522,19 @@ async fn a_cluster_needs_shared_secrets_and_then_each_node_takes_the_others_toke
     assert!(!out.status.success(), "a node down is not a healthy cluster: {text}");
     let line = text.lines().find(|l| l.starts_with("node-2")).unwrap();
     assert!(line.contains(" NO ") && line.contains("connect"), "{line}");
+    // A key whose owner is down answers 503 UNAVAILABLE with Retry-After at once (no TCP wait);
+    // a key node-1 owns is answered as ever (an unknown item: 404).
+    let owned_by = |owner: &NodeId| {
+        (0..).map(|i| format!("book-{i}")).find(|s| router.owner(router.partition_of(s.as_bytes())) == owner).unwrap()
+    };
+    let asked = std::time::Instant::now();
+    let r = http.get(format!("{b1}/stock/freeItems/{}", owned_by(&nodes[1]))).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["error"], "UNAVAILABLE");
+    assert!(asked.elapsed() < Duration::from_secs(2), "answered in {:?}", asked.elapsed());
+    let r = http.get(format!("{b1}/stock/freeItems/{}", owned_by(&nodes[0]))).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert!(text.lines().find(|l| l.starts_with("node-1")).unwrap().contains("node-2: down"), "{text}");
     let mut two = serve("node-2", Some(jwt), Some(payment)).stderr(Stdio::null()).spawn().unwrap();
     wait_up(&b2).await;
