@@ -78,7 +78,14 @@ impl Actor for Gateway {
             GatewayMsg::Status(bytes, reply) => {
                 let answer = match wire::decode(&bytes) {
                     Ok(Frame::Hello { .. }) => {
-                        let ((outbox_depth, dead_letters), peers) = (me.status)();
+                        // Reading the figures touches the store: off the runtime's threads.
+                        let status = me.status.clone();
+                        let Ok(((outbox_depth, dead_letters), peers)) =
+                            tokio::task::spawn_blocking(move || status()).await
+                        else {
+                            let _ = reply.send(Vec::new());
+                            return Ok(());
+                        };
                         Frame::Status {
                             node: me.node.clone(),
                             digest: me.digest.clone(),

@@ -42,8 +42,9 @@ pub enum TransportError {
 /// What this node knows of one peer.
 #[derive(Debug, Clone, Default)]
 struct PeerState {
-    /// A ractor_cluster session with it is ready.
-    session: bool,
+    /// The ractor_cluster sessions with it that became ready and have not closed (by session
+    /// id: a closing duplicate, or a stranger's failed handshake under its name, takes none away).
+    sessions: std::collections::BTreeSet<u64>,
     /// When it last answered a heartbeat.
     heard: Option<Instant>,
     /// The configuration digest it last said it runs.
@@ -94,7 +95,11 @@ impl Sessions {
         // ractor_cluster names a peer `{name}@{host}`.
         let Some(name) = ses.peer_name.as_ref().map(|n| peer_of(&n.name).to_owned()) else { return };
         if let Some(p) = lock(&self.0).get_mut(&name) {
-            p.session = up;
+            if up {
+                p.sessions.insert(ses.node_id);
+            } else {
+                p.sessions.remove(&ses.node_id);
+            }
         }
     }
 }
@@ -216,7 +221,7 @@ fn views(peers: &Peers) -> Vec<(String, PeerView)> {
             let v = PeerView {
                 reachable: p.heard.is_some_and(|t| t.elapsed() < silent),
                 digest: p.digest.clone(),
-                session: p.session,
+                session: !p.sessions.is_empty(),
                 rtt_us: p.rtt_us,
             };
             (n.clone(), v)
@@ -228,7 +233,7 @@ fn views(peers: &Peers) -> Vec<(String, PeerView)> {
 /// ready, and backs off, jittered and doubling, after a failure.
 async fn dial(server: ActorRef<NodeServerMessage>, peers: Peers, peer: String, addr: SocketAddr) {
     let mut backoff = CLUSTER_RECONNECT_MS_MIN;
-    let ready = |peers: &Peers| lock(peers).get(&peer).is_some_and(|p| p.session);
+    let ready = |peers: &Peers| lock(peers).get(&peer).is_some_and(|p| !p.sessions.is_empty());
     loop {
         if ready(&peers) {
             backoff = CLUSTER_RECONNECT_MS_MIN;
@@ -247,6 +252,9 @@ async fn dial(server: ActorRef<NodeServerMessage>, peers: Peers, peer: String, a
                 if ready(&peers) {
                     Ok(())
                 } else {
+                    // ractor_cluster keeps a session that never authenticates: close it, or a
+                    // stopped peer collects one per retry and they all wake at once.
+                    close_unready(&server, &peers, &peer, addr).await;
                     Err(format!(
                         "connected, but no session within {CLUSTER_HANDSHAKE_TIMEOUT_MS} ms (a wrong cookie, or not a bazaar node)"
                     ))
@@ -260,6 +268,17 @@ async fn dial(server: ActorRef<NodeServerMessage>, peers: Peers, peer: String, a
                 tokio::time::sleep(jittered(backoff)).await;
                 backoff = (backoff * 2).min(CLUSTER_RECONNECT_MS_MAX);
             }
+        }
+    }
+}
+
+/// Stops the sessions to `addr` that never became ready.
+async fn close_unready(server: &ActorRef<NodeServerMessage>, peers: &Peers, peer: &str, addr: SocketAddr) {
+    let Ok(sessions) = ractor::call!(server, NodeServerMessage::GetSessions) else { return };
+    let ready = lock(peers).get(peer).map(|p| p.sessions.clone()).unwrap_or_default();
+    for (id, ses) in sessions {
+        if ses.peer_addr == addr.to_string() && !ready.contains(&id) {
+            ses.actor.stop(Some("no session within the handshake timeout".into()));
         }
     }
 }

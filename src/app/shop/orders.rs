@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use super::*;
 
+/// Orders summarised at once (each summary is two reads), so a long listing cannot crowd a
+/// service's pending cap.
+const SUMMARIES_AT_ONCE: usize = 16;
+
 /// One order of the personal account, with its payments and shipment.
 #[derive(Debug, Clone)]
 pub struct OrderSummary {
@@ -362,13 +366,22 @@ impl Shop {
     /// shipment. Read through the customer's own index (the gate, owned by the customer's
     /// partition) and then each order's records by key, concurrently — never a scan, so it is
     /// whole wherever the records live.
-    pub async fn account(&self, customer: &CustomerId) -> Result<Vec<OrderSummary>, ShopError> {
+    /// Only the orders `keep` passes are summarised.
+    pub async fn account(
+        &self,
+        customer: &CustomerId,
+        keep: impl Fn(&CommerceOrder) -> bool,
+    ) -> Result<Vec<OrderSummary>, ShopError> {
         let ids: Vec<OrderId> = self.customer_orders(customer).await?.recent.iter().rev().cloned().collect();
-        let reads = ids.iter().map(|id| async move {
-            // An order the index names but that cannot be read now is left out (as before).
-            let Ok(order) = self.order(id).await else { return Ok(None) };
-            self.summary(order).await.map(Some)
-        });
-        Ok(futures::future::try_join_all(reads).await?.into_iter().flatten().collect())
+        // An order the index names but that cannot be read now is left out (as before).
+        let orders = futures::future::join_all(ids.iter().map(|id| self.order(id))).await;
+        let kept: Vec<CommerceOrder> = orders.into_iter().flatten().filter(|o| keep(o)).collect();
+        self.summaries(kept).await
+    }
+
+    /// The summaries of `orders`, in their order, a bounded number read at once.
+    pub async fn summaries(&self, orders: Vec<CommerceOrder>) -> Result<Vec<OrderSummary>, ShopError> {
+        use futures::stream::{self, StreamExt, TryStreamExt};
+        stream::iter(orders).map(|o| self.summary(o)).buffered(SUMMARIES_AT_ONCE).try_collect().await
     }
 }

@@ -60,8 +60,7 @@ pub async fn list_orders(app: &App, req: &Req, c: &Caller) -> Result<Out, ApiErr
     };
     let keep = |o: &CommerceOrder| status.is_none_or(|s| o.status == s);
     let summaries = if c.role == Role::Customer {
-        let mut mine = app.shop.account(&c.customer).await?;
-        mine.retain(|s| keep(&s.order));
+        let mut mine = app.shop.account(&c.customer, keep).await?;
         mine.truncate(crate::limits::ORDERS_LISTED_MAX);
         mine
     } else {
@@ -70,7 +69,7 @@ pub async fn list_orders(app: &App, req: &Req, c: &Caller) -> Result<Out, ApiErr
             app.shop.scan::<OrderKind>()?.whole()?.into_iter().flatten().filter(|o| keep(o)).collect();
         all.sort_by_key(|o| std::cmp::Reverse(o.created_at_ms));
         all.truncate(crate::limits::ORDERS_LISTED_MAX);
-        futures::future::try_join_all(all.into_iter().map(|o| app.shop.summary(o))).await?
+        app.shop.summaries(all).await?
     };
     let out: Vec<OrderSummaryOut> = summaries.iter().map(OrderSummaryOut::of).collect();
     Out::json(StatusCode::OK, &out)
