@@ -13,6 +13,12 @@ pub fn group_of(node: &str) -> String {
     format!("bazaar.gateway.{node}")
 }
 
+/// A peer's gateway, once a session with `node` has brought its group member over (`None`
+/// before that, or after the session dropped).
+pub fn remote_gateway(node: &str) -> Option<ActorRef<GatewayMsg>> {
+    ractor::pg::get_members(&group_of(node)).into_iter().find(|c| !c.get_id().is_local()).map(ActorRef::from)
+}
+
 /// What a gateway takes. The wire tag is the variant's name: never rename one.
 #[derive(RactorClusterMessage)]
 pub enum GatewayMsg {

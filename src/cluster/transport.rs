@@ -5,7 +5,8 @@
 //! session that drops is dialled again with jittered, doubling backoff; and an application
 //! heartbeat to every peer's gateway marks a peer down when it has been silent for
 //! `CLUSTER_PEER_SILENT_MS` — a stopped process whose TCP stays open included. A peer counts as
-//! reachable only while it answers, and is routed to only while its configuration digest is ours.
+//! reachable only while it answers; the digest it runs is recorded (routing, the next step, goes
+//! only to a reachable peer running ours).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -18,7 +19,7 @@ use ractor_cluster::node::NodeServerSessionInformation;
 use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
 use tokio::task::JoinHandle;
 
-use super::gateway::{group_of, Gateway, GatewayArgs, GatewayMsg, StatusSource};
+use super::gateway::{remote_gateway, Gateway, GatewayArgs, GatewayMsg, StatusSource};
 use super::wire::{self, Frame};
 use crate::domain::NodeId;
 use crate::limits::{
@@ -72,13 +73,19 @@ fn lock(p: &Peers) -> std::sync::MutexGuard<'_, BTreeMap<String, PeerState>> {
     p.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Why a connection failed, in words (ractor_cluster's own text is its debug form).
-pub fn connect_error(e: &ractor_cluster::ClientConnectErr) -> String {
-    match e {
-        ractor_cluster::ClientConnectErr::Socket(io) | ractor_cluster::ClientConnectErr::Encryption(io) => {
-            io.to_string()
+/// Opens a TCP connection from `server` to the node server at `addr`, bounded by
+/// `CLUSTER_CONNECT_TIMEOUT_MS` (ractor_cluster has none); the handshake follows on its own.
+/// The error says why in words (ractor_cluster's own text is its debug form).
+pub async fn connect(server: &ActorRef<NodeServerMessage>, addr: SocketAddr) -> Result<(), String> {
+    use ractor_cluster::ClientConnectErr;
+    let limit = Duration::from_millis(CLUSTER_CONNECT_TIMEOUT_MS);
+    match tokio::time::timeout(limit, ractor_cluster::client_connect(server, addr)).await {
+        Err(_) => Err(format!("no connection within {CLUSTER_CONNECT_TIMEOUT_MS} ms")),
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(ClientConnectErr::Socket(io) | ClientConnectErr::Encryption(io))) => {
+            Err(format!("cannot connect: {io}"))
         }
-        ractor_cluster::ClientConnectErr::Messaging(_) => "this node's cluster server has stopped".into(),
+        Ok(Err(ClientConnectErr::Messaging(_))) => Err("cannot connect: this node's cluster server has stopped".into()),
     }
 }
 
@@ -198,11 +205,6 @@ impl Transport {
         views(&self.peers)
     }
 
-    /// Whether requests may go to `peer`: it answers, and runs our configuration.
-    pub fn routable(&self, peer: &str) -> bool {
-        self.peer(peer).is_some_and(|p| p.reachable && p.digest.as_deref() == Some(self.digest.as_str()))
-    }
-
     /// Stops dialling and heartbeats, the gateway and the node server.
     pub fn stop(&self) {
         for t in &self.tasks {
@@ -240,11 +242,9 @@ async fn dial(server: ActorRef<NodeServerMessage>, peers: Peers, peer: String, a
             tokio::time::sleep(Duration::from_millis(CLUSTER_HEARTBEAT_MS)).await;
             continue;
         }
-        let connect = Duration::from_millis(CLUSTER_CONNECT_TIMEOUT_MS);
-        let outcome = match tokio::time::timeout(connect, ractor_cluster::client_connect(&server, addr)).await {
-            Err(_) => Err(format!("no connection within {CLUSTER_CONNECT_TIMEOUT_MS} ms")),
-            Ok(Err(e)) => Err(connect_error(&e)),
-            Ok(Ok(())) => {
+        let outcome = match connect(&server, addr).await {
+            Err(why) => Err(why),
+            Ok(()) => {
                 let deadline = Instant::now() + Duration::from_millis(CLUSTER_HANDSHAKE_TIMEOUT_MS);
                 while !ready(&peers) && Instant::now() < deadline {
                     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -293,8 +293,7 @@ async fn heartbeat(peers: Peers, hello: Vec<u8>, ours: String) {
         let calls = names.into_iter().map(|name| {
             let hello = hello.clone();
             async move {
-                let gateway = ractor::pg::get_members(&group_of(&name)).into_iter().find(|c| !c.get_id().is_local())?;
-                let gateway: ActorRef<GatewayMsg> = gateway.into();
+                let gateway = remote_gateway(&name)?;
                 let started = Instant::now();
                 let call = gateway
                     .call(|port| GatewayMsg::Hello(hello, port), Some(Duration::from_millis(CLUSTER_CALL_TIMEOUT_MS)));

@@ -12,10 +12,10 @@ use ractor::{Actor, ActorRef};
 use ractor_cluster::{NodeServer, NodeServerMessage};
 
 use crate::cluster::config::ClusterConfig;
-use crate::cluster::gateway::{group_of, GatewayMsg};
+use crate::cluster::gateway::{remote_gateway, GatewayMsg};
 use crate::cluster::wire::{self, Frame};
 use crate::cluster::Router;
-use crate::limits::{CLUSTER_CALL_TIMEOUT_MS, CLUSTER_CONNECT_TIMEOUT_MS, CLUSTER_HANDSHAKE_TIMEOUT_MS};
+use crate::limits::{CLUSTER_CALL_TIMEOUT_MS, CLUSTER_HANDSHAKE_TIMEOUT_MS};
 
 /// What one node said, or why it said nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,19 +80,10 @@ async fn ask_one(
     addr: SocketAddr,
     hello: Vec<u8>,
 ) -> Result<Answer, String> {
-    match tokio::time::timeout(
-        Duration::from_millis(CLUSTER_CONNECT_TIMEOUT_MS),
-        ractor_cluster::client_connect(server, addr),
-    )
-    .await
-    {
-        Err(_) => return Err(format!("no connection within {CLUSTER_CONNECT_TIMEOUT_MS} ms")),
-        Ok(Err(e)) => return Err(format!("cannot connect: {}", crate::cluster::transport::connect_error(&e))),
-        Ok(Ok(())) => {}
-    }
+    crate::cluster::transport::connect(server, addr).await?;
     let deadline = Instant::now() + Duration::from_millis(CLUSTER_HANDSHAKE_TIMEOUT_MS);
     let gateway = loop {
-        if let Some(g) = ractor::pg::get_members(&group_of(node)).into_iter().find(|c| !c.get_id().is_local()) {
+        if let Some(g) = remote_gateway(node) {
             break g;
         }
         if Instant::now() > deadline {
@@ -100,7 +91,6 @@ async fn ask_one(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let gateway: ActorRef<GatewayMsg> = gateway.into();
     let call =
         gateway.call(|port| GatewayMsg::Status(hello, port), Some(Duration::from_millis(CLUSTER_CALL_TIMEOUT_MS)));
     match call.await {
