@@ -123,6 +123,27 @@ pub const CLUSTER_HEARTBEAT_MS: u64 = 500;
 /// included), ms.
 pub const CLUSTER_PEER_SILENT_MS: u64 = 2_000;
 
+/// A lane whose subscriber's node cannot be reached tries again after this long, ms (no
+/// attempt counted: an unreachable node is not the entry's fault).
+pub const RELAY_PARK_MS: u64 = 500;
+
+/// Longest one remote command or delivery to a peer's gateway may take before it is sent again
+/// (with the same message id), ms.
+pub const CLUSTER_REMOTE_CALL_TIMEOUT_MS: u64 = 3_000;
+
+/// How often a caller waiting for an entity on another node to change looks again, ms (an
+/// entity here wakes its watchers instead).
+pub const REMOTE_WATCH_POLL_MS: u64 = 100;
+
+/// Sends of one remote command (the first and its retries after a timeout, all with one
+/// message id) before the caller is told the owner is unavailable.
+pub const CLUSTER_REMOTE_ATTEMPTS: u32 = 2;
+
+/// What ractor_cluster adds around one of our frames (message name, reply port, lengths): the
+/// inbound limit a node sets is our frame cap plus this, so a frame we let through is never
+/// one that tears the session down.
+pub const CLUSTER_FRAME_OVERHEAD_BYTES: usize = 64 * 1024;
+
 /// Longest one heartbeat call to a peer may take, ms.
 pub const CLUSTER_CALL_TIMEOUT_MS: u64 = 1_000;
 
@@ -256,7 +277,8 @@ const _: () = assert!(WAL_SEGMENT_BYTES >= 1024 * 1024);
 const _: () = assert!(ENVELOPE_BYTES_MAX + 4 * 1024 <= RECORD_BYTES_MAX);
 const _: () = assert!(AGGREGATE_BYTES_MAX <= RECORD_BYTES_MAX);
 const _: () = assert!(RECORD_BYTES_MAX < CLUSTER_FRAME_BYTES_MAX);
-const _: () = assert!(CLUSTER_FRAME_BYTES_MAX < 16 * 1024 * 1024);
+const _: () = assert!(CLUSTER_FRAME_BYTES_MAX + CLUSTER_FRAME_OVERHEAD_BYTES < 16 * 1024 * 1024);
+const _: () = assert!(CLUSTER_REMOTE_CALL_TIMEOUT_MS < RELAY_DELIVERY_TIMEOUT_MS);
 const _: () = assert!(RELAY_BACKOFF_MS_MIN <= RELAY_BACKOFF_MS_MAX);
 const _: () = assert!(RELAY_LANE_BATCH_LEN_MAX > 0 && RELAY_LANE_BATCH_LEN_MAX <= MAILBOX_LEN_MAX / 4);
 const _: () = assert!(RELAY_BACKOFF_MS_MAX < RELAY_DELIVERY_TIMEOUT_MS);

@@ -10,7 +10,7 @@ use crate::persistence::events::Topic;
 use crate::persistence::{DeliveryError, Envelope};
 
 /// What can be asked of a user.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum UserCommand {
     /// Create the user with an argon2id hash.
     Create {
@@ -92,7 +92,7 @@ impl EntityKind for UserKind {
 }
 
 /// What can be asked of a group of revocations.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum RevocationCommand {
     /// Revoke a token until it expires.
     Revoke {

@@ -10,7 +10,7 @@ use crate::persistence::events::{self, Topic};
 use crate::persistence::{DeliveryError, Envelope};
 
 /// What can be asked of a customer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CustomerCommand {
     /// Sign up.
     Register {

@@ -21,13 +21,16 @@ pub enum EngineError {
     /// The write could not be committed; nothing of it may be relied on (HTTP 503).
     #[error("commit failed: {0}")]
     CommitFailed(String),
-    /// The key belongs to a partition another node owns (HTTP 503 until remote delivery exists).
-    #[error("partition {partition} is owned by node {node}")]
-    NotLocal {
+    /// The key's owner (another node) cannot be reached now: down, cut off, silent, or running
+    /// another configuration (HTTP 503 with Retry-After; never handled here instead).
+    #[error("partition {partition} is owned by node {node}, which is unreachable: {why}")]
+    OwnerUnreachable {
         /// The partition.
         partition: u32,
         /// Its owner.
         node: String,
+        /// Why it cannot be reached.
+        why: String,
     },
     /// The key is not valid for the service (HTTP 400/422).
     #[error("invalid key: {0}")]

@@ -28,7 +28,7 @@ pub struct StoredAnswer {
 }
 
 /// What can be asked of a record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum IdempotencyCommand {
     /// The answer, if one was kept within the window.
     Get,

@@ -27,7 +27,8 @@ pub trait EntityKind: Send + Sync + Sized + 'static {
     /// The aggregate's state.
     type State: Clone + Send + Sync + 'static;
     /// What callers may ask.
-    type Command: Clone + Send + Sync + 'static;
+    /// Serializable, so that a command for a key another node owns travels to it (`cluster`).
+    type Command: Clone + Send + Sync + Serialize + DeserializeOwned + 'static;
     /// What they get back (stored in the inbox, so that a repeated command gets the same answer).
     type Reply: Clone + Send + Sync + Serialize + DeserializeOwned + 'static;
 

@@ -22,7 +22,7 @@ use crate::persistence::events::{self, Topic};
 use crate::persistence::{DeliveryError, Envelope};
 
 /// Reading a customer's notification state.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum NotificationsQuery {
     /// The state.
     Get,
@@ -155,7 +155,7 @@ pub enum SendOutcome {
 }
 
 /// What can be asked of a send record.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SendCommand {
     /// Record an attempt.
     Record {

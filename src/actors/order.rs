@@ -23,7 +23,7 @@ use crate::persistence::{DeliveryError, Envelope};
 pub const DEADLINE_TAG: &str = "deadline";
 
 /// What can be asked of a customer gate.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum GateCommand {
     /// Place an order priced by the order service.
     Place {
@@ -192,7 +192,7 @@ impl EntityKind for GateKind {
 }
 
 /// What can be asked of an order.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum OrderCommand {
     /// Read it.
     Get,
@@ -349,7 +349,7 @@ pub struct PriceEntry {
 }
 
 /// Reading a price.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum PriceQuery {
     /// The price, if the product is known.
     Get,

@@ -126,41 +126,40 @@ impl PaymentSystem for HostedCheckout {
     }
 }
 
-/// How a payment account names where its payments are paid (the payment system's URLs).
-#[derive(Clone)]
-pub struct PaymentLinks(std::sync::Arc<dyn Fn(&PaymentId) -> String + Send + Sync>);
+/// Where an order's payments are paid: the payment system's URL of each payment the order can
+/// have (`PaymentId::nth` for 1..=`PAYMENTS_PER_ORDER_MAX`), worked out by the node that takes
+/// the request. Plain data, so the command that carries it can travel to the node owning the
+/// order; no secret is in it, only the URLs a shopper is sent to anyway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentLinks(Vec<(PaymentId, String)>);
 
 impl PaymentLinks {
-    /// The links of a payment system.
-    pub fn of(system: std::sync::Arc<dyn PaymentSystem>) -> Self {
-        Self(std::sync::Arc::new(move |id: &PaymentId| system.redirect_url(id)))
+    /// The links of `system` for the payments of `order`.
+    pub fn for_order(system: &dyn PaymentSystem, order: &OrderId) -> Self {
+        Self::build(order, |id| system.redirect_url(id))
     }
 
     /// Links from a template with `{id}` in it.
-    pub fn template(t: &str) -> Self {
-        let t = t.to_owned();
-        Self(std::sync::Arc::new(move |id: &PaymentId| t.replace("{id}", id.as_str())))
+    pub fn template(t: &str, order: &OrderId) -> Self {
+        Self::build(order, |id| t.replace("{id}", id.as_str()))
     }
 
-    /// The URL of payment `id`.
+    fn build(order: &OrderId, url: impl Fn(&PaymentId) -> String) -> Self {
+        let ids = (1..=crate::limits::PAYMENTS_PER_ORDER_MAX).filter_map(|n| PaymentId::nth(order, n).ok());
+        Self(
+            ids.map(|id| {
+                let u = url(&id);
+                (id, u)
+            })
+            .collect(),
+        )
+    }
+
+    /// The URL of payment `id` (empty for a payment these links do not name).
     pub fn url(&self, id: &PaymentId) -> String {
-        (self.0)(id)
+        self.0.iter().find(|(i, _)| i == id).map(|(_, u)| u.clone()).unwrap_or_default()
     }
 }
-
-impl std::fmt::Debug for PaymentLinks {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PaymentLinks")
-    }
-}
-
-impl PartialEq for PaymentLinks {
-    fn eq(&self, other: &Self) -> bool {
-        std::sync::Arc::ptr_eq(&self.0, &other.0)
-    }
-}
-
-impl Eq for PaymentLinks {}
 
 /// The callback body a payment system posts (API.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -206,7 +205,7 @@ pub fn read_callback(system: &dyn PaymentSystem, body: &[u8], signature: &str) -
 }
 
 /// What can be asked of a payment account.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum PaymentCommand {
     /// Open a payment for what is due (or return the one in progress).
     Open {

@@ -29,7 +29,7 @@ fn no_rule() -> Rule {
 }
 
 /// What can be asked of a promo code.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum PromoCommand {
     /// Create it.
     Create {
@@ -208,7 +208,7 @@ pub type OrderPromoKind = PromoProjection<true>;
 pub type CataloguePromoKind = PromoProjection<false>;
 
 /// Reading a projected code.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum PromoQuery {
     /// The code as last heard, if at all.
     Get,

@@ -11,7 +11,7 @@ use crate::persistence::events::{self, Topic};
 use crate::persistence::{DeliveryError, Envelope};
 
 /// What can be asked of a shipment.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ShippingCommand {
     /// A shipping operator's step.
     Step(ShipmentStatus),

@@ -153,7 +153,7 @@ impl EntityKind for StockItemKind {
 }
 
 /// Reading a booking.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum BookingQuery {
     /// The booking as it stands.
     Get,

@@ -29,6 +29,7 @@ use crate::actors::EngineError;
 use crate::app::sender::{Channels, Sender};
 use crate::clock::{Clock, SystemClock};
 use crate::cluster::config::ClusterConfig;
+use crate::cluster::remote::{Endpoint, Endpoints};
 use crate::cluster::transport::Transport;
 use crate::cluster::Router;
 use crate::domain::order::Deadlines;
@@ -165,6 +166,7 @@ struct Started {
     service: Box<dyn Any + Send + Sync>,
     destination: String,
     subscriber: Arc<dyn Subscriber>,
+    endpoint: Arc<dyn Endpoint>,
     trees: ServiceTrees,
     stats: Arc<crate::supervisors::ServiceStats>,
     stop: Box<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>,
@@ -175,6 +177,7 @@ struct Deps {
     committer: Committer,
     subscriptions: Arc<Subscriptions>,
     router: Arc<Router>,
+    transport: Option<Arc<Transport>>,
     opts: NodeOptions,
 }
 
@@ -268,13 +271,15 @@ impl NodeBuilder {
                     node: deps.opts.node.clone(),
                     clock: deps.opts.clock.clone(),
                 });
-                let svc = Service::<K>::start(env, deps.opts.entities, deps.router.clone()).await?;
+                let svc =
+                    Service::<K>::start(env, deps.opts.entities, deps.router.clone(), deps.transport.clone()).await?;
                 let s2 = svc.clone();
                 let stats = svc.stats_handle();
                 Ok(Started {
                     type_id: TypeId::of::<K>(),
                     destination: destination::<K>(),
                     subscriber: Arc::new(svc.clone()),
+                    endpoint: Arc::new(svc.clone()),
                     service: Box::new(svc),
                     trees,
                     stats,
@@ -308,11 +313,43 @@ impl NodeBuilder {
         };
         let committer = Committer::start(store.clone())?;
         let router = Arc::new(Router::new(opts.node.clone(), &opts.nodes, opts.partitions));
+        // The transport runs before the services (they send through it); its gateway refuses
+        // peers' calls until the services are there to take them.
+        let endpoints: Endpoints = Arc::default();
+        let transport = match (opts.nodes.len() > 1, opts.addresses.get(&opts.node)) {
+            (true, Some((listen, _))) => {
+                let peers = opts
+                    .addresses
+                    .iter()
+                    .filter(|(n, _)| **n != opts.node)
+                    .map(|(n, (cluster, _))| (n.clone(), *cluster))
+                    .collect();
+                let s = store.clone();
+                let figures: Arc<dyn Fn() -> (u64, u64) + Send + Sync> = Arc::new(move || {
+                    let dead = s.dead_letters().map(|d| d.len()).unwrap_or(0);
+                    (s.outbox_len() as u64, dead as u64)
+                });
+                let t = Transport::start(
+                    &opts.node,
+                    *listen,
+                    &opts.cookie,
+                    opts.config_digest(),
+                    peers,
+                    figures,
+                    endpoints.clone(),
+                )
+                .await
+                .map_err(|e| NodeError::Config(e.to_string()))?;
+                Some(Arc::new(t))
+            }
+            _ => None,
+        };
         let deps = Arc::new(Deps {
             store: store.clone(),
             committer: committer.clone(),
             subscriptions: Arc::new(self.subscriptions),
             router: router.clone(),
+            transport: transport.clone(),
             opts: opts.clone(),
         });
         let mut services = HashMap::new();
@@ -320,8 +357,10 @@ impl NodeBuilder {
         let mut trees = Vec::new();
         let mut stats = Vec::new();
         let mut stops = Vec::new();
+        let mut offered = HashMap::new();
         for start in self.starters {
             let s = start(deps.clone()).await?;
+            offered.insert(s.destination.clone(), s.endpoint);
             subscribers.insert(s.destination.clone(), s.subscriber);
             services.insert(s.type_id, s.service);
             trees.push(s.trees);
@@ -336,6 +375,7 @@ impl NodeBuilder {
                 None => return Err(NodeError::Config(format!("subscriber {name} lacks a service it needs"))),
             }
         }
+        let _ = endpoints.set(offered);
         let relay =
             Relay::start(store.clone(), committer.clone(), subscribers.clone(), opts.clock.clone(), opts.relay.clone());
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -347,26 +387,6 @@ impl NodeBuilder {
             stop_rx,
         ));
         tracing::info!(node = %opts.node, dir = %opts.data_dir.display(), durability = opts.store.durability.name(), "node started");
-        let transport = match (opts.nodes.len() > 1, opts.addresses.get(&opts.node)) {
-            (true, Some((listen, _))) => {
-                let peers = opts
-                    .addresses
-                    .iter()
-                    .filter(|(n, _)| **n != opts.node)
-                    .map(|(n, (cluster, _))| (n.clone(), *cluster))
-                    .collect();
-                let s = store.clone();
-                let figures: Arc<dyn Fn() -> (u64, u64) + Send + Sync> = Arc::new(move || {
-                    let dead = s.dead_letters().map(|d| d.len()).unwrap_or(0);
-                    (s.outbox_len() as u64, dead as u64)
-                });
-                let t = Transport::start(&opts.node, *listen, &opts.cookie, opts.config_digest(), peers, figures)
-                    .await
-                    .map_err(|e| NodeError::Config(e.to_string()))?;
-                Some(Arc::new(t))
-            }
-            _ => None,
-        };
         Ok(Node {
             opts,
             store,

@@ -1,12 +1,17 @@
 //! The node's gateway: the one remotable actor of a node, in the `ractor::pg` group named after
-//! the node, through which peers reach it. Entity actors stay local; today the gateway answers
-//! heartbeats (a `Hello` with the node's name and configuration digest). Payloads are bytes in
-//! our codec (`super::wire`), decoded here, so a bad frame gets an empty answer, never a panic.
+//! the node, through which peers reach it. Entity actors stay local. The gateway answers
+//! heartbeats (a `Hello` with the node's name and configuration digest) and status questions,
+//! and hands commands and event lanes for entities this node owns to the service's
+//! [`Endpoint`](super::remote::Endpoint), each call in its own task so one slow entity holds up
+//! no other call. Payloads are bytes in our codec (`super::wire`), decoded here, so a bad frame
+//! gets a typed refusal (or an empty answer), never a panic.
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::RactorClusterMessage;
 
+use super::remote::{Endpoints, Refusal};
 use super::wire::{self, Frame};
+use crate::persistence::{DeliveryError, Envelope};
 
 /// The `ractor::pg` group of `node`'s gateway.
 pub fn group_of(node: &str) -> String {
@@ -29,6 +34,10 @@ pub enum GatewayMsg {
     /// did not decode).
     #[rpc]
     Status(Vec<u8>, RpcReplyPort<Vec<u8>>),
+    /// A `Frame::Command` in, a `Frame::Answer` out; a `Frame::Deliver` in, a
+    /// `Frame::Delivered` out.
+    #[rpc]
+    Call(Vec<u8>, RpcReplyPort<Vec<u8>>),
 }
 
 /// This node's own figures, read when a status is asked for: (outbox depth, dead letters), and
@@ -48,6 +57,8 @@ pub struct GatewayArgs {
     pub digest: String,
     /// Its figures.
     pub status: StatusSource,
+    /// Its services, for commands and deliveries.
+    pub endpoints: Endpoints,
 }
 
 impl Actor for Gateway {
@@ -107,8 +118,71 @@ impl Actor for Gateway {
                 };
                 let _ = reply.send(wire::encode(&answer).unwrap_or_default());
             }
+            GatewayMsg::Call(bytes, reply) => {
+                let (endpoints, digest) = (me.endpoints.clone(), me.digest.clone());
+                tokio::spawn(async move {
+                    let answer = answer_call(&endpoints, &digest, &bytes).await;
+                    let encoded = wire::encode(&answer)
+                        .or_else(|e| wire::encode(&Frame::Answer(Err(Refusal::TooLarge(format!("the answer: {e}"))))));
+                    let _ = reply.send(encoded.unwrap_or_default());
+                });
+            }
         }
         Ok(())
+    }
+}
+
+/// Carries out a command or a delivery a peer sent, and says how it went.
+async fn answer_call(endpoints: &Endpoints, ours: &str, bytes: &[u8]) -> Frame {
+    let frame = match wire::decode(bytes) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!(error = %e, len = bytes.len(), "a peer's call did not decode: refused");
+            return Frame::Answer(Err(Refusal::BadFrame(e.to_string())));
+        }
+    };
+    let other = |theirs: String| Refusal::OtherConfiguration { theirs, ours: ours.to_owned() };
+    match frame {
+        Frame::Command { digest, .. } if digest != ours => Frame::Answer(Err(other(digest))),
+        Frame::Command { to, key, id, body, .. } => match endpoints.get().and_then(|e| e.get(&to)) {
+            None => Frame::Answer(Err(Refusal::NoService(to))),
+            Some(ep) => Frame::Answer(ep.command(key, id, body).await),
+        },
+        Frame::Deliver { digest, envelopes, .. } if digest != ours => {
+            let why = other(digest).to_string();
+            Frame::Delivered(vec![Err(DeliveryError::Unreachable(why)); envelopes.len()])
+        }
+        Frame::Deliver { to, envelopes, .. } => {
+            let n = envelopes.len();
+            let Some(ep) = endpoints.get().and_then(|e| e.get(&to)) else {
+                return Frame::Delivered(vec![Err(DeliveryError::Transient(Refusal::NoService(to).to_string())); n]);
+            };
+            // Deliver what decodes, in order, up to the first envelope that does not; that one
+            // can never be delivered, the ones after it wait for another try.
+            let mut good = Vec::with_capacity(n);
+            let mut bad = None;
+            for raw in &envelopes {
+                match Envelope::decode(raw) {
+                    Ok(e) => good.push(e),
+                    Err(e) => {
+                        tracing::warn!(error = %e, destination = %to, "a peer sent an envelope that does not decode");
+                        bad = Some(e.to_string());
+                        break;
+                    }
+                }
+            }
+            let mut out = if good.is_empty() { Vec::new() } else { ep.deliver(good).await };
+            if let Some(why) = bad {
+                out.push(Err(DeliveryError::Permanent(format!("the envelope does not decode: {why}"))));
+            }
+            let tail = out.iter().find_map(|r| r.as_ref().err()).map(DeliveryError::not_attempted);
+            out.resize(n, Err(tail.unwrap_or_else(|| DeliveryError::Transient("no outcome".into()))));
+            Frame::Delivered(out)
+        }
+        other => {
+            tracing::warn!(frame = ?other, "a peer called with a frame that is not a command or a delivery");
+            Frame::Answer(Err(Refusal::BadFrame("not a command or a delivery".into())))
+        }
     }
 }
 

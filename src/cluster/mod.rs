@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod gateway;
+pub mod remote;
 mod router;
 pub mod transport;
 pub mod wire;

@@ -20,11 +20,13 @@ use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
 use tokio::task::JoinHandle;
 
 use super::gateway::{remote_gateway, Gateway, GatewayArgs, GatewayMsg, StatusSource};
+use super::remote::{CallError, Endpoints};
 use super::wire::{self, Frame};
 use crate::domain::NodeId;
 use crate::limits::{
-    CLUSTER_CALL_TIMEOUT_MS, CLUSTER_CONNECT_TIMEOUT_MS, CLUSTER_FRAME_BYTES_MAX, CLUSTER_HANDSHAKE_TIMEOUT_MS,
-    CLUSTER_HEARTBEAT_MS, CLUSTER_PEER_SILENT_MS, CLUSTER_RECONNECT_MS_MAX, CLUSTER_RECONNECT_MS_MIN,
+    CLUSTER_CALL_TIMEOUT_MS, CLUSTER_CONNECT_TIMEOUT_MS, CLUSTER_FRAME_BYTES_MAX, CLUSTER_FRAME_OVERHEAD_BYTES,
+    CLUSTER_HANDSHAKE_TIMEOUT_MS, CLUSTER_HEARTBEAT_MS, CLUSTER_PEER_SILENT_MS, CLUSTER_RECONNECT_MS_MAX,
+    CLUSTER_RECONNECT_MS_MIN,
 };
 
 /// Why the transport could not start.
@@ -156,6 +158,7 @@ impl Transport {
         digest: String,
         peers: Vec<(NodeId, SocketAddr)>,
         figures: std::sync::Arc<dyn Fn() -> (u64, u64) + Send + Sync>,
+        endpoints: Endpoints,
     ) -> Result<Transport, TransportError> {
         let fail = |reason: String| TransportError::Start { addr: listen, reason };
         let server = NodeServer::new(
@@ -167,7 +170,7 @@ impl Transport {
             Some(ractor_cluster::node::NodeConnectionMode::Isolated),
         )
         .with_listen_addr(listen.ip())
-        .with_max_inbound_frame_size(CLUSTER_FRAME_BYTES_MAX as u64);
+        .with_max_inbound_frame_size((CLUSTER_FRAME_BYTES_MAX + CLUSTER_FRAME_OVERHEAD_BYTES) as u64);
         let (server, _) = Actor::spawn(None, server, ()).await.map_err(|e| fail(e.to_string()))?;
         let table: Peers =
             Arc::new(Mutex::new(peers.iter().map(|(n, _)| (n.to_string(), PeerState::default())).collect()));
@@ -182,7 +185,7 @@ impl Transport {
             let peers = views(&seen).into_iter().map(|(n, v)| (n, v.reachable, v.digest)).collect();
             (figures(), peers)
         });
-        let args = GatewayArgs { node: me.to_string(), digest: digest.clone(), status };
+        let args = GatewayArgs { node: me.to_string(), digest: digest.clone(), status, endpoints };
         let (gateway, _) = Actor::spawn(None, Gateway, args).await.map_err(|e| fail(e.to_string()))?;
         let mut tasks = Vec::new();
         for (peer, addr) in peers.iter().filter(|(p, _)| p.as_str() > me.as_str()) {
@@ -198,6 +201,49 @@ impl Transport {
     /// What this node knows of `peer` (`None`: not a configured peer).
     pub fn peer(&self, peer: &str) -> Option<PeerView> {
         views(&self.peers).into_iter().find(|(n, _)| n == peer).map(|(_, v)| v)
+    }
+
+    /// The configuration digest this node runs.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// Sends `frame` to `node`'s gateway and waits (at most `limit`) for its answer. Only to a
+    /// peer that answers heartbeats and runs this node's configuration: any other is `Down` at
+    /// once, with nothing sent, so a caller never waits on a dead or foreign node. A frame over
+    /// the cap is refused here, before sending.
+    pub async fn call(&self, node: &str, frame: &Frame, limit: Duration) -> Result<Frame, CallError> {
+        let down = |why: String| CallError::Down { node: node.to_owned(), why };
+        let view = self.peer(node).ok_or_else(|| down("not a node of this configuration".into()))?;
+        if !view.reachable {
+            return Err(down(format!("silent for more than {CLUSTER_PEER_SILENT_MS} ms")));
+        }
+        if view.digest.as_deref() != Some(self.digest.as_str()) {
+            return Err(down(format!("it runs configuration {}", view.digest.unwrap_or_default())));
+        }
+        let bytes = wire::encode(frame).map_err(|e| CallError::TooLarge(e.to_string()))?;
+        let gateway = remote_gateway(node).ok_or_else(|| down("no session".into()))?;
+        let started = Instant::now();
+        let outcome = match gateway.call(|port| GatewayMsg::Call(bytes, port), Some(limit)).await {
+            Ok(CallResult::Success(answer)) => {
+                wire::decode(&answer).map_err(|e| CallError::BadAnswer { node: node.to_owned(), why: e.to_string() })
+            }
+            Ok(CallResult::Timeout) => Err(CallError::Timeout {
+                node: node.to_owned(),
+                ms: u64::try_from(limit.as_millis()).unwrap_or(u64::MAX),
+            }),
+            Ok(CallResult::SenderError) | Err(_) => Err(down("the session dropped before the answer".into())),
+        };
+        let label = match &outcome {
+            Ok(_) => "answered",
+            Err(CallError::Timeout { .. }) => "timeout",
+            Err(CallError::BadAnswer { .. }) => "bad_answer",
+            Err(_) => "dropped",
+        };
+        metrics::counter!("cluster_remote_calls_total", "peer" => node.to_owned(), "outcome" => label).increment(1);
+        metrics::histogram!("cluster_remote_call_seconds", "peer" => node.to_owned())
+            .record(started.elapsed().as_secs_f64());
+        outcome
     }
 
     /// What this node knows of every peer, by name.

@@ -5,8 +5,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::remote::Refusal;
+use crate::domain::MessageId;
 use crate::limits::CLUSTER_FRAME_BYTES_MAX;
 use crate::persistence::codec::{self, CodecError, Header, RecordKind};
+use crate::persistence::DeliveryError;
 
 /// The schema of `Frame` (bumped with an upcaster when it changes).
 const FRAME_SCHEMA: u16 = 1;
@@ -34,6 +37,32 @@ pub enum Frame {
         /// Its peers as it sees them: (name, reachable, the digest they run).
         peers: Vec<(String, bool, Option<String>)>,
     },
+    /// A command for an entity the receiver owns (answered with an `Answer`).
+    Command {
+        /// The configuration digest the sender routes by (the receiver refuses another).
+        digest: String,
+        /// The service's `{service}/{aggregate}`.
+        to: String,
+        /// The entity's key.
+        key: String,
+        /// The command's message id: a retry carries the same, so the inbox applies it once.
+        id: MessageId,
+        /// The command, encoded by the service (decoded by the receiver's service).
+        body: Vec<u8>,
+    },
+    /// The answer to a `Command`: the service's encoded reply, or why there is none.
+    Answer(Result<Vec<u8>, Refusal>),
+    /// Events of one lane for entities the receiver owns (answered with `Delivered`).
+    Deliver {
+        /// The configuration digest the sender routes by.
+        digest: String,
+        /// The subscribing service's `{service}/{aggregate}`.
+        to: String,
+        /// The envelopes, each in its own checked encoding (`Envelope::encode`).
+        envelopes: Vec<Vec<u8>>,
+    },
+    /// Each delivered envelope's outcome, in order, once the receiver's commits are durable.
+    Delivered(Vec<Result<(), DeliveryError>>),
 }
 
 /// Encodes a frame (refused past `CLUSTER_FRAME_BYTES_MAX`).
@@ -66,5 +95,12 @@ mod tests {
         }
         assert!(decode(&bytes[..bytes.len() - 1]).is_err());
         assert!(decode(b"").is_err());
+    }
+
+    #[test]
+    fn a_frame_over_the_cap_is_refused_before_sending() {
+        let f =
+            Frame::Deliver { digest: "d".into(), to: "x/y".into(), envelopes: vec![vec![7; CLUSTER_FRAME_BYTES_MAX]] };
+        assert!(matches!(encode(&f), Err(CodecError::TooLarge { .. })));
     }
 }

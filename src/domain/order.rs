@@ -166,7 +166,7 @@ pub struct Transition {
 }
 
 /// Who cancels.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Canceller {
     /// The customer (only before the order is paid).
     Customer(CustomerId),

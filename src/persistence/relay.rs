@@ -37,11 +37,11 @@ use super::store::{Applied, Store, StoreError, WriteSet};
 use crate::clock::Clock;
 use crate::limits::{
     RELAY_ATTEMPTS_MAX, RELAY_BACKOFF_MS_MAX, RELAY_BACKOFF_MS_MIN, RELAY_DELIVERY_TIMEOUT_MS,
-    RELAY_LANE_BATCH_LEN_MAX, RELAY_WINDOW_LEN_MAX,
+    RELAY_LANE_BATCH_LEN_MAX, RELAY_PARK_MS, RELAY_WINDOW_LEN_MAX,
 };
 
 /// Why a delivery failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum DeliveryError {
     /// Worth retrying (the entity was busy, restarting, or its commit failed).
     #[error("{0}")]
@@ -49,12 +49,28 @@ pub enum DeliveryError {
     /// Will never succeed (the event does not decode, the topic is unknown): dead-letter it now.
     #[error("{0}")]
     Permanent(String),
+    /// The subscriber's node cannot be reached (down, cut off, or running another
+    /// configuration): the lane parks — retried every `RELAY_PARK_MS`, no attempt counted,
+    /// never dead-lettered — until the node is back.
+    #[error("{0}")]
+    Unreachable(String),
 }
 
 impl DeliveryError {
     /// A permanent failure saying why (the event does not decode, the topic is not taken).
     pub fn permanent(why: impl std::fmt::Display) -> Self {
         DeliveryError::Permanent(why.to_string())
+    }
+
+    /// What an event behind this failure in its lane, not attempted, reports: it waits as the
+    /// lane does (parked behind an unreachable node, retried behind anything else).
+    pub fn not_attempted(&self) -> Self {
+        match self {
+            DeliveryError::Unreachable(why) => DeliveryError::Unreachable(format!("not attempted: {why}")),
+            DeliveryError::Transient(why) | DeliveryError::Permanent(why) => {
+                DeliveryError::Transient(format!("not attempted: an earlier event of its lane failed ({why})"))
+            }
+        }
     }
 }
 
@@ -73,13 +89,10 @@ pub trait Subscriber: Send + Sync + 'static {
         Box::pin(async move {
             let mut out = Vec::with_capacity(deliveries.len());
             for d in deliveries {
-                if out.iter().any(Result::is_err) {
-                    out.push(Err(DeliveryError::Transient(
-                        "not attempted: an earlier event of its lane failed".into(),
-                    )));
-                    continue;
+                match out.iter().find_map(|r: &Result<(), DeliveryError>| r.as_ref().err()) {
+                    Some(failed) => out.push(Err(failed.not_attempted())),
+                    None => out.push(d.await),
                 }
-                out.push(d.await);
             }
             out
         })
@@ -138,6 +151,8 @@ pub struct RelayConfig {
     pub backoff_ms_max: u64,
     /// How long to wait for one acknowledgement, ms.
     pub delivery_timeout_ms: u64,
+    /// How long a lane whose subscriber's node is unreachable waits before trying again, ms.
+    pub park_ms: u64,
     /// Entries held in memory at once.
     pub window_len_max: usize,
 }
@@ -149,6 +164,7 @@ impl Default for RelayConfig {
             backoff_ms_min: RELAY_BACKOFF_MS_MIN,
             backoff_ms_max: RELAY_BACKOFF_MS_MAX,
             delivery_timeout_ms: RELAY_DELIVERY_TIMEOUT_MS,
+            park_ms: RELAY_PARK_MS,
             window_len_max: RELAY_WINDOW_LEN_MAX,
         }
     }
@@ -180,6 +196,7 @@ impl Relay {
             items: HashMap::new(),
             lanes: HashMap::new(),
             retries: BinaryHeap::new(),
+            parked: std::collections::HashSet::new(),
             acked: Vec::new(),
         };
         let task = tokio::spawn(worker.run(stop_rx));
@@ -220,6 +237,8 @@ struct Worker {
     lanes: HashMap<Lane, LaneState>,
     /// Lanes paused after a failure, by when to try again.
     retries: BinaryHeap<Reverse<(Instant, Lane)>>,
+    /// Lanes whose subscriber's node cannot be reached (`DeliveryError::Unreachable`).
+    parked: std::collections::HashSet<Lane>,
     acked: Vec<u64>,
 }
 
@@ -384,8 +403,17 @@ impl Worker {
     ) {
         let mut done: Vec<u64> = Vec::new();
         let mut delay_ms: Option<u64> = None;
+        let mut unreachable = false;
         for (seq, result) in seqs.into_iter().zip(results) {
             match result {
+                Err(DeliveryError::Unreachable(reason)) => {
+                    // Not the entry's fault: wait for the node, count nothing, bury nothing.
+                    if !unreachable && !self.parked.contains(&lane) {
+                        tracing::info!(destination = %lane.0, key = %lane.1, %reason, "lane parked until its node is back");
+                    }
+                    unreachable = true;
+                    delay_ms = Some(delay_ms.map_or(self.config.park_ms, |m| m.max(self.config.park_ms)));
+                }
                 Ok(()) => {
                     self.acked.push(seq);
                     done.push(seq);
@@ -405,6 +433,10 @@ impl Worker {
         }
         for seq in &done {
             self.items.remove(seq);
+        }
+        let changed = if unreachable { self.parked.insert(lane.clone()) } else { self.parked.remove(&lane) };
+        if changed {
+            metrics::gauge!("relay_parked_lanes").set(self.parked.len() as f64);
         }
         let Some(state) = self.lanes.get_mut(&lane) else {
             return;

@@ -17,8 +17,9 @@ use tokio::sync::oneshot;
 use crate::actors::entity::{EntityEnv, EntityHandle, EntityMsg, SendFailure};
 use crate::actors::kind::EntityKind;
 use crate::actors::{EngineError, Timer};
+use crate::cluster::transport::Transport;
 use crate::cluster::{Route, Router};
-use crate::domain::MessageId;
+use crate::domain::{MessageId, NodeId};
 use crate::limits::ENTITY_SEND_ATTEMPTS_MAX;
 use crate::persistence::{DeliveryError, Envelope, Subscriber};
 
@@ -32,6 +33,7 @@ pub struct Service<K: EntityKind> {
     registry: Arc<Registry<K>>,
     supervisor: ActorRef<SupervisorMsg<K>>,
     router: Arc<Router>,
+    transport: Option<Arc<Transport>>,
     stats: Arc<ServiceStats>,
     pending: Arc<AtomicUsize>,
     timers: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
@@ -44,6 +46,7 @@ impl<K: EntityKind> Clone for Service<K> {
             registry: self.registry.clone(),
             supervisor: self.supervisor.clone(),
             router: self.router.clone(),
+            transport: self.transport.clone(),
             stats: self.stats.clone(),
             pending: self.pending.clone(),
             timers: self.timers.clone(),
@@ -60,11 +63,13 @@ enum Sent<T> {
 }
 
 impl<K: EntityKind> Service<K> {
-    /// Starts the service's supervisor.
+    /// Starts the service's supervisor. Keys `router` places on another node go there over
+    /// `transport` (none: the embedded single node, which owns every key).
     pub async fn start(
         env: Arc<EntityEnv>,
         config: EntityConfig,
         router: Arc<Router>,
+        transport: Option<Arc<Transport>>,
     ) -> Result<Service<K>, EngineError> {
         let registry: Arc<Registry<K>> = Arc::new(Mutex::new(HashMap::new()));
         let stats = Arc::new(ServiceStats::default());
@@ -79,7 +84,16 @@ impl<K: EntityKind> Service<K> {
         let (supervisor, _) = Actor::spawn(None, ServiceSupervisor::<K>(PhantomData), args)
             .await
             .map_err(|e| EngineError::Unavailable(format!("{} supervisor cannot start: {e}", K::SERVICE)))?;
-        let service = Service { env, registry, supervisor, router, stats, pending, timers: Arc::new(Mutex::new(None)) };
+        let service = Service {
+            env,
+            registry,
+            supervisor,
+            router,
+            transport,
+            stats,
+            pending,
+            timers: Arc::new(Mutex::new(None)),
+        };
         if K::USES_TIMERS {
             let svc = service.clone();
             let fire = move |key: K::Key, timer: Timer, raw: Vec<u8>| {
@@ -118,11 +132,26 @@ impl<K: EntityKind> Service<K> {
             .await;
     }
 
+    /// Where `key` is handled.
+    pub(super) fn route(&self, key: &K::Key) -> Route {
+        self.router.route(key.to_string().as_bytes())
+    }
+
+    /// Refuses a key this node does not own (timers: they are only ever set by the owner).
     fn check_route(&self, key: &K::Key) -> Result<(), EngineError> {
-        match self.router.route(key.to_string().as_bytes()) {
+        match self.route(key) {
             Route::Local { .. } => Ok(()),
-            Route::Remote { partition, node } => Err(EngineError::NotLocal { partition, node: node.to_string() }),
+            Route::Remote { partition, node } => Err(EngineError::OwnerUnreachable {
+                partition,
+                node: node.to_string(),
+                why: "this node does not own it".into(),
+            }),
         }
+    }
+
+    /// The transport and the name calls for this service go under.
+    pub(super) fn transport(&self) -> Option<&Arc<Transport>> {
+        self.transport.as_ref()
     }
 
     async fn handle_for(&self, key: &K::Key) -> Result<EntityHandle<K>, EngineError> {
@@ -183,18 +212,34 @@ impl<K: EntityKind> Service<K> {
         }
     }
 
-    /// Watches the entity `key`: the receiver wakes after each of its durable changes. A
-    /// receiver whose `changed()` fails saw the entity passivate: subscribe again.
-    pub async fn subscribe(&self, key: &K::Key) -> Result<tokio::sync::watch::Receiver<u64>, EngineError> {
-        self.check_route(key)?;
-        Ok(self.handle_for(key).await?.shared().subscribe())
+    /// Watches the entity `key`: [`Changes::changed`] returns after each of its durable
+    /// changes (an entity on another node is polled every `REMOTE_WATCH_POLL_MS`). When it fails
+    /// the entity passivated: subscribe again.
+    pub async fn subscribe(&self, key: &K::Key) -> Result<Changes, EngineError> {
+        match self.route(key) {
+            Route::Local { .. } => Ok(Changes::Local(self.handle_for(key).await?.shared().subscribe())),
+            Route::Remote { .. } => Ok(Changes::Remote),
+        }
     }
 
     /// Sends a command to the entity `key` and waits for its answer, which arrives only once
     /// everything the entity wrote before it is durable. A command whose id already took effect
     /// gets the first answer again and changes nothing.
+    /// A key another node owns goes to that node (see `command_remote`).
     pub async fn command(&self, key: &K::Key, id: MessageId, cmd: K::Command) -> Result<K::Reply, EngineError> {
-        self.check_route(key)?;
+        match self.route(key) {
+            Route::Local { .. } => self.command_here(key, id, cmd).await,
+            Route::Remote { partition, node } => self.command_remote(partition, &node, key, id, cmd).await,
+        }
+    }
+
+    /// `command` for a key this node owns.
+    pub(super) async fn command_here(
+        &self,
+        key: &K::Key,
+        id: MessageId,
+        cmd: K::Command,
+    ) -> Result<K::Reply, EngineError> {
         let mut lost = 0;
         for _ in 0..ENTITY_SEND_ATTEMPTS_MAX {
             let c = cmd.clone();
@@ -220,19 +265,48 @@ impl<K: EntityKind> Service<K> {
     /// Delivers an event to the entity its routing key names; resolves once it took effect
     /// durably (or was a duplicate).
     pub async fn deliver(&self, env: Envelope) -> Result<(), DeliveryError> {
-        let key = K::event_key(&env).map_err(|e| DeliveryError::Permanent(format!("no entity for this event: {e}")))?;
-        self.check_route(&key).map_err(|e| DeliveryError::Transient(e.to_string()))?;
-        let ack = self.enqueue_event(&key, env).await?;
-        ack.await.unwrap_or_else(|_| {
-            Err(DeliveryError::Transient(format!("{} {key} stopped before acknowledging", K::SERVICE)))
-        })
+        self.deliver_lane(vec![env]).await.pop().unwrap_or_else(|| Err(DeliveryError::Transient("no outcome".into())))
     }
 
-    /// Delivers one lane's events: queues them all in their entities' mailboxes, in order, and
-    /// only then waits for the acknowledgements, so an entity handles them back to back and
-    /// their write sets share commit batches. Once one cannot be queued (an overloaded or
-    /// unroutable entity), the rest are not sent either, so none overtakes it.
+    /// Delivers one lane's events, each to its entity's owner: the runs of events for entities
+    /// here are queued locally (`deliver_here`), runs for another node go to it in one call
+    /// (`deliver_remote`). Once one run fails, the runs after it are not sent, so none
+    /// overtakes it; they report the same kind of failure (a lane waiting for a node parks).
     pub async fn deliver_lane(&self, envelopes: Vec<Envelope>) -> Vec<Result<(), DeliveryError>> {
+        let n = envelopes.len();
+        let mut out = Vec::with_capacity(n);
+        let mut runs: Vec<(Option<NodeId>, Vec<Envelope>)> = Vec::new();
+        for env in envelopes {
+            // An event naming no entity is refused here, where `deliver_here` says why.
+            let owner = match K::event_key(&env).map(|k| self.route(&k)) {
+                Ok(Route::Remote { node, .. }) => Some(node),
+                _ => None,
+            };
+            match runs.last_mut() {
+                Some((o, run)) if *o == owner => run.push(env),
+                _ => runs.push((owner, vec![env])),
+            }
+        }
+        for (owner, run) in runs {
+            if let Some(failed) = out.iter().find_map(|r: &Result<(), DeliveryError>| r.as_ref().err()) {
+                let e = failed.not_attempted();
+                out.resize(n, Err(e));
+                break;
+            }
+            let results = match owner {
+                None => self.deliver_here(run).await,
+                Some(node) => self.deliver_remote(&node, run).await,
+            };
+            out.extend(results);
+        }
+        out
+    }
+
+    /// Delivers events to entities this node owns: queues them all in their entities'
+    /// mailboxes, in order, and only then waits for the acknowledgements, so an entity handles
+    /// them back to back and their write sets share commit batches. Once one cannot be queued
+    /// (an overloaded or unowned entity), the rest are not sent either, so none overtakes it.
+    pub(super) async fn deliver_here(&self, envelopes: Vec<Envelope>) -> Vec<Result<(), DeliveryError>> {
         let mut out: Vec<Option<Result<(), DeliveryError>>> = Vec::with_capacity(envelopes.len());
         let mut acks = Vec::new();
         let mut refused: Option<String> = None;
@@ -292,6 +366,31 @@ impl<K: EntityKind> Service<K> {
             }
         }
         Err(DeliveryError::Transient(format!("{} {key} kept stopping", K::SERVICE)))
+    }
+}
+
+/// Wakes a caller waiting for an entity to change ([`Service::subscribe`]).
+pub enum Changes {
+    /// An entity here: woken by each durable change.
+    Local(tokio::sync::watch::Receiver<u64>),
+    /// An entity on another node: woken every `REMOTE_WATCH_POLL_MS`, to look again.
+    Remote,
+}
+
+/// The watched entity passivated: subscribe again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Passivated;
+
+impl Changes {
+    /// Returns after the entity's next durable change (or, for one elsewhere, after a pause).
+    pub async fn changed(&mut self) -> Result<(), Passivated> {
+        match self {
+            Changes::Local(rx) => rx.changed().await.map_err(|_| Passivated),
+            Changes::Remote => {
+                tokio::time::sleep(Duration::from_millis(crate::limits::REMOTE_WATCH_POLL_MS)).await;
+                Ok(())
+            }
+        }
     }
 }
 

@@ -29,6 +29,7 @@ async fn node_with_probe(dir: &std::path::Path, probe: Arc<Probe>) -> Node {
         backoff_ms_max: 4,
         delivery_timeout_ms: 2_000,
         window_len_max: 64,
+        park_ms: 5,
     };
     NodeBuilder::store(opts).subscriber("probe", Topic::StockItem, Arc::new(ProbeSub(probe))).start().await.unwrap()
 }
@@ -64,6 +65,31 @@ async fn events_reach_the_projection_in_order_and_the_outbox_drains() {
         let versions: Vec<u64> = seen.iter().filter(|(_, k, _)| k == s.as_str()).map(|(_, _, v)| *v).collect();
         assert_eq!(versions, vec![1, 2, 3, 4, 5], "{s}");
     }
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_whose_node_is_unreachable_parks_without_using_attempts_and_drains_when_it_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = Arc::new(Probe::default());
+    probe.set(ProbeMode::Unreachable);
+    // Three attempts would dead-letter a failing entry within milliseconds.
+    let node = node_with_probe(dir.path(), probe.clone()).await;
+    let stock = node.service::<StockItemKind>().unwrap();
+    let s = sku("parked-1");
+    for _ in 0..2 {
+        stock.command(&s, mid(), receive(1)).await.unwrap().unwrap();
+    }
+    eventually("the lane was tried many times", || async { probe.seen().len() >= 12 }).await;
+    assert!(node.store().dead_letters().unwrap().is_empty(), "an unreachable node dead-letters nothing");
+    assert!(node.store().outbox_len() >= 2, "parked entries stay in the outbox");
+    // Only the head was ever tried: the lane waits, in order.
+    assert!(probe.seen().iter().all(|(_, _, v)| *v == 1));
+    probe.set(ProbeMode::Ack);
+    eventually("the parked lane drained", || async { node.store().outbox_len() == 0 }).await;
+    assert!(node.store().dead_letters().unwrap().is_empty());
+    let versions: Vec<u64> = probe.seen().iter().map(|(_, _, v)| *v).skip_while(|v| *v == 1).collect();
+    assert_eq!(versions, vec![2], "the second after the first");
     node.shutdown().await;
 }
 

@@ -75,7 +75,7 @@ pub static HOLD: Mutex<()> = Mutex::new(());
 pub static HOLDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Commands of the test counter.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CounterCmd {
     /// Add to the value.
     Add(i64),
@@ -178,6 +178,8 @@ pub enum ProbeMode {
     FailPermanent = 2,
     /// Take the delivery and never answer (an acknowledgement lost).
     Swallow = 3,
+    /// Say the subscriber's node cannot be reached (the lane parks).
+    Unreachable = 4,
 }
 
 /// A subscriber that records every delivery and answers as its mode says.
@@ -227,6 +229,7 @@ impl Subscriber for ProbeSub {
                 0 => Ok(()),
                 1 => Err(DeliveryError::Transient("probe says not now".into())),
                 2 => Err(DeliveryError::Permanent("probe says never".into())),
+                4 => Err(DeliveryError::Unreachable("probe's node is away".into())),
                 _ => std::future::pending().await,
             }
         })

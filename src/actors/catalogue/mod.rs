@@ -32,7 +32,7 @@ pub struct StockProjection {
 }
 
 /// Reading the projection.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ProjectionQuery {
     /// The current view.
     Get,
@@ -104,7 +104,7 @@ impl EntityKind for StockProjectionKind {
 }
 
 /// What can be asked of a product.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ProductCommand {
     /// Add the product.
     Add {

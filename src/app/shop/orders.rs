@@ -288,7 +288,7 @@ impl Shop {
         loop {
             // Watch the account before asking, so a booking that lands in between still wakes us.
             let mut changes = self.payments.subscribe(order).await?;
-            let cmd = PaymentCommand::Open { links: self.payment_links.clone() };
+            let cmd = PaymentCommand::Open { links: PaymentLinks::for_order(&*self.payment_system, order) };
             match self.payments.command(order, fresh_message_id(), cmd).await? {
                 Ok(PaymentReply::Payment(p)) => return Ok(p),
                 Ok(PaymentReply::Account(_)) => {

@@ -8,6 +8,7 @@ use super::super::error::{ApiError, ErrorBody};
 use super::super::request::{json_body, now};
 use super::super::{App, Out, Req};
 use crate::domain::auth::Role;
+use crate::app::shop::ShopError;
 use crate::domain::CustomerId;
 
 /// A hash of no one's password: an unknown account is checked against it, so that a login for
@@ -50,7 +51,13 @@ pub async fn token(app: &App, req: &Req) -> Result<Out, ApiError> {
     let account = email.trim().to_ascii_lowercase();
     app.auth.check_throttle(&account, req.client, now(app))?;
     let user = match CustomerId::parse(&email) {
-        Ok(id) => app.shop.user(&id).await.ok(),
+        // No such account is checked like a wrong password; an account that cannot be read
+        // now (its node is down) is a 503, not a "wrong password".
+        Ok(id) => match app.shop.user(&id).await {
+            Ok(u) => Some(u),
+            Err(ShopError::Domain(_)) => None,
+            Err(e) => return Err(e.into()),
+        },
         Err(_) => None,
     };
     let hash = user.as_ref().map(|u| u.password_hash.clone());

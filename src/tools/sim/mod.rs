@@ -664,7 +664,7 @@ fn shop_step(sim: &mut Sim, s: &mut Shopper, deadlines: Deadlines, callbacks: &m
             _ => {
                 let opened = sim.command::<PaymentAccountKind>(
                     &order,
-                    PaymentCommand::Open { links: crate::actors::payment::PaymentLinks::template(&redirect) },
+                    PaymentCommand::Open { links: crate::actors::payment::PaymentLinks::template(&redirect, &order) },
                 );
                 match opened {
                     Ok(PaymentReply::Payment(p)) => {

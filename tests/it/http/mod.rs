@@ -4,6 +4,7 @@
 mod abuse;
 mod binary;
 mod client;
+mod cluster;
 mod input;
 mod scenarios;
 mod security;
