@@ -91,6 +91,8 @@ pub struct NodeOptions {
     /// Each configured node's (cluster address, HTTP address); empty for the embedded single
     /// node.
     pub addresses: std::collections::BTreeMap<NodeId, (std::net::SocketAddr, std::net::SocketAddr)>,
+    /// Where this node's cluster server binds, when not at its cluster address.
+    pub cluster_listen: Option<std::net::SocketAddr>,
 }
 
 impl NodeOptions {
@@ -111,6 +113,7 @@ impl NodeOptions {
             payment_secret: Vec::new(),
             payments: crate::cluster::config::PaymentsConfig::default(),
             addresses: Default::default(),
+            cluster_listen: None,
             cookie: String::new(),
         }
     }
@@ -130,6 +133,7 @@ impl NodeOptions {
         o.partitions = cfg.partitions;
         o.addresses = cfg.nodes.iter().map(|n| (n.name.clone(), (n.cluster_addr, n.http_addr))).collect();
         o.cookie = cfg.cookie.clone();
+        o.cluster_listen = me.listen_addr;
         o.store = StoreOptions {
             durability: cfg.storage.durability,
             cache_bytes: cfg.storage.cache_bytes,
@@ -317,7 +321,8 @@ impl NodeBuilder {
         // peers' calls until the services are there to take them.
         let endpoints: Endpoints = Arc::default();
         let transport = match (opts.nodes.len() > 1, opts.addresses.get(&opts.node)) {
-            (true, Some((listen, _))) => {
+            (true, Some((cluster_addr, _))) => {
+                let listen = opts.cluster_listen.unwrap_or(*cluster_addr);
                 let peers = opts
                     .addresses
                     .iter()
@@ -331,7 +336,7 @@ impl NodeBuilder {
                 });
                 let t = Transport::start(
                     &opts.node,
-                    *listen,
+                    listen,
                     &opts.cookie,
                     opts.config_digest(),
                     peers,

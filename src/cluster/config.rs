@@ -189,8 +189,13 @@ pub struct HttpConfig {
 pub struct NodeConfig {
     /// Its name (unique).
     pub name: NodeId,
-    /// Where other nodes reach it.
+    /// Where other nodes reach it (part of the configuration digest).
     pub cluster_addr: SocketAddr,
+    /// Where its cluster server binds, when that is not `cluster_addr` (peers reach it through
+    /// a NAT, a load balancer or a proxy at `cluster_addr`). Not part of the digest: it is this
+    /// node's own business.
+    #[serde(default)]
+    pub listen_addr: Option<SocketAddr>,
     /// Where its HTTP front listens.
     pub http_addr: SocketAddr,
     /// Its data directory (relative paths are relative to the config file).
@@ -311,6 +316,7 @@ impl ClusterConfig {
             nodes: vec![NodeConfig {
                 name,
                 cluster_addr: SocketAddr::from(([127, 0, 0, 1], 7400)),
+                listen_addr: None,
                 http_addr,
                 data_dir,
             }],
@@ -431,7 +437,9 @@ data_dir = "d2"
         let local = TWO
             .replace("\"d1\"", "\"elsewhere\"")
             .replace("8082", "9092")
-            .replace("cookie = \"c\"", "cookie = \"other\"");
+            .replace("cookie = \"c\"", "cookie = \"other\"")
+            .replace("data_dir = \"elsewhere\"", "data_dir = \"elsewhere\"\nlisten_addr = \"0.0.0.0:7401\"");
+        assert!(ClusterConfig::parse(&local).unwrap().nodes[0].listen_addr.is_some());
         assert_eq!(ClusterConfig::parse(&local).unwrap().digest(), golden);
         // Ownership or peers changed: another digest.
         assert_ne!(ClusterConfig::parse(&reordered).unwrap().digest(), golden, "names swapped between addresses");

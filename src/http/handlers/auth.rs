@@ -7,8 +7,8 @@ use super::super::dto::*;
 use super::super::error::{ApiError, ErrorBody};
 use super::super::request::{json_body, now};
 use super::super::{App, Out, Req};
-use crate::domain::auth::Role;
 use crate::app::shop::ShopError;
+use crate::domain::auth::Role;
 use crate::domain::CustomerId;
 
 /// A hash of no one's password: an unknown account is checked against it, so that a login for

@@ -33,13 +33,23 @@ struct Cluster {
 
 impl Cluster {
     fn new() -> Cluster {
+        Cluster::with_listen(None)
+    }
+
+    /// A cluster where node-2's cluster server binds `listen` while its peers dial its
+    /// `cluster_addr` (a proxy the test controls, say).
+    fn with_listen(listen: Option<(u16, u16)>) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let mut text = String::from("cookie = \"three-node-cookie\"\n");
         let mut nodes = Vec::new();
         for (i, name) in NAMES.iter().enumerate() {
-            let (http, cluster) = (free_port(), free_port());
+            let http = free_port();
+            let (cluster, bind) = match listen {
+                Some((dialled, bound)) if i == 1 => (dialled, format!("listen_addr = \"127.0.0.1:{bound}\"\n")),
+                _ => (free_port(), String::new()),
+            };
             text.push_str(&format!(
-                "[[node]]\nname = \"{name}\"\ncluster_addr = \"127.0.0.1:{cluster}\"\nhttp_addr = \"127.0.0.1:{http}\"\ndata_dir = \"d{i}\"\n"
+                "[[node]]\nname = \"{name}\"\ncluster_addr = \"127.0.0.1:{cluster}\"\n{bind}http_addr = \"127.0.0.1:{http}\"\ndata_dir = \"d{i}\"\n"
             ));
             nodes.push(Srv {
                 running: None,
@@ -156,68 +166,93 @@ impl Drop for Cluster {
     }
 }
 
+/// Tokens of the cluster's staff, each account added offline on the node that owns it.
+struct Staff {
+    admin: String,
+    stock: String,
+    ship: String,
+    op: String,
+}
+
+impl Cluster {
+    /// Adds the staff, starts every node, waits until each sees the others, logs the staff in
+    /// (through nodes that do not hold their accounts).
+    async fn up(&mut self) -> Staff {
+        let admin = (self.owned_by(2, |i| format!("admin{i}@bazaar.test")), "admin-pass-1");
+        let stocker = (self.owned_by(1, |i| format!("stock{i}@bazaar.test")), "stock-pass-1");
+        let shipper = (self.owned_by(0, |i| format!("ship{i}@bazaar.test")), "ship-pass-1");
+        let operator = (self.owned_by(1, |i| format!("operator{i}@bazaar.test")), "operator-pass-1");
+        self.user_add(&admin.0, admin.1, "ADMIN");
+        self.user_add(&stocker.0, stocker.1, "STOCK_OPERATOR");
+        self.user_add(&shipper.0, shipper.1, "SHIPPING_OPERATOR");
+        self.user_add(&operator.0, operator.1, "OPERATOR");
+        for i in 0..3 {
+            self.start(i);
+        }
+        for i in 0..3 {
+            self.wait_up(i).await;
+        }
+        let n = &self.nodes;
+        // The operator's account is on node-2: node-1 answers 503 (not 401) until it reaches it.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let op = loop {
+            let a = n[0].login((&operator.0, operator.1)).await;
+            if a.status == StatusCode::OK {
+                break a.body["token"].as_str().unwrap().to_owned();
+            }
+            a.assert_error(503, "UNAVAILABLE");
+            assert!(Instant::now() < deadline, "node-1 never reached node-2");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        for i in 0..3 {
+            self.sees_all(i, &op).await;
+        }
+        Staff {
+            admin: n[0].token((&admin.0, admin.1)).await,
+            stock: n[2].token((&stocker.0, stocker.1)).await,
+            ship: n[1].token((&shipper.0, shipper.1)).await,
+            op,
+        }
+    }
+
+    /// Two books, one owned by node-2 and one by node-3, added and stocked through node-1.
+    async fn books(&self, staff: &Staff, quantity: u32) -> (String, String) {
+        let n = &self.nodes;
+        let b2 = self.owned_by(1, |i| format!("book-two-{i}"));
+        let b3 = self.owned_by(2, |i| format!("book-three-{i}"));
+        for (id, price) in [(&b2, 1200), (&b3, 800)] {
+            let a = n[0]
+                .post(
+                    "/product/add",
+                    Some(&staff.admin),
+                    &json!({"id": id, "name": id, "description": "a book", "price": price}),
+                )
+                .await;
+            assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+            let a = n[0]
+                .post(
+                    "/stock/items",
+                    Some(&staff.stock),
+                    &json!({"id": id, "quantity": quantity, "weight": 1, "length": 1, "width": 1, "height": 1}),
+                )
+                .await;
+            assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+        }
+        (b2, b3)
+    }
+}
+
 /// Scenario 3 across three nodes: the customer (and with them their orders and payments) on
 /// one node, the two books' stock on the other two, and every request sent to a node that owns
-/// nothing it touches; then the order is shipped, and a customer's request for a key on a
-/// stopped node is answered 503 at once while the rest of the store keeps serving.
+/// nothing it touches; then the order is shipped, and a request for a key on a stopped node is
+/// answered 503 at once while the rest of the store keeps serving.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_serve_one_store_and_a_saga_crosses_them() {
     let mut c = Cluster::new();
-    let admin = (c.owned_by(2, |i| format!("admin{i}@bazaar.test")), "admin-pass-1");
-    let stocker = (c.owned_by(1, |i| format!("stock{i}@bazaar.test")), "stock-pass-1");
-    let shipper = (c.owned_by(0, |i| format!("ship{i}@bazaar.test")), "ship-pass-1");
-    let operator = (c.owned_by(1, |i| format!("operator{i}@bazaar.test")), "operator-pass-1");
-    c.user_add(&admin.0, admin.1, "ADMIN");
-    c.user_add(&stocker.0, stocker.1, "STOCK_OPERATOR");
-    c.user_add(&shipper.0, shipper.1, "SHIPPING_OPERATOR");
-    c.user_add(&operator.0, operator.1, "OPERATOR");
-    for i in 0..3 {
-        c.start(i);
-    }
-    for i in 0..3 {
-        c.wait_up(i).await;
-    }
+    let staff = c.up().await;
+    let (b2, b3) = c.books(&staff, 5).await;
     let n = &c.nodes;
-    // Logins answered by a node that does not hold the account.
-    // The operator's account is on node-2: node-1 answers 503 (not 401) until it reaches it.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let op = loop {
-        let a = n[0].login((&operator.0, operator.1)).await;
-        if a.status == StatusCode::OK {
-            break a.body["token"].as_str().unwrap().to_owned();
-        }
-        a.assert_error(503, "UNAVAILABLE");
-        assert!(Instant::now() < deadline, "node-1 never reached node-2");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    for i in 0..3 {
-        c.sees_all(i, &op).await;
-    }
-    let admin_t = n[0].token((&admin.0, admin.1)).await;
-    let stock_t = n[2].token((&stocker.0, stocker.1)).await;
-    let ship_t = n[1].token((&shipper.0, shipper.1)).await;
-
-    // Two books, one owned by node-2 and one by node-3, added and stocked through node-1.
-    let b2 = c.owned_by(1, |i| format!("book-two-{i}"));
-    let b3 = c.owned_by(2, |i| format!("book-three-{i}"));
-    for (id, price) in [(&b2, 1200), (&b3, 800)] {
-        let a = n[0]
-            .post(
-                "/product/add",
-                Some(&admin_t),
-                &json!({"id": id, "name": id, "description": "a book", "price": price}),
-            )
-            .await;
-        assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
-        let a = n[0]
-            .post(
-                "/stock/items",
-                Some(&stock_t),
-                &json!({"id": id, "quantity": 5, "weight": 1, "length": 1, "width": 1, "height": 1}),
-            )
-            .await;
-        assert_eq!(a.status, StatusCode::OK, "{}", a.text);
-    }
+    let (op, ship_t) = (&staff.op, &staff.ship);
 
     // The customer lives on node-1; everything they do goes through node-2 and node-3.
     let email = c.owned_by(0, |i| format!("shopper{i}@example.com"));
@@ -244,11 +279,11 @@ async fn three_nodes_serve_one_store_and_a_saga_crosses_them() {
     }
     // Shipped through node-3 once the shipment exists (it follows the payment by an event).
     let deadline = Instant::now() + Duration::from_secs(20);
-    while n[2].get(&format!("/shipping/{id}"), Some(&ship_t)).await.status != StatusCode::OK {
+    while n[2].get(&format!("/shipping/{id}"), Some(ship_t)).await.status != StatusCode::OK {
         assert!(Instant::now() < deadline, "no shipment for {id}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let s = n[2].post(&format!("/shipping/{id}/status"), Some(&ship_t), &json!({"status": "SHIPPED"})).await;
+    let s = n[2].post(&format!("/shipping/{id}/status"), Some(ship_t), &json!({"status": "SHIPPED"})).await;
     assert_eq!(s.status, StatusCode::OK, "{}", s.text);
     let mine = n[1].get("/orders", Some(&me)).await;
     assert_eq!(mine.status, StatusCode::OK, "{}", mine.text);
@@ -257,7 +292,7 @@ async fn three_nodes_serve_one_store_and_a_saga_crosses_them() {
     // node-2 stopped (its TCP stays open): its book answers 503 with Retry-After, quickly, on
     // the other nodes; node-3's book is served as ever. Back after SIGCONT.
     c.signal(1, "-STOP");
-    c.sees(0, &op, 1, false).await;
+    c.sees(0, op, 1, false).await;
     let asked = Instant::now();
     let r = n[0].get(&format!("/stock/freeItems/{b2}"), None).await;
     r.assert_error(503, "UNAVAILABLE");
@@ -266,7 +301,290 @@ async fn three_nodes_serve_one_store_and_a_saga_crosses_them() {
     let r = n[0].get(&format!("/stock/freeItems/{b3}"), None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     c.signal(1, "-CONT");
-    c.sees(0, &op, 1, true).await;
+    c.sees(0, op, 1, true).await;
     let r = n[0].get(&format!("/stock/freeItems/{b2}"), None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}
+
+/// Waits until order `id` has one of `statuses`; returns its body.
+async fn settles(srv: &Srv, token: &str, id: &str, statuses: &[&str]) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let a = srv.get(&format!("/order/{id}"), Some(token)).await;
+        if a.status == StatusCode::OK && statuses.iter().any(|s| a.body["status"] == *s) {
+            return a.body;
+        }
+        assert!(Instant::now() < deadline, "order {id} never reached {statuses:?}: {}", a.text);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A node killed (SIGKILL) while three dozen sagas cross it: its keys answer 503 at once on the
+/// other nodes, which keep serving theirs; restarted, it replays its log, its peers dial it again,
+/// the parked lanes drain, and every saga ends (booked and paid, or cancelled); every
+/// acknowledged order is there, stock is conserved, nothing is dead-lettered and every outbox
+/// drains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_mid_saga_comes_back_and_every_saga_ends() {
+    const ORDERS: usize = 48;
+    const KILL_AT: usize = 32;
+    const STOCK: u64 = 1000;
+    let mut c = Cluster::new();
+    let staff = c.up().await;
+    let (b2, b3) = c.books(&staff, STOCK as u32).await;
+    let emails: Vec<String> = (0..ORDERS).map(|i| format!("killed-saga-{i}@example.com")).collect();
+    assert!((0..3).all(|node| emails.iter().any(|e| c.owner(e) == node)), "customers on every node");
+    // One at a time: password hashing is bounded per node, and a flood gets 429.
+    let mut tokens = Vec::new();
+    for (i, e) in emails.iter().enumerate() {
+        tokens.push(c.nodes[i % 2].customer(e).await);
+    }
+    let lines = [(b2.as_str(), 1), (b3.as_str(), 1)];
+    // node-3 owns b3 and a third of the customers: killed while orders are being placed, once
+    // `KILL_AT` are acknowledged, so sagas are in flight (those after it are refused: 503).
+    let acked = std::sync::atomic::AtomicUsize::new(0);
+    let pid = c.children[2].as_ref().unwrap().id().to_string();
+    let place = futures::future::join_all(tokens.iter().enumerate().map(|(i, t)| {
+        let (srv, acked) = (&c.nodes[i % 2], &acked);
+        async move {
+            let a = srv.post("/order/add", Some(t), &order_body(&lines, None)).await;
+            if a.status == StatusCode::CREATED {
+                acked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+            a
+        }
+    }));
+    let kill = async {
+        while acked.load(std::sync::atomic::Ordering::SeqCst) < KILL_AT {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert!(Command::new("kill").args(["-KILL", &pid]).status().unwrap().success());
+    };
+    let (answers, ()) = futures::future::join(place, kill).await;
+    c.kill9(2);
+    let mut ids = vec![None; ORDERS];
+    for (i, a) in answers.iter().enumerate() {
+        match a.status {
+            StatusCode::CREATED => ids[i] = Some(a.body["id"].as_str().unwrap().to_owned()),
+            _ => a.assert_error(503, "UNAVAILABLE"),
+        }
+    }
+    let placed = ids.iter().flatten().count();
+    assert!(placed >= KILL_AT, "{placed} acknowledged");
+    let n = &c.nodes;
+    let asked = Instant::now();
+    let r = n[0].get(&format!("/stock/freeItems/{b3}"), None).await;
+    r.assert_error(503, "UNAVAILABLE");
+    assert!(r.headers.contains_key("retry-after"));
+    assert!(asked.elapsed() < Duration::from_secs(2), "answered in {:?}", asked.elapsed());
+    let r = n[0].get(&format!("/stock/freeItems/{b2}"), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let here = (0..ORDERS).find(|i| c.owner(&emails[*i]) == 0 && ids[*i].is_some()).unwrap();
+    let r = n[1].get(&format!("/order/{}", ids[here].as_ref().unwrap()), Some(&tokens[here])).await;
+    assert_eq!(r.status, StatusCode::OK, "an order on node-1 is served while node-3 is down: {}", r.text);
+    // Sagas of node-1's and node-2's customers wait for node-3's stock: in flight at the kill.
+    let mut waiting = 0;
+    for i in (0..ORDERS).filter(|i| c.owner(&emails[*i]) != 2) {
+        if let Some(id) = &ids[i] {
+            let o = n[i % 2].get(&format!("/order/{id}"), Some(&tokens[i])).await;
+            waiting += usize::from(o.body["status"] != "BOOKED" && o.body["status"] != "CANCELLED");
+        }
+    }
+    eprintln!("{placed} orders acknowledged; {waiting} of those on node-1 and node-2 still booking at the kill");
+
+    c.start(2);
+    c.wait_up(2).await;
+    for i in 0..3 {
+        c.sees_all(i, &staff.op).await;
+    }
+    let n = &c.nodes;
+    // Every saga ends: booked (then paid) or cancelled by its deadline; every acknowledged order
+    // is there.
+    let mut paid = 0u64;
+    for (i, (id, token)) in ids.iter().zip(&tokens).enumerate() {
+        let Some(id) = id else { continue };
+        let o = settles(&n[i % 3], token, id, &["BOOKED", "CANCELLED"]).await;
+        if o["status"] == "BOOKED" {
+            n[(i + 1) % 3].pay(token, id, "full").await;
+            settles(&n[i % 3], token, id, &["PAID", "SHIPPING_PENDING"]).await;
+            paid += 1;
+        }
+    }
+    assert!(paid > 0, "sagas went on after the restart");
+    // Stock conserved on both books, every outbox drained, nothing dead-lettered.
+    for book in [&b2, &b3] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let s = n[0].get(&format!("/stock/freeItems/{book}"), None).await;
+            let (free, booked) = (s.body["freeQuantity"].as_u64(), s.body["bookedQuantity"].as_u64());
+            if (free, booked) == (Some(STOCK - paid), Some(paid)) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{book}: {} with {paid} paid", s.text);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    for (i, srv) in n.iter().enumerate() {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let v = srv.get("/cluster", Some(&staff.op)).await;
+            assert_eq!(v.body["deadLetters"], 0, "{}: {}", NAMES[i], v.text);
+            if v.body["outboxDepth"] == 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{}'s outbox does not drain: {}", NAMES[i], v.text);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A TCP proxy the test controls: it passes bytes, swallows them while keeping the connections
+/// open (a blackhole), or closes every connection and refuses new ones (a reset).
+struct Proxy {
+    mode: tokio::sync::watch::Sender<u8>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+const PASS: u8 = 0;
+const BLACKHOLE: u8 = 1;
+const RESET: u8 = 2;
+
+impl Proxy {
+    async fn start(listen: u16, target: u16) -> Proxy {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", listen)).await.unwrap();
+        let (mode, rx) = tokio::sync::watch::channel(PASS);
+        let task = tokio::spawn(async move {
+            while let Ok((inbound, _)) = listener.accept().await {
+                if *rx.borrow() == RESET {
+                    continue; // dropped: closed at once
+                }
+                let rx = rx.clone();
+                tokio::spawn(async move {
+                    let Ok(outbound) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await else { return };
+                    let (ri, wi) = inbound.into_split();
+                    let (ro, wo) = outbound.into_split();
+                    tokio::select! {
+                        _ = pump(ri, wo, rx.clone()) => {}
+                        _ = pump(ro, wi, rx) => {}
+                    }
+                });
+            }
+        });
+        Proxy { mode, task }
+    }
+
+    fn set(&self, mode: u8) {
+        self.mode.send_replace(mode);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Copies `from` to `to` while the mode passes; swallows while it is a blackhole; returns (so
+/// both halves close) on a reset.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut mode: tokio::sync::watch::Receiver<u8>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        tokio::select! {
+            read = from.read(&mut buf) => {
+                let n = match read { Ok(0) | Err(_) => return, Ok(n) => n };
+                let now = *mode.borrow();
+                match now {
+                    PASS => if to.write_all(&buf[..n]).await.is_err() { return },
+                    BLACKHOLE => {}
+                    _ => return,
+                }
+            }
+            changed = mode.changed() => {
+                if changed.is_err() || *mode.borrow() == RESET {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The link between node-1 and node-2 runs through a proxy: blackholed (TCP stays open) each
+/// marks the other down by the heartbeat while node-3 stays reachable to both; the saga's
+/// events from node-1 to node-2 park (nothing dead-lettered); then the connections are reset
+/// and new ones refused; healed, node-1 dials again, the parked lanes drain and every saga ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_link_parks_lanes_and_they_drain_when_it_heals() {
+    let (dialled, bound) = (free_port(), free_port());
+    let proxy = Proxy::start(dialled, bound).await;
+    let mut c = Cluster::with_listen(Some((dialled, bound)));
+    let staff = c.up().await;
+    let (b2, b3) = c.books(&staff, 100).await;
+    let n = &c.nodes;
+    // Customers on node-1, ordering through node-3 (node-1 cannot price node-2's book while cut).
+    let mut shoppers = Vec::new();
+    for i in 0..6 {
+        let email = c.owned_by(0, |k| format!("cut-{i}-{k}@example.com"));
+        shoppers.push(n[0].customer(&email).await);
+    }
+
+    proxy.set(BLACKHOLE);
+    c.sees(0, &staff.op, 1, false).await;
+    c.sees(1, &staff.op, 0, false).await;
+    c.sees(0, &staff.op, 2, true).await;
+    c.sees(1, &staff.op, 2, true).await;
+    let r = n[0].get(&format!("/stock/freeItems/{b2}"), None).await;
+    r.assert_error(503, "UNAVAILABLE");
+    let lines = [(b2.as_str(), 1), (b3.as_str(), 1)];
+    let mut ids = Vec::new();
+    for t in &shoppers {
+        ids.push(n[2].order(t, &lines, None).await["id"].as_str().unwrap().to_owned());
+    }
+    // The bookings of b2 wait on node-1 for node-2: parked, not failing.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = n[0].get("/metrics", None).await.text;
+        let parked = m
+            .lines()
+            .find(|l| l.starts_with("relay_parked_lanes "))
+            .and_then(|l| l.split(' ').nth(1)?.parse::<f64>().ok());
+        if parked.is_some_and(|p| p >= 1.0) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no parked lane on node-1: {m}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (t, id) in shoppers.iter().zip(&ids) {
+        let o = n[2].get(&format!("/order/{id}"), Some(t)).await;
+        assert_ne!(o.body["status"], "BOOKED", "booked without node-2: {}", o.text);
+    }
+    proxy.set(RESET);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    c.sees(0, &staff.op, 1, false).await;
+    proxy.set(PASS);
+    c.sees(0, &staff.op, 1, true).await;
+    c.sees(1, &staff.op, 0, true).await;
+    for (t, id) in shoppers.iter().zip(&ids) {
+        settles(&n[1], t, id, &["BOOKED"]).await;
+        n[0].pay(t, id, "full").await;
+        settles(&n[2], t, id, &["PAID", "SHIPPING_PENDING"]).await;
+    }
+    for (i, srv) in n.iter().enumerate() {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let v = srv.get("/cluster", Some(&staff.op)).await;
+            assert_eq!(v.body["deadLetters"], 0, "{}: {}", NAMES[i], v.text);
+            if v.body["outboxDepth"] == 0 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{}'s outbox does not drain: {}", NAMES[i], v.text);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let m = n[0].get("/metrics", None).await.text;
+    assert!(m.lines().any(|l| l == "relay_parked_lanes 0"), "no lane parked once healed");
 }
