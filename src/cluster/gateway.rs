@@ -141,11 +141,17 @@ async fn answer_call(endpoints: &Endpoints, ours: &str, bytes: &[u8]) -> Frame {
             return Frame::Answer(Err(Refusal::BadFrame(e.to_string())));
         }
     };
-    let other = |theirs: String| Refusal::OtherConfiguration { theirs, ours: ours.to_owned() };
+    let other = |theirs: String| {
+        tracing::warn!(%theirs, %ours, "a peer that runs another configuration called: refused");
+        Refusal::OtherConfiguration { theirs, ours: ours.to_owned() }
+    };
     match frame {
         Frame::Command { digest, .. } if digest != ours => Frame::Answer(Err(other(digest))),
         Frame::Command { to, key, id, body, .. } => match endpoints.get().and_then(|e| e.get(&to)) {
-            None => Frame::Answer(Err(Refusal::NoService(to))),
+            None => {
+                tracing::warn!(service = %to, "a peer called a service this node does not run (or not yet)");
+                Frame::Answer(Err(Refusal::NoService(to)))
+            }
             Some(ep) => Frame::Answer(ep.command(key, id, body).await),
         },
         Frame::Deliver { digest, envelopes, .. } if digest != ours => {

@@ -559,6 +559,12 @@ async fn a_cluster_needs_shared_secrets_and_then_each_node_takes_the_others_toke
         serve_with(&other_partitions, "node-2", Some(jwt), Some(payment)).stderr(Stdio::null()).spawn().unwrap();
     wait_up(&b2).await;
     sees(&b1, "node-1", "node-2", (true, Some(theirs))).await;
+    // Reachable, but routing by another configuration: node-1 sends it nothing (503).
+    let r = http.get(format!("{b1}/stock/freeItems/{}", owned_by(&nodes[1]))).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = r.json::<serde_json::Value>().await.unwrap();
+    assert_eq!(body["error"], "UNAVAILABLE");
+    assert!(body["message"].as_str().unwrap().contains("configuration"), "{body}");
     kill9(&mut two);
     kill9(&mut one);
 }

@@ -29,6 +29,8 @@ struct Cluster {
     nodes: Vec<Srv>,
     ids: Vec<NodeId>,
     router: Router,
+    /// Where peers dial each node.
+    cluster_addrs: Vec<std::net::SocketAddr>,
 }
 
 impl Cluster {
@@ -42,12 +44,14 @@ impl Cluster {
         let dir = tempfile::tempdir().unwrap();
         let mut text = String::from("cookie = \"three-node-cookie\"\n");
         let mut nodes = Vec::new();
+        let mut cluster_addrs = Vec::new();
         for (i, name) in NAMES.iter().enumerate() {
             let http = free_port();
             let (cluster, bind) = match listen {
                 Some((dialled, bound)) if i == 1 => (dialled, format!("listen_addr = \"127.0.0.1:{bound}\"\n")),
                 _ => (free_port(), String::new()),
             };
+            cluster_addrs.push(std::net::SocketAddr::from(([127, 0, 0, 1], cluster)));
             text.push_str(&format!(
                 "[[node]]\nname = \"{name}\"\ncluster_addr = \"127.0.0.1:{cluster}\"\n{bind}http_addr = \"127.0.0.1:{http}\"\ndata_dir = \"d{i}\"\n"
             ));
@@ -62,7 +66,7 @@ impl Cluster {
         std::fs::write(&file, text).unwrap();
         let ids: Vec<NodeId> = NAMES.iter().map(|n| NodeId::parse(n).unwrap()).collect();
         let router = Router::new(ids[0].clone(), &ids, 256);
-        Cluster { dir, file, children: vec![None, None, None], nodes, ids, router }
+        Cluster { dir, file, children: vec![None, None, None], nodes, ids, router, cluster_addrs }
     }
 
     /// The index of the node that owns `key`.
@@ -87,6 +91,11 @@ impl Cluster {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
 
+    /// Node `i`'s log (its stderr, at `warn`).
+    fn log(&self, i: usize) -> std::path::PathBuf {
+        self.dir.path().join(format!("{}.log", NAMES[i]))
+    }
+
     fn start(&mut self, i: usize) {
         let child = bazaar()
             .args(["serve", "--config"])
@@ -95,7 +104,7 @@ impl Cluster {
             .env("BAZAAR_JWT_SECRET", JWT)
             .env("BAZAAR_PAYMENT_SECRET", PAYMENT)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(self.log(i)).unwrap())
             .spawn()
             .unwrap();
         self.children[i] = Some(child);
@@ -587,4 +596,133 @@ async fn a_cut_link_parks_lanes_and_they_drain_when_it_heals() {
     }
     let m = n[0].get("/metrics", None).await.text;
     assert!(m.lines().any(|l| l == "relay_parked_lanes 0"), "no lane parked once healed");
+}
+
+/// A peer holding the cookie (so past the handshake) that sends garbage: a frame that does not
+/// decode, a command whose body does not, one routed by another configuration, one for a key
+/// the node does not own, an envelope that does not decode, and a frame over the inbound cap.
+/// Each is refused with a typed answer (or, over the cap, the session is closed) and a log line;
+/// nothing stored changes and the node keeps serving, its peers still connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_sending_garbage_or_an_oversized_frame_changes_nothing() {
+    use bazaar::cluster::gateway::{remote_gateway, GatewayMsg};
+    use bazaar::cluster::remote::Refusal;
+    use bazaar::cluster::wire::{self, Frame};
+    use bazaar::persistence::DeliveryError;
+    use ractor::rpc::CallResult;
+
+    let mut c = Cluster::new();
+    let staff = c.up().await;
+    let (b2, _) = c.books(&staff, 7).await;
+    let b1 = c.owned_by(0, |i| format!("book-one-{i}"));
+    let n = &c.nodes;
+    let a = n[0]
+        .post("/product/add", Some(&staff.admin), &json!({"id": b1, "name": b1, "description": "a book", "price": 100}))
+        .await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.text);
+    let stock = |book: String| async move { n[0].get(&format!("/stock/freeItems/{book}"), None).await.text };
+    // The new product reaches the stock service by an event: wait for it before looking.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while n[0].get(&format!("/stock/freeItems/{b1}"), None).await.status != StatusCode::OK {
+        assert!(Instant::now() < deadline, "{b1} never reached the stock service");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before = (stock(b1.clone()).await, stock(b2.clone()).await);
+    let digest = bazaar::cluster::config::ClusterConfig::load(&c.file).unwrap().digest();
+
+    // The rogue: a client node with the cluster's cookie, connected to node-1.
+    let server = ractor_cluster::NodeServer::new(
+        0,
+        "three-node-cookie".into(),
+        "rogue".into(),
+        "127.0.0.1".into(),
+        None,
+        Some(ractor_cluster::node::NodeConnectionMode::Isolated),
+    )
+    .with_listen_addr(std::net::Ipv4Addr::LOCALHOST.into());
+    let (server, _) = ractor::Actor::spawn(None, server, ()).await.unwrap();
+    let gateway = || async {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(g) = remote_gateway("node-1") {
+                return g;
+            }
+            assert!(Instant::now() < deadline, "no session with node-1");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    ractor_cluster::client_connect(&server, c.cluster_addrs[0]).await.unwrap();
+    let g = gateway().await;
+    let call = |bytes: Vec<u8>| {
+        let g = g.clone();
+        async move {
+            match g.call(|port| GatewayMsg::Call(bytes, port), Some(Duration::from_secs(5))).await.unwrap() {
+                CallResult::Success(answer) => wire::decode(&answer).expect("a typed answer"),
+                other => panic!("no answer: {other:?}"),
+            }
+        }
+    };
+    let id = bazaar::domain::MessageId::from_bytes([7; 16]);
+    let command = |digest: &str, to: &str, key: &str, body: Vec<u8>| {
+        wire::encode(&Frame::Command { digest: digest.into(), to: to.into(), key: key.into(), id, body }).unwrap()
+    };
+    let refused = |f: Frame| match f {
+        Frame::Answer(Err(r)) => r,
+        other => panic!("not refused: {other:?}"),
+    };
+    assert!(matches!(refused(call(b"not a frame at all".to_vec()).await), Refusal::BadFrame(_)));
+    let mut flipped = command(&digest, "stock/item", &b1, vec![1, 2, 3]);
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0xff;
+    assert!(matches!(refused(call(flipped).await), Refusal::BadFrame(_)), "a damaged frame fails its CRC");
+    let bad_body = refused(call(command(&digest, "stock/item", &b1, b"\xff\xff garbage".to_vec())).await);
+    assert!(matches!(bad_body, Refusal::BadFrame(_)), "{bad_body:?}");
+    let other = refused(call(command("another-digest", "stock/item", &b1, Vec::new())).await);
+    assert!(matches!(other, Refusal::OtherConfiguration { .. }), "{other:?}");
+    let not_mine = refused(call(command(&digest, "stock/item", &b2, Vec::new())).await);
+    assert!(matches!(not_mine, Refusal::NotOwner { .. }), "{not_mine:?}");
+    let nobody = refused(call(command(&digest, "no/such", &b1, Vec::new())).await);
+    assert!(matches!(nobody, Refusal::NoService(_)), "{nobody:?}");
+    let deliver = wire::encode(&Frame::Deliver {
+        digest: digest.clone(),
+        to: "catalogue/stock_levels".into(),
+        envelopes: vec![b"not an envelope".to_vec()],
+    })
+    .unwrap();
+    match call(deliver).await {
+        Frame::Delivered(r) => assert!(matches!(r[..], [Err(DeliveryError::Permanent(_))]), "{r:?}"),
+        other => panic!("{other:?}"),
+    }
+    // A heartbeat that is not one gets an empty answer.
+    match g.call(|port| GatewayMsg::Hello(b"garbage".to_vec(), port), Some(Duration::from_secs(5))).await.unwrap() {
+        CallResult::Success(answer) => assert!(answer.is_empty()),
+        other => panic!("{other:?}"),
+    }
+    // Over the inbound cap: node-1 closes the session (ractor_cluster's limit) — and no more.
+    let huge = vec![0u8; 6 * 1024 * 1024];
+    let r = g.call(|port| GatewayMsg::Call(huge, port), Some(Duration::from_secs(5))).await;
+    assert!(!matches!(r, Ok(CallResult::Success(_))), "an oversized frame was answered");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while remote_gateway("node-1").is_some() {
+        assert!(Instant::now() < deadline, "the session outlived an oversized frame");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.stop(None);
+
+    // Nothing changed, every node still serves and still sees the others; the log says why.
+    assert_eq!((stock(b1.clone()).await, stock(b2.clone()).await), before);
+    for i in 0..3 {
+        c.sees_all(i, &staff.op).await;
+    }
+    let log = std::fs::read_to_string(c.log(0)).unwrap();
+    for says in [
+        "a peer's call did not decode",
+        "a peer's command does not decode",
+        "does not own",
+        "runs another configuration",
+        "an envelope that does not decode",
+        "exceeds configured limit",
+    ] {
+        assert!(log.contains(says), "node-1's log says {says:?}: {log}");
+    }
 }
