@@ -144,6 +144,9 @@ pub const CLUSTER_REMOTE_ATTEMPTS: u32 = 2;
 /// one that tears the session down.
 pub const CLUSTER_FRAME_OVERHEAD_BYTES: usize = 64 * 1024;
 
+/// Room kept in a frame for everything but its payload (the envelopes of a delivery, a reply).
+pub const CLUSTER_FRAME_SLACK_BYTES: usize = 4 * 1024;
+
 /// Longest one heartbeat call to a peer may take, ms.
 pub const CLUSTER_CALL_TIMEOUT_MS: u64 = 1_000;
 

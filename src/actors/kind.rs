@@ -35,6 +35,12 @@ pub trait EntityKind: Send + Sync + Sized + 'static {
     /// Whether the service's supervisor polls durable timers for this aggregate.
     const USES_TIMERS: bool = false;
 
+    /// A replicated aggregate: every node holds every key (no partition owner), and the events
+    /// it takes reach it on every node (one outbox entry per node). For read models every node
+    /// must answer locally — the catalogue's copies of products, stock levels and promo codes.
+    /// Such a kind only follows events (commands to it read this node's copy).
+    const REPLICATED: bool = false;
+
     /// The topics this aggregate takes events from.
     fn topics() -> &'static [Topic];
     /// Only events of `topic` whose aggregate status is one of the returned ones are sent here

@@ -217,6 +217,9 @@ pub enum PromoQuery {
 impl<const ORDER: bool> EntityKind for PromoProjection<ORDER> {
     const SERVICE: &'static str = if ORDER { "order" } else { "catalogue" };
     const AGGREGATE: &'static str = "promo";
+    /// The catalogue's copy is on every node (the catalogue answers locally); the order
+    /// service's is partitioned like the codes.
+    const REPLICATED: bool = !ORDER;
     type Key = String;
     type State = Option<(u64, Promocode)>;
     type Command = PromoQuery;

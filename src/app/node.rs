@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::actors::auth::{RevocationKind, UserKind};
-use crate::actors::catalogue::{ProductKind, StockProjectionKind};
+use crate::actors::catalogue::{ProductCopyKind, ProductKind, StockProjectionKind};
 use crate::actors::customer::CustomerKind;
 use crate::actors::entity::EntityEnv;
 use crate::actors::kind::{EntityKind, Statuses};
@@ -29,7 +29,8 @@ use crate::actors::EngineError;
 use crate::app::sender::{Channels, Sender};
 use crate::clock::{Clock, SystemClock};
 use crate::cluster::config::ClusterConfig;
-use crate::cluster::remote::{Endpoint, Endpoints};
+use crate::cluster::delivery::RemoteSubscriber;
+use crate::cluster::remote::{Endpoint, Endpoints, SubscriberEndpoint};
 use crate::cluster::transport::Transport;
 use crate::cluster::Router;
 use crate::domain::order::Deadlines;
@@ -192,6 +193,8 @@ pub struct NodeBuilder {
     starters: Vec<Starter>,
     extra_subscribers: HashMap<String, Arc<dyn Subscriber>>,
     late_subscribers: Vec<(String, LateSubscriber)>,
+    /// The extra subscribers that run on every node.
+    replicated: std::collections::HashSet<String>,
 }
 
 /// Builds a subscriber that needs the node's services (called once they run).
@@ -216,6 +219,7 @@ impl NodeBuilder {
             starters: Vec::new(),
             extra_subscribers: HashMap::new(),
             late_subscribers: Vec::new(),
+            replicated: Default::default(),
         }
     }
 
@@ -225,6 +229,7 @@ impl NodeBuilder {
         let channels = opts.channels.clone();
         NodeBuilder::new(opts)
             .service::<ProductKind>()
+            .service::<ProductCopyKind>()
             .service::<StockProjectionKind>()
             .service::<CustomerKind>()
             .service::<GateKind>()
@@ -262,7 +267,12 @@ impl NodeBuilder {
     /// Adds the service of entity kind `K`.
     pub fn service<K: EntityKind>(mut self) -> NodeBuilder {
         for t in K::topics() {
-            self.subscriptions.add_filtered(*t, &destination::<K>(), K::status_filter(*t).map(Statuses::names));
+            let statuses = K::status_filter(*t).map(Statuses::names);
+            if K::REPLICATED {
+                self.subscriptions.add_replicated(*t, &destination::<K>(), statuses);
+            } else {
+                self.subscriptions.add_filtered(*t, &destination::<K>(), statuses);
+            }
         }
         self.starters.push(Box::new(|deps: Arc<Deps>| {
             Box::pin(async move {
@@ -301,6 +311,15 @@ impl NodeBuilder {
     /// `topic`, under the service name `name`.
     pub fn subscriber(mut self, name: &str, topic: Topic, sub: Arc<dyn Subscriber>) -> NodeBuilder {
         self.subscriptions.add(topic, name);
+        self.extra_subscribers.insert(name.to_owned(), sub);
+        self
+    }
+
+    /// Adds a subscriber that is not an entity service and runs on every node (a read model)
+    /// for `topic`: every node's copy takes every event of it.
+    pub fn replicated_subscriber(mut self, name: &str, topic: Topic, sub: Arc<dyn Subscriber>) -> NodeBuilder {
+        self.subscriptions.add_replicated(topic, name, None);
+        self.replicated.insert(name.to_owned());
         self.extra_subscribers.insert(name.to_owned(), sub);
         self
     }
@@ -349,10 +368,14 @@ impl NodeBuilder {
             }
             _ => None,
         };
+        let mut subscriptions = self.subscriptions;
+        if transport.is_some() {
+            subscriptions.set_peers(opts.nodes.iter().filter(|n| **n != opts.node).map(|n| n.to_string()).collect());
+        }
         let deps = Arc::new(Deps {
             store: store.clone(),
             committer: committer.clone(),
-            subscriptions: Arc::new(self.subscriptions),
+            subscriptions: Arc::new(subscriptions),
             router: router.clone(),
             transport: transport.clone(),
             opts: opts.clone(),
@@ -378,6 +401,17 @@ impl NodeBuilder {
                     subscribers.insert(name, sub);
                 }
                 None => return Err(NodeError::Config(format!("subscriber {name} lacks a service it needs"))),
+            }
+        }
+        for name in &self.replicated {
+            if let Some(sub) = subscribers.get(name) {
+                offered.insert(name.clone(), Arc::new(SubscriberEndpoint(sub.clone())) as Arc<dyn Endpoint>);
+            }
+        }
+        // A replicated subscriber's copy on each peer is reached through the transport.
+        if let Some(t) = &transport {
+            for (name, to, node) in deps.subscriptions.copies() {
+                subscribers.insert(name, Arc::new(RemoteSubscriber { transport: t.clone(), node, to }));
             }
         }
         let _ = endpoints.set(offered);

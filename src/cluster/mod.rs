@@ -4,6 +4,7 @@
 //! default.
 
 pub mod config;
+pub mod delivery;
 pub mod gateway;
 pub mod remote;
 mod router;

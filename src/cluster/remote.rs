@@ -1,7 +1,8 @@
 //! Calls between nodes: what a node's services offer its peers (an [`Endpoint`] per service,
 //! found by `{service}/{aggregate}`), why a call can be refused ([`Refusal`], on the wire), and
 //! why a caller got no answer ([`CallError`]). The transport carries the calls
-//! (`Transport::call`); the gateway hands them to the endpoints (`super::gateway`).
+//! (`Transport::call`, and `super::delivery` for lanes of events); the gateway hands them to
+//! the endpoints (`super::gateway`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -10,7 +11,7 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::MessageId;
-use crate::persistence::{DeliveryError, Envelope};
+use crate::persistence::{DeliveryError, Envelope, Subscriber};
 
 /// Why the owner did not carry out a command (sent back in an `Answer`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
@@ -103,3 +104,17 @@ pub trait Endpoint: Send + Sync + 'static {
 /// This node's endpoints by `{service}/{aggregate}`, set once its services run (until then the
 /// gateway refuses calls with `Refusal::NoService`).
 pub type Endpoints = Arc<OnceLock<HashMap<String, Arc<dyn Endpoint>>>>;
+
+/// A subscriber that is not an entity service (a read model), offered to peers: it takes
+/// deliveries and no commands.
+pub struct SubscriberEndpoint(pub Arc<dyn Subscriber>);
+
+impl Endpoint for SubscriberEndpoint {
+    fn command(&self, _key: String, _id: MessageId, _body: Vec<u8>) -> BoxFuture<'static, Result<Vec<u8>, Refusal>> {
+        Box::pin(async { Err(Refusal::Invalid("this subscriber takes no commands".into())) })
+    }
+
+    fn deliver(&self, envelopes: Vec<Envelope>) -> BoxFuture<'static, Vec<Result<(), DeliveryError>>> {
+        self.0.deliver_lane(envelopes)
+    }
+}

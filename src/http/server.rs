@@ -119,7 +119,7 @@ pub async fn start(opts: AppOptions) -> Result<Running, AppError> {
     let view = Arc::new(CatalogView::new().map_err(AppError::View)?);
     let mut builder = NodeBuilder::store(node_opts);
     for t in VIEW_TOPICS {
-        builder = builder.subscriber("catalogue/view", t, Arc::new(ViewFeed(view.clone())));
+        builder = builder.replicated_subscriber("catalogue/view", t, Arc::new(ViewFeed(view.clone())));
     }
     builder = metrics::subscribe(builder);
     let node = builder.start().await?;

@@ -103,10 +103,21 @@ pub trait Subscriber: Send + Sync + 'static {
 pub type StatusFilter = Option<Vec<&'static str>>;
 
 /// Which services subscribe to which topics: an event becomes one outbox entry per subscriber
-/// whose status filter admits it.
+/// whose status filter admits it — and, for a replicated subscriber, one more per peer node,
+/// addressed `{subscriber}@{node}` (delivered there through the cluster's gateway).
 #[derive(Debug, Clone, Default)]
 pub struct Subscriptions {
-    by_topic: HashMap<Topic, Vec<(String, StatusFilter)>>,
+    by_topic: HashMap<Topic, Vec<Subscription>>,
+    peers: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Subscription {
+    service: String,
+    statuses: StatusFilter,
+    /// `{service}@{peer}` for every peer, when the subscriber is replicated.
+    copies: Vec<String>,
+    replicated: bool,
 }
 
 impl Subscriptions {
@@ -118,26 +129,62 @@ impl Subscriptions {
     /// Adds `service` as a subscriber of the events of `topic` whose aggregate status is one of
     /// `statuses` (`None`: all).
     pub fn add_filtered(&mut self, topic: Topic, service: &str, statuses: StatusFilter) {
+        self.insert(topic, service, statuses, false);
+    }
+
+    /// Adds `service`, which runs on every node, as a subscriber of `topic` on every node.
+    pub fn add_replicated(&mut self, topic: Topic, service: &str, statuses: StatusFilter) {
+        self.insert(topic, service, statuses, true);
+    }
+
+    fn insert(&mut self, topic: Topic, service: &str, statuses: StatusFilter, replicated: bool) {
         let subs = self.by_topic.entry(topic).or_default();
-        if !subs.iter().any(|(s, _)| s == service) {
-            subs.push((service.to_owned(), statuses));
+        if !subs.iter().any(|s| s.service == service) {
+            let copies = if replicated { copy_names(service, &self.peers) } else { Vec::new() };
+            subs.push(Subscription { service: service.to_owned(), statuses, copies, replicated });
         }
+    }
+
+    /// The other nodes of the cluster, which replicated subscribers also run on.
+    pub fn set_peers(&mut self, peers: Vec<String>) {
+        for s in self.by_topic.values_mut().flatten() {
+            s.copies = if s.replicated { copy_names(&s.service, &peers) } else { Vec::new() };
+        }
+        self.peers = peers;
+    }
+
+    /// Each replicated subscriber's name on each peer: (`{service}@{peer}`, service, peer).
+    pub fn copies(&self) -> Vec<(String, String, String)> {
+        let mut out: Vec<(String, String, String)> = Vec::new();
+        for s in self.by_topic.values().flatten().filter(|s| s.replicated) {
+            for p in &self.peers {
+                let name = format!("{}@{p}", s.service);
+                if !out.iter().any(|(n, _, _)| *n == name) {
+                    out.push((name, s.service.clone(), p.clone()));
+                }
+            }
+        }
+        out
     }
 
     /// The subscribers of `topic`, whatever their filter.
     pub fn of(&self, topic: Topic) -> impl Iterator<Item = &str> {
-        self.by_topic.get(&topic).into_iter().flatten().map(|(s, _)| s.as_str())
+        self.by_topic.get(&topic).into_iter().flatten().map(|s| s.service.as_str())
     }
 
-    /// The subscribers an event of `topic` with aggregate status `status` goes to.
+    /// The destinations an event of `topic` with aggregate status `status` goes to.
     pub fn destinations<'a>(&'a self, topic: Topic, status: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.by_topic
             .get(&topic)
             .into_iter()
             .flatten()
-            .filter(move |(_, f)| f.as_ref().is_none_or(|f| f.contains(&status)))
-            .map(|(s, _)| s.as_str())
+            .filter(move |s| s.statuses.as_ref().is_none_or(|f| f.contains(&status)))
+            .flat_map(|s| std::iter::once(s.service.as_str()).chain(s.copies.iter().map(String::as_str)))
     }
+}
+
+fn copy_names(service: &str, peers: &[String]) -> Vec<String> {
+    peers.iter().map(|p| format!("{service}@{p}")).collect()
 }
 
 /// Tunables of the relay (the defaults are the limits of `limits.rs`).

@@ -19,9 +19,6 @@ use crate::limits::{CLUSTER_FRAME_BYTES_MAX, CLUSTER_REMOTE_ATTEMPTS, CLUSTER_RE
 use crate::persistence::codec;
 use crate::persistence::{DeliveryError, Envelope};
 
-/// Room left in a frame for everything but the envelopes of a delivery.
-const DELIVER_FRAME_SLACK: usize = 4 * 1024;
-
 /// The name a service's calls go under: `{service}/{aggregate}`.
 pub fn endpoint_name<K: EntityKind>() -> String {
     format!("{}/{}", K::SERVICE, K::AGGREGATE)
@@ -106,89 +103,19 @@ impl<K: EntityKind> Service<K> {
         Err(EngineError::Unavailable(last))
     }
 
-    /// Delivers events for entities `owner` owns to it, in frames under the cap (in order, the
-    /// next only once the previous all took effect). An owner that cannot be reached leaves
-    /// them `Unreachable` (the relay parks the lane); an envelope that cannot be encoded is
-    /// `Permanent`.
+    /// Delivers events for entities `owner` owns to it (see `cluster::remote::deliver_to`).
     pub(super) async fn deliver_remote(
         &self,
         owner: &NodeId,
         envelopes: Vec<Envelope>,
     ) -> Vec<Result<(), DeliveryError>> {
-        let n = envelopes.len();
-        let Some(transport) = self.transport() else {
-            return vec![Err(DeliveryError::Unreachable(format!("no cluster transport to reach node {owner}"))); n];
-        };
-        // Each envelope in its own checked encoding; one that does not encode is sent after
-        // everything before it took effect (it never can), and what follows it waits.
-        let mut encoded = Vec::with_capacity(n);
-        let mut unencodable = None;
-        for env in &envelopes {
-            match env.encode() {
-                Ok(b) => encoded.push(b),
-                Err(e) => {
-                    unencodable = Some(DeliveryError::Permanent(format!("the envelope does not encode: {e}")));
-                    break;
-                }
+        match self.transport() {
+            Some(t) => crate::cluster::delivery::deliver_to(t, owner.as_str(), &endpoint_name::<K>(), envelopes).await,
+            None => {
+                let why = format!("no cluster transport to reach node {owner}");
+                vec![Err(DeliveryError::Unreachable(why)); envelopes.len()]
             }
         }
-        // Frames under the cap (an envelope is far below it: `ENVELOPE_BYTES_MAX`).
-        let room = CLUSTER_FRAME_BYTES_MAX - DELIVER_FRAME_SLACK;
-        let mut frames: Vec<Vec<Vec<u8>>> = Vec::new();
-        let mut size = 0;
-        for bytes in encoded {
-            let cost = bytes.len() + 16;
-            match frames.last_mut() {
-                Some(f) if size + cost <= room => f.push(bytes),
-                _ => {
-                    frames.push(vec![bytes]);
-                    size = 0;
-                }
-            }
-            size += cost;
-        }
-        let mut out: Vec<Result<(), DeliveryError>> = Vec::with_capacity(n);
-        let limit = Duration::from_millis(CLUSTER_REMOTE_CALL_TIMEOUT_MS);
-        let digest = transport.digest().to_owned();
-        for batch in frames {
-            if out.iter().any(Result::is_err) {
-                break;
-            }
-            let len = batch.len();
-            let frame = Frame::Deliver { digest: digest.clone(), to: endpoint_name::<K>(), envelopes: batch };
-            let results = match transport.call(owner.as_str(), &frame, limit).await {
-                Ok(Frame::Delivered(r)) if r.len() == len => r,
-                Ok(Frame::Answer(Err(r @ (Refusal::OtherConfiguration { .. } | Refusal::NoService(_))))) => {
-                    vec![Err(DeliveryError::Unreachable(format!("node {owner}: {r}"))); len]
-                }
-                Ok(other) => {
-                    vec![Err(DeliveryError::Transient(format!("node {owner} answered a delivery with {other:?}"))); len]
-                }
-                Err(e @ CallError::Down { .. }) => vec![Err(DeliveryError::Unreachable(e.to_string())); len],
-                Err(e @ CallError::Timeout { .. }) => {
-                    // A node that went silent meanwhile is not the events' fault: park.
-                    let silent = transport.peer(owner.as_str()).is_none_or(|p| !p.reachable);
-                    let err = if silent {
-                        DeliveryError::Unreachable(e.to_string())
-                    } else {
-                        DeliveryError::Transient(e.to_string())
-                    };
-                    vec![Err(err); len]
-                }
-                Err(e @ CallError::TooLarge(_)) => vec![Err(DeliveryError::Transient(e.to_string())); len],
-                Err(e @ CallError::BadAnswer { .. }) => vec![Err(DeliveryError::Transient(e.to_string())); len],
-            };
-            out.extend(results);
-        }
-        if let Some(e) = unencodable.filter(|_| !out.iter().any(Result::is_err)) {
-            out.push(Err(e));
-        }
-        let tail = out
-            .iter()
-            .find_map(|r| r.as_ref().err())
-            .map_or_else(|| DeliveryError::Transient("not sent".into()), DeliveryError::not_attempted);
-        out.resize(n, Err(tail));
-        out
     }
 }
 
@@ -206,7 +133,7 @@ impl<K: EntityKind> Endpoint for Service<K> {
                 Refusal::BadFrame(e.to_string())
             })?;
             let reply = me.command_here(&key, id, cmd).await.map_err(Refusal::from)?;
-            codec::to_body("reply", &reply, CLUSTER_FRAME_BYTES_MAX - DELIVER_FRAME_SLACK)
+            codec::to_body("reply", &reply, CLUSTER_FRAME_BYTES_MAX - crate::limits::CLUSTER_FRAME_SLACK_BYTES)
                 .map_err(|e| Refusal::TooLarge(e.to_string()))
         })
     }

@@ -134,7 +134,11 @@ impl<K: EntityKind> Service<K> {
 
     /// Where `key` is handled.
     pub(super) fn route(&self, key: &K::Key) -> Route {
-        self.router.route(key.to_string().as_bytes())
+        let key = key.to_string();
+        if K::REPLICATED {
+            return Route::Local { partition: self.router.partition_of(key.as_bytes()) };
+        }
+        self.router.route(key.as_bytes())
     }
 
     /// Refuses a key this node does not own (timers: they are only ever set by the owner).

@@ -45,6 +45,7 @@ pub struct StockProjectionKind;
 impl EntityKind for StockProjectionKind {
     const SERVICE: &'static str = "catalogue";
     const AGGREGATE: &'static str = "stock_levels";
+    const REPLICATED: bool = true;
     type Key = Sku;
     type State = StockProjection;
     type Command = ProjectionQuery;
@@ -100,6 +101,66 @@ impl EntityKind for StockProjectionKind {
         let next =
             StockProjection { stock_version: env.aggregate_version, levels: event.levels, applied: state.applied + 1 };
         Ok(EventOutcome::Changed(Change::to(next)))
+    }
+}
+
+/// Every node's copy of every product (a replicated read model the catalogue view is rebuilt
+/// from at start, so every node lists the whole catalogue). The newest version wins.
+#[derive(Debug)]
+pub struct ProductCopyKind;
+
+impl EntityKind for ProductCopyKind {
+    const SERVICE: &'static str = "catalogue";
+    const AGGREGATE: &'static str = "product_copy";
+    const REPLICATED: bool = true;
+    type Key = Sku;
+    type State = Option<(u64, Product)>;
+    type Command = ProjectionQuery;
+    type Reply = Option<Product>;
+
+    fn topics() -> &'static [Topic] {
+        &[Topic::ProductEvent]
+    }
+
+    fn parse_key(s: &str) -> Result<Sku, String> {
+        crate::actors::sku_key(s)
+    }
+
+    fn initial(_key: &Sku) -> Self::State {
+        None
+    }
+
+    fn encode_state(state: &Self::State) -> Result<(u16, Vec<u8>), CodecError> {
+        state_v1("product copy", state)
+    }
+
+    fn decode_state(_key: &Sku, schema: u16, body: &[u8]) -> Result<Self::State, CodecError> {
+        from_state_v1("product copy", schema, body)
+    }
+
+    fn status(_state: &Self::State) -> String {
+        "PROJECTED".into()
+    }
+
+    fn on_command(_key: &Sku, state: &Self::State, _cmd: ProjectionQuery, _ctx: &Ctx) -> CommandOutcome<Self> {
+        CommandOutcome::Unchanged(state.as_ref().map(|(_, p)| p.clone()))
+    }
+
+    fn on_event(
+        key: &Sku,
+        state: &Self::State,
+        env: &Envelope,
+        _ctx: &Ctx,
+    ) -> Result<EventOutcome<Self>, DeliveryError> {
+        let p: Product =
+            events::decode(env.topic, env.schema_version, &env.payload).map_err(DeliveryError::permanent)?;
+        if &p.id != key {
+            return Err(DeliveryError::permanent(format!("product {} routed to {key}", p.id)));
+        }
+        if state.as_ref().is_some_and(|(v, _)| *v >= env.aggregate_version) {
+            return Ok(EventOutcome::Ignored);
+        }
+        Ok(EventOutcome::Changed(Change::to(Some((env.aggregate_version, p)))))
     }
 }
 

@@ -16,7 +16,7 @@ use tantivy::query::QueryParser;
 use tantivy::schema::{Field, Schema, Value, STORED, STRING, TEXT};
 use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
-use crate::actors::catalogue::{ProductKind, StockProjectionKind};
+use crate::actors::catalogue::{ProductCopyKind, ProductKind, StockProjectionKind};
 use crate::actors::kind::EntityKind;
 use crate::actors::promo::CataloguePromoKind;
 use crate::domain::catalogue::Product;
@@ -84,13 +84,23 @@ impl CatalogView {
         })
     }
 
-    /// Rebuilds the view from the catalogue service's projections.
+    /// Rebuilds the view from the catalogue service's trees: the products this node owns and
+    /// its copies of every product (the copies exist in a cluster, and in a store whose products
+    /// were added after they did), its copies of the stock levels and of the promo codes.
     pub fn load(&self, src: &dyn StateSource) -> Result<(), String> {
         for (k, schema, body) in src.states(ProductKind::SERVICE, ProductKind::AGGREGATE)? {
             let key = ProductKind::parse_key(&k)?;
             let p = ProductKind::decode_state(&key, schema, &body).map_err(|e| e.to_string())?;
             if p.exists() {
                 self.upsert_product(p);
+            }
+        }
+        for (k, schema, body) in src.states(ProductCopyKind::SERVICE, ProductCopyKind::AGGREGATE)? {
+            let key = ProductCopyKind::parse_key(&k)?;
+            if let Some((_, p)) = ProductCopyKind::decode_state(&key, schema, &body).map_err(|e| e.to_string())? {
+                if !ignore_poison(self.state.read()).products.contains_key(&p.id) {
+                    self.upsert_product(p);
+                }
             }
         }
         for (k, schema, body) in src.states(StockProjectionKind::SERVICE, StockProjectionKind::AGGREGATE)? {

@@ -366,7 +366,8 @@ async fn a_cluster_needs_shared_secrets_and_then_each_node_takes_the_others_toke
     use bazaar::domain::NodeId;
 
     let dir = tempfile::tempdir().unwrap();
-    let (h1, h2, c1, c2) = (free_port(), free_port(), free_port(), free_port());
+    let p = free_ports(4);
+    let (h1, h2, c1, c2) = (p[0], p[1], p[2], p[3]);
     let file = dir.path().join("cluster.toml");
     std::fs::write(
         &file,
