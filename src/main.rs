@@ -382,6 +382,11 @@ async fn user_add(data_dir: PathBuf, email: String, password: String, role: Stri
         .map_err(start_failure)?;
     let shop = bazaar::app::shop::Shop::new(&node)?;
     let result = shop.create_user(&id, hash, role).await;
+    if result.is_ok() {
+        // The node announces it to the rest of its cluster once it runs.
+        bazaar::app::announce::remember(&data_dir, &id)
+            .map_err(|e| anyhow!("the user was created, but noting it for the cluster failed: {e}"))?;
+    }
     drop(shop);
     node.shutdown().await;
     match result {

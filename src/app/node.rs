@@ -14,7 +14,7 @@ use futures::future::BoxFuture;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::actors::auth::{RevocationKind, UserKind};
+use crate::actors::auth::{RevocationKind, UserCopyKind, UserKind};
 use crate::actors::catalogue::{ProductCopyKind, ProductKind, StockProjectionKind};
 use crate::actors::customer::CustomerKind;
 use crate::actors::entity::EntityEnv;
@@ -242,6 +242,7 @@ impl NodeBuilder {
             .service::<NotificationsKind>()
             .service::<SendRecordKind>()
             .service::<UserKind>()
+            .service::<UserCopyKind>()
             .service::<RevocationKind>()
             .service::<PromoKind>()
             .service::<OrderPromoKind>()

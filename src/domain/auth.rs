@@ -123,6 +123,15 @@ pub struct Revocations {
     pub tokens: BTreeMap<String, u64>,
 }
 
+/// A token revoked (the `auth.revoked` event every node's copy of the revocations takes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revoked {
+    /// The token's id.
+    pub jti: String,
+    /// When it expires, ms (it is forgotten after that).
+    pub exp_ms: u64,
+}
+
 impl Revocations {
     /// Revokes a token. `None`: revoked already.
     pub fn revoke(&self, jti: &str, exp_ms: u64) -> Result<Option<Revocations>, DomainError> {

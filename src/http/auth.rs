@@ -222,6 +222,34 @@ impl Auth {
     }
 }
 
+/// The token checks of this node as a subscriber of `auth.revoked`: a token revoked on any node
+/// is refused here once the event arrives (replicated: every node takes every revocation).
+pub struct RevocationFeed {
+    /// The node's token checks.
+    pub auth: std::sync::Arc<Auth>,
+    /// The node's clock (expired revocations are forgotten).
+    pub clock: std::sync::Arc<dyn crate::clock::Clock>,
+}
+
+impl crate::persistence::Subscriber for RevocationFeed {
+    fn deliver(
+        &self,
+        env: crate::persistence::Envelope,
+    ) -> futures::future::BoxFuture<'static, Result<(), crate::persistence::DeliveryError>> {
+        use crate::persistence::DeliveryError;
+        let r: Result<crate::domain::auth::Revoked, _> =
+            crate::persistence::events::decode(env.topic, env.schema_version, &env.payload);
+        let outcome = match r {
+            Ok(r) => {
+                self.auth.revoke_local(&r.jti, r.exp_ms, self.clock.now_ms());
+                Ok(())
+            }
+            Err(e) => Err(DeliveryError::permanent(e)),
+        };
+        Box::pin(async move { outcome })
+    }
+}
+
 /// What was wrong with a token, in the store's words (the library's text names its internals).
 fn token_error(kind: &jsonwebtoken::errors::ErrorKind) -> &'static str {
     use jsonwebtoken::errors::ErrorKind as K;

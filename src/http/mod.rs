@@ -44,7 +44,7 @@ pub struct App {
     /// The catalogue's read model.
     pub view: Arc<CatalogView>,
     /// Tokens, revocations, throttling.
-    pub auth: Auth,
+    pub auth: Arc<Auth>,
     /// This node's name.
     pub node: String,
     /// Every configured node: name, HTTP address (when configured), partitions it owns.

@@ -18,6 +18,7 @@ use crate::app::node::{Node, NodeBuilder, NodeError, NodeOptions};
 use crate::app::secrets::kept_secret;
 use crate::app::shop::Shop;
 use crate::http::{self, App};
+use crate::persistence::Topic;
 
 /// How to start a store node.
 #[derive(Clone)]
@@ -117,18 +118,25 @@ pub async fn start(opts: AppOptions) -> Result<Running, AppError> {
         _ => kept_secret(&data, "jwt.key")?,
     };
     let view = Arc::new(CatalogView::new().map_err(AppError::View)?);
+    let auth = Arc::new(http::auth::Auth::new(&jwt));
+    let clock = node_opts.clock.clone();
     let mut builder = NodeBuilder::store(node_opts);
     for t in VIEW_TOPICS {
         builder = builder.replicated_subscriber("catalogue/view", t, Arc::new(ViewFeed(view.clone())));
     }
+    let feed = http::auth::RevocationFeed { auth: auth.clone(), clock };
+    builder = builder.replicated_subscriber("http/revocations", Topic::TokenRevoked, Arc::new(feed));
     builder = metrics::subscribe(builder);
     let node = builder.start().await?;
     view.load(node.store()).map_err(AppError::View)?;
     let shop = Shop::new(&node)?;
-    let auth = http::auth::Auth::new(&jwt);
+    let announced = crate::app::announce::announce_noted(&shop, &data).await?;
+    if announced > 0 {
+        tracing::info!(accounts = announced, "accounts created offline announced to every node");
+    }
     let now = shop.now_ms();
-    // This node's own revocations (the cluster issue replicates them to every node).
-    for (jti, exp) in shop.revoked_tokens(now)?.this_node_only() {
+    // Every revocation: each node keeps a copy of all of them (replicated).
+    for (jti, exp) in shop.revoked_tokens(now)? {
         auth.revoke_local(&jti, exp, now);
     }
     let listener = tokio::net::TcpListener::bind(opts.http)

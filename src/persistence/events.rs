@@ -43,6 +43,12 @@ pub enum Topic {
     /// A promo code's hold asks a customer's gate whether its order exists (`HoldCheck`),
     /// keyed by the customer id.
     PromoHold,
+    /// A token was revoked (`Revoked`), keyed by its revocation group: every node's copy of
+    /// the revocations takes it.
+    TokenRevoked,
+    /// A user account was created or changed (`User`, its password hash included), keyed by
+    /// the user's id: every node's copy of the accounts takes it.
+    UserEvent,
 }
 
 impl Topic {
@@ -61,6 +67,8 @@ impl Topic {
         Topic::PromoEvent,
         Topic::PromoUsed,
         Topic::PromoHold,
+        Topic::TokenRevoked,
+        Topic::UserEvent,
     ];
 
     /// The topic's name on the wire.
@@ -79,6 +87,8 @@ impl Topic {
             Topic::PromoEvent => "promo.event",
             Topic::PromoUsed => "promo.used",
             Topic::PromoHold => "promo.hold",
+            Topic::TokenRevoked => "auth.revoked",
+            Topic::UserEvent => "auth.user",
         }
     }
 

@@ -147,7 +147,7 @@ async fn a_node_with_some_partitions_refuses_whole_store_reads_instead_of_answer
     assert_eq!((status.as_u16(), body.error.as_str()), (503, "UNAVAILABLE"), "{}", body.message);
     assert!(shop.invariants().whole().is_err());
     // Knowingly partial reads still answer.
-    assert!(shop.revoked_tokens(0).unwrap().this_node_only().is_empty());
+    assert!(shop.revoked_tokens(0).unwrap().is_empty());
     node.shutdown().await;
 
     let dir = tempfile::tempdir().unwrap();

@@ -156,6 +156,10 @@ async fn every_event_type_takes_effect_once_however_often_and_in_whatever_order_
     .await;
     // Two full sagas (one completed, one failing) and a cancelled one exercise every topic.
     let c = register(&shop, "replayed@example.com").await;
+    // An account (auth.user) and a revoked token (auth.revoked).
+    let hash = bazaar::app::passwords::hash("replayed-password").unwrap();
+    shop.create_user(&c, hash, bazaar::domain::auth::Role::Customer).await.unwrap();
+    shop.revoke("replayed-token", 1_800_000_000_000 + 3_600_000).await.unwrap();
     // Order a uses a promo code, so promo.event and promo.used are exercised too.
     let rule = bazaar::domain::pricing::Rule {
         discount: bazaar::domain::pricing::Discount::Percent(10),

@@ -75,16 +75,17 @@ impl Shop {
         Ok(self.this_node(out))
     }
 
-    /// Every revoked token not yet expired that this node stores: (token id, expiry ms).
-    pub fn revoked_tokens(&self, now_ms: u64) -> Result<ThisNode<Vec<(String, u64)>>, ShopError> {
-        let revoked = self
+    /// Every revoked token not yet expired: (token id, expiry ms). The whole cluster's — every
+    /// node keeps a copy of every revocation (`RevocationKind` is replicated) — as far as they
+    /// have reached this node.
+    pub fn revoked_tokens(&self, now_ms: u64) -> Result<Vec<(String, u64)>, ShopError> {
+        Ok(self
             .scan::<RevocationKind>()?
             .value
             .into_iter()
             .flat_map(|r| r.tokens.into_iter())
             .filter(|(_, exp)| *exp > now_ms)
-            .collect();
-        Ok(self.this_node(revoked))
+            .collect())
     }
 
     /// The notification sends about an order this node stores (found by their id's prefix).

@@ -7,7 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::actors::auth::{revocation_group, RevocationCommand, RevocationKind, UserCommand, UserKind};
+use crate::actors::auth::{
+    revocation_group, CopyQuery, RevocationCommand, RevocationKind, UserCommand, UserCopyKind, UserKind,
+};
 use crate::actors::catalogue::{ProductCommand, ProductKind, ProjectionQuery, StockProjection, StockProjectionKind};
 use crate::actors::customer::{CustomerCommand, CustomerKind};
 use crate::actors::fresh_message_id;
@@ -148,6 +150,7 @@ pub struct Shop {
     notifications: Service<NotificationsKind>,
     users: Service<UserKind>,
     revocations: Service<RevocationKind>,
+    user_copies: Service<UserCopyKind>,
     promos: Service<PromoKind>,
     order_promos: Service<OrderPromoKind>,
     idempotency: Service<crate::actors::idempotency::IdempotencyKind>,
@@ -190,6 +193,7 @@ impl Shop {
             notifications: need(node)?,
             users: need(node)?,
             revocations: need(node)?,
+            user_copies: need(node)?,
             promos: need(node)?,
             order_promos: need(node)?,
             idempotency: need(node)?,
@@ -359,9 +363,25 @@ impl Shop {
         Ok(self.users.command(id, fresh_message_id(), UserCommand::SetEnabled(enabled)).await??)
     }
 
-    /// A user.
+    /// A user: the account itself on the node that owns it; elsewhere this node's copy when it
+    /// has one (every node keeps a copy of every account: a change reaches it a moment later),
+    /// else the owner (an account created a moment ago).
     pub async fn user(&self, id: &CustomerId) -> Result<crate::domain::auth::User, ShopError> {
+        let here = matches!(self.router.route(id.as_str().as_bytes()), crate::cluster::Route::Local { .. });
+        if !here {
+            if let Some(u) = self.user_copies.command(id, fresh_message_id(), CopyQuery::Get).await? {
+                if u.exists() {
+                    return Ok(u);
+                }
+            }
+        }
         Ok(self.users.command(id, fresh_message_id(), UserCommand::Get).await??)
+    }
+
+    /// Says an account again to every node's copy (one created offline).
+    pub async fn announce_user(&self, id: &CustomerId) -> Result<(), ShopError> {
+        self.users.command(id, fresh_message_id(), UserCommand::Announce).await??;
+        Ok(())
     }
 
     /// The answer kept under an idempotency record key, if any (within its window).

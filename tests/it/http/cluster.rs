@@ -188,6 +188,8 @@ impl Drop for Cluster {
 
 /// Tokens of the cluster's staff, each account added offline on the node that owns it.
 struct Staff {
+    /// The admin's e-mail (the account lives on node-3).
+    admin_email: String,
     admin: String,
     stock: String,
     ship: String,
@@ -229,6 +231,7 @@ impl Cluster {
         }
         Staff {
             admin: n[0].token((&admin.0, admin.1)).await,
+            admin_email: admin.0.clone(),
             stock: n[2].token((&stocker.0, stocker.1)).await,
             ship: n[1].token((&shipper.0, shipper.1)).await,
             op,
@@ -352,6 +355,27 @@ async fn three_nodes_serve_one_store_and_a_saga_crosses_them() {
     c.sees(0, op, 1, true).await;
     let r = n[0].get(&format!("/stock/freeItems/{b2}"), None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+
+    // Logged out through node-2: the token is refused on every node once the revocation has
+    // reached it (and a node that starts later reads it from its copy).
+    assert_eq!(n[2].get("/customer", Some(&me)).await.status, StatusCode::OK);
+    let out = n[1].post_empty("/user/logout", Some(&me)).await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT, "{}", out.text);
+    for (i, srv) in n.iter().enumerate() {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let a = srv.get("/customer", Some(&me)).await;
+            if a.status == StatusCode::UNAUTHORIZED {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{} still takes the revoked token: {}", NAMES[i], a.text);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    c.kill9(2);
+    c.start(2);
+    c.wait_up(2).await;
+    c.nodes[2].get("/customer", Some(&me)).await.assert_error(401, "unauthorized");
 }
 
 /// Waits until order `id` has one of `statuses`; returns its body.
@@ -427,6 +451,10 @@ async fn a_node_killed_mid_saga_comes_back_and_every_saga_ends() {
     assert!(asked.elapsed() < Duration::from_secs(2), "answered in {:?}", asked.elapsed());
     let r = n[0].get(&format!("/stock/freeItems/{b2}"), None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // Accounts are on every node: node-3's admin, created offline on node-3's data directory,
+    // logs in through node-1 while node-3 is down.
+    let a = n[0].login((&staff.admin_email, "admin-pass-1")).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
     let here = (0..ORDERS).find(|i| c.owner(&emails[*i]) == 0 && ids[*i].is_some()).unwrap();
     let r = n[1].get(&format!("/order/{}", ids[here].as_ref().unwrap()), Some(&tokens[here])).await;
     assert_eq!(r.status, StatusCode::OK, "an order on node-1 is served while node-3 is down: {}", r.text);
