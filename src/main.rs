@@ -36,11 +36,12 @@ enum Command {
     /// Drive the engine with a deterministic stock workload and print each acknowledged write.
     Loadgen(LoadgenArgs),
     /// Check every record of a data directory and the store's invariants (the node must be
-    /// stopped).
+    /// stopped). For a cluster, give every node's data directory (--data-dir repeated): the
+    /// invariants are the whole store's, over all of them.
     Verify {
-        /// The data directory.
-        #[arg(long, default_value = "./data")]
-        data_dir: PathBuf,
+        /// The data directory (repeat it for each node of a cluster).
+        #[arg(long = "data-dir", default_value = "./data", num_args = 1, action = clap::ArgAction::Append)]
+        data_dir: Vec<PathBuf>,
     },
     /// List or replay dead letters of a data directory (the node must be stopped).
     DeadLetters {
@@ -233,30 +234,43 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve(args).await,
         Command::Loadgen(args) => loadgen(args).await,
         Command::Verify { data_dir } => {
-            let store = open_existing(&data_dir)?;
-            let r = bazaar::tools::verify::verify_store(&store)?;
-            println!(
-                "stock items {}, stock projections {}, outbox entries {}, dead letters {}",
-                r.stock_items, r.stock_projections, r.outbox_entries, r.dead_letters
-            );
-            for p in &r.problems {
-                println!("PROBLEM {p}");
+            let stores = data_dir.iter().map(|d| open_existing(d)).collect::<anyhow::Result<Vec<Store>>>()?;
+            let mut problems = 0;
+            let mut outbox = 0;
+            for (dir, store) in data_dir.iter().zip(&stores) {
+                let r = bazaar::tools::verify::verify_store(store)?;
+                println!(
+                    "{}: stock items {}, stock projections {}, outbox entries {}, dead letters {}",
+                    dir.display(),
+                    r.stock_items,
+                    r.stock_projections,
+                    r.outbox_entries,
+                    r.dead_letters
+                );
+                for p in &r.problems {
+                    println!("PROBLEM {p}");
+                }
+                problems += r.problems.len();
+                outbox += r.outbox_entries;
             }
-            // The saga's invariants; a stopped node may have events still in its outbox, which
-            // the checker counts as not yet delivered rather than lost.
+            // The saga's invariants over every directory given; a stopped node may have events
+            // still in its outbox, which the checker counts as not yet delivered rather than lost.
             let now = bazaar::clock::Clock::now_ms(&bazaar::clock::SystemClock);
-            let report = bazaar::app::invariants::check(&store, now, 60_000);
+            let report = bazaar::app::invariants::check(&bazaar::persistence::Union(&stores), now, 60_000);
             for c in &report.checks {
                 println!("{} {}", if c.ok { "ok     " } else { "BROKEN " }, c.name);
                 for v in &c.violations {
                     println!("        {v}");
                 }
             }
-            let in_flight = r.outbox_entries > 0;
+            let in_flight = outbox > 0;
             if !report.ok && in_flight {
-                println!("note: {} events are still in the outbox; start the node to deliver them", r.outbox_entries);
+                println!("note: {outbox} events are still in an outbox; start the nodes to deliver them");
             }
-            let ok = r.problems.is_empty() && (report.ok || in_flight);
+            if !report.ok && stores.len() == 1 {
+                println!("note: a node of a cluster holds only its partitions: give every node's --data-dir");
+            }
+            let ok = problems == 0 && (report.ok || in_flight);
             Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::DeadLetters { action } => dead_letters(action).await,

@@ -23,7 +23,13 @@ pub fn remember(data_dir: &Path, id: &CustomerId) -> std::io::Result<()> {
     f.sync_all()
 }
 
-/// Announces every noted account and forgets the note; returns how many were announced.
+/// Announces every noted account and rewrites the note with those that could not be (their
+/// owner unreachable now); returns how many are left.
+///
+/// An account made offline sits in this node's store, whichever node owns it under the
+/// configuration. Where this node owns it, the account says itself again to every node's copy;
+/// where another node does, it is created there from this node's record (the owner's change
+/// then reaches every copy; an owner that has it already is done).
 pub async fn announce_noted(shop: &Shop, data_dir: &Path) -> Result<usize, ShopError> {
     let text = match std::fs::read_to_string(note(data_dir)) {
         Ok(t) => t,
@@ -33,18 +39,39 @@ pub async fn announce_noted(shop: &Shop, data_dir: &Path) -> Result<usize, ShopE
             return Ok(0);
         }
     };
-    let mut n = 0;
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        match CustomerId::parse(line.trim()) {
-            Ok(id) => {
-                shop.announce_user(&id).await?;
-                n += 1;
+    let mut left = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let Ok(id) = CustomerId::parse(line) else {
+            tracing::warn!(line, "an unreadable line in the accounts created offline: skipped");
+            continue;
+        };
+        match shop.announce_user(&id).await {
+            Ok(()) => tracing::info!(account = %id, "an account created offline was announced to every node"),
+            Err(e) => {
+                tracing::warn!(account = %id, error = %e, "an account created offline is not announced yet; will retry");
+                left.push(id.to_string());
             }
-            Err(_) => tracing::warn!(line, "an unreadable line in the accounts created offline: skipped"),
         }
     }
-    if let Err(e) = std::fs::remove_file(note(data_dir)) {
-        tracing::warn!(error = %e, "cannot remove the note of accounts created offline (they will be announced again)");
+    let written = if left.is_empty() {
+        std::fs::remove_file(note(data_dir))
+    } else {
+        std::fs::write(note(data_dir), left.join("\n") + "\n")
+    };
+    if let Err(e) = written {
+        tracing::warn!(error = %e, "cannot rewrite the note of accounts created offline (they will be announced again)");
     }
-    Ok(n)
+    Ok(left.len())
+}
+
+/// Announces the noted accounts, again every `every` while some owner is unreachable.
+pub async fn announce_until_done(shop: Shop, data_dir: PathBuf, every: std::time::Duration) {
+    loop {
+        match announce_noted(&shop, &data_dir).await {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "announcing the accounts created offline failed; will retry"),
+        }
+        tokio::time::sleep(every).await;
+    }
 }

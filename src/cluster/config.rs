@@ -400,6 +400,8 @@ mod tests {
         let cfg = ClusterConfig::load(&path).unwrap();
         assert_eq!(cfg.nodes.len(), 1);
         assert_eq!(cfg.storage.durability, Durability::Flush);
+        let three = ClusterConfig::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster-3.toml")).unwrap();
+        assert_eq!(three.nodes.len(), 3, "the README's three-node example");
     }
 
     const TWO: &str = r#"

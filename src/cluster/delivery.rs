@@ -84,7 +84,11 @@ pub async fn deliver_to(
         let len = batch.len();
         let frame = Frame::Deliver { digest: digest.clone(), to: to.to_owned(), envelopes: batch };
         let results = match transport.call(owner, &frame, limit).await {
-            Ok(Frame::Delivered(r)) if r.len() == len => r,
+            Ok(Frame::Delivered(r)) if r.len() == len => {
+                let took = r.iter().filter(|x| x.is_ok()).count();
+                metrics::counter!("cluster_remote_events_total", "peer" => owner.to_owned()).increment(took as u64);
+                r
+            }
             Ok(Frame::Answer(Err(r @ (Refusal::OtherConfiguration { .. } | Refusal::NoService(_))))) => {
                 vec![Err(DeliveryError::Unreachable(format!("node {owner}: {r}"))); len]
             }

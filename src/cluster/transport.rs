@@ -240,8 +240,14 @@ impl Transport {
             Err(CallError::BadAnswer { .. }) => "bad_answer",
             Err(_) => "dropped",
         };
-        metrics::counter!("cluster_remote_calls_total", "peer" => node.to_owned(), "outcome" => label).increment(1);
-        metrics::histogram!("cluster_remote_call_seconds", "peer" => node.to_owned())
+        let kind = match frame {
+            Frame::Command { .. } => "command",
+            Frame::Deliver { .. } => "deliver",
+            _ => "other",
+        };
+        metrics::counter!("cluster_remote_calls_total", "peer" => node.to_owned(), "kind" => kind, "outcome" => label)
+            .increment(1);
+        metrics::histogram!("cluster_remote_call_seconds", "peer" => node.to_owned(), "kind" => kind)
             .record(started.elapsed().as_secs_f64());
         outcome
     }

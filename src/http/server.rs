@@ -130,10 +130,13 @@ pub async fn start(opts: AppOptions) -> Result<Running, AppError> {
     let node = builder.start().await?;
     view.load(node.store()).map_err(AppError::View)?;
     let shop = Shop::new(&node)?;
-    let announced = crate::app::announce::announce_noted(&shop, &data).await?;
-    if announced > 0 {
-        tracing::info!(accounts = announced, "accounts created offline announced to every node");
-    }
+    // Accounts made offline reach the rest of the cluster in the background (their owner may
+    // not be up yet).
+    tokio::spawn(crate::app::announce::announce_until_done(
+        shop.clone(),
+        data.clone(),
+        std::time::Duration::from_secs(2),
+    ));
     let now = shop.now_ms();
     // Every revocation: each node keeps a copy of all of them (replicated).
     for (jti, exp) in shop.revoked_tokens(now)? {

@@ -21,3 +21,22 @@ impl StateSource for Store {
             .collect()
     }
 }
+
+/// Several stores read as one: every node's data directory of a stopped cluster. A key held by
+/// more than one (a replicated aggregate: every node has every key) is read from the first.
+pub struct Union<'a>(pub &'a [Store]);
+
+impl StateSource for Union<'_> {
+    fn states(&self, service: &str, aggregate: &str) -> Result<Vec<(String, u16, Vec<u8>)>, String> {
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for store in self.0 {
+            for row in store.states(service, aggregate)? {
+                if seen.insert(row.0.clone()) {
+                    out.push(row);
+                }
+            }
+        }
+        Ok(out)
+    }
+}

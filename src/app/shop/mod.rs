@@ -378,10 +378,26 @@ impl Shop {
         Ok(self.users.command(id, fresh_message_id(), UserCommand::Get).await??)
     }
 
-    /// Says an account again to every node's copy (one created offline).
+    /// Says an account this node's store holds (one created offline) to the cluster: the
+    /// account announces itself to every node's copy where this node owns it; the owner
+    /// creates it from this record where another node does (already there: done).
     pub async fn announce_user(&self, id: &CustomerId) -> Result<(), ShopError> {
-        self.users.command(id, fresh_message_id(), UserCommand::Announce).await??;
-        Ok(())
+        if matches!(self.router.route(id.as_str().as_bytes()), crate::cluster::Route::Local { .. }) {
+            self.users.command(id, fresh_message_id(), UserCommand::Announce).await??;
+            return Ok(());
+        }
+        let trees = self.store.service(UserKind::SERVICE, UserKind::AGGREGATE)?;
+        let Some((header, body)) = self.store.load_aggregate(&trees, id.as_str().as_bytes())? else {
+            return Err(DomainError::NotFound { what: "user".into(), id: id.to_string() }.into());
+        };
+        let u = UserKind::decode_state(id, header.schema, &body)?;
+        let create = UserCommand::Create { password_hash: u.password_hash, role: u.role };
+        // The same record gives the same message id: a retry is applied once by the owner.
+        let mid = MessageId::derived(&[b"announce", id.as_str().as_bytes()]);
+        match self.users.command(id, mid, create).await? {
+            Ok(_) | Err(DomainError::AlreadyExists { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The answer kept under an idempotency record key, if any (within its window).

@@ -82,7 +82,12 @@ impl Cluster {
 
     /// Adds a user offline on the data directory of the node that owns the e-mail.
     fn user_add(&self, email: &str, password: &str, role: &str) {
-        let dir = self.dir.path().join(format!("d{}", self.owner(email)));
+        self.user_add_on(self.owner(email), email, password, role);
+    }
+
+    /// Adds a user offline on node `i`'s data directory.
+    fn user_add_on(&self, i: usize, email: &str, password: &str, role: &str) {
+        let dir = self.dir.path().join(format!("d{i}"));
         let out = bazaar()
             .args(["user", "add", "--email", email, "--password", password, "--role", role, "--data-dir"])
             .arg(dir)
@@ -208,6 +213,9 @@ impl Cluster {
         self.user_add(&stocker.0, stocker.1, "STOCK_OPERATOR");
         self.user_add(&shipper.0, shipper.1, "SHIPPING_OPERATOR");
         self.user_add(&operator.0, operator.1, "OPERATOR");
+        // An account made on a node that does not own it: created on its owner once both run.
+        let stray = self.owned_by(0, |i| format!("stray{i}@bazaar.test"));
+        self.user_add_on(2, &stray, "stray-pass-1", "OPERATOR");
         for i in 0..3 {
             self.start(i);
         }
@@ -228,6 +236,11 @@ impl Cluster {
         };
         for i in 0..3 {
             self.sees_all(i, &op).await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while n[1].login((&stray, "stray-pass-1")).await.status != StatusCode::OK {
+            assert!(Instant::now() < deadline, "the account made on node-3 for node-1 never reached node-2");
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Staff {
             admin: n[0].token((&admin.0, admin.1)).await,
@@ -525,6 +538,20 @@ async fn a_node_killed_mid_saga_comes_back_and_every_saga_ends() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+    // Stopped, the three data directories together keep every invariant (`bazaar verify` over
+    // all of them: one alone holds only its partitions).
+    for i in 0..3 {
+        c.kill9(i);
+    }
+    let mut verify = bazaar();
+    verify.arg("verify");
+    for i in 0..3 {
+        verify.arg("--data-dir").arg(c.dir.path().join(format!("d{i}")));
+    }
+    let out = verify.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!text.contains("BROKEN") && !text.contains("PROBLEM") && text.contains("ok "), "{text}");
 }
 
 /// A TCP proxy the test controls: it passes bytes, swallows them while keeping the connections
