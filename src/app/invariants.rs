@@ -78,6 +78,18 @@ fn load<K: EntityKind>(src: &dyn StateSource, problems: &mut Vec<String>) -> Vec
     }
 }
 
+/// The `(service, aggregate)`s the checks read (what a cluster gathers from every node).
+pub fn sources() -> Vec<(&'static str, &'static str)> {
+    vec![
+        (StockItemKind::SERVICE, StockItemKind::AGGREGATE),
+        (StockBookingKind::SERVICE, StockBookingKind::AGGREGATE),
+        (OrderKind::SERVICE, OrderKind::AGGREGATE),
+        (PaymentAccountKind::SERVICE, PaymentAccountKind::AGGREGATE),
+        (GateKind::SERVICE, GateKind::AGGREGATE),
+        (PromoKind::SERVICE, PromoKind::AGGREGATE),
+    ]
+}
+
 /// Runs every check at time `now_ms`; an unpaid order is "past its deadline" only after
 /// `grace_ms` more (timers fire on a tick).
 pub fn check(src: &dyn StateSource, now_ms: u64, grace_ms: u64) -> Report {

@@ -31,7 +31,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::cluster::config::ClusterConfig;
 use crate::cluster::delivery::RemoteSubscriber;
 use crate::cluster::remote::{Endpoint, Endpoints, SubscriberEndpoint};
-use crate::cluster::transport::Transport;
+use crate::cluster::transport::{Offered, Transport};
 use crate::cluster::Router;
 use crate::domain::order::Deadlines;
 use crate::domain::NodeId;
@@ -360,8 +360,7 @@ impl NodeBuilder {
                     &opts.cookie,
                     opts.config_digest(),
                     peers,
-                    figures,
-                    endpoints.clone(),
+                    Offered { figures, endpoints: endpoints.clone(), rows: rows_of(store.clone()) },
                 )
                 .await
                 .map_err(|e| NodeError::Config(e.to_string()))?;
@@ -443,6 +442,14 @@ impl NodeBuilder {
             transport,
         })
     }
+}
+
+/// Pages of `store`'s aggregates under the frame cap, for peers' reads of the whole cluster.
+fn rows_of(store: Store) -> crate::cluster::gateway::RowSource {
+    let room = crate::limits::CLUSTER_FRAME_BYTES_MAX - crate::limits::CLUSTER_FRAME_SLACK_BYTES;
+    Arc::new(move |service: &str, aggregate: &str, prefix: &str, after: Option<&str>| {
+        crate::persistence::page(&store, service, aggregate, prefix, after, room)
+    })
 }
 
 /// The name events for aggregate kind `K` are addressed to: `{service}/{aggregate}`.

@@ -11,7 +11,7 @@ use ractor_cluster::RactorClusterMessage;
 
 use super::remote::{Endpoints, Refusal};
 use super::wire::{self, Frame};
-use crate::persistence::{DeliveryError, Envelope};
+use crate::persistence::{DeliveryError, Envelope, Row};
 
 /// The `ractor::pg` group of `node`'s gateway.
 pub fn group_of(node: &str) -> String {
@@ -59,7 +59,14 @@ pub struct GatewayArgs {
     pub status: StatusSource,
     /// Its services, for commands and deliveries.
     pub endpoints: Endpoints,
+    /// Pages of its stored aggregates (for reads of the whole cluster).
+    pub rows: RowSource,
 }
+
+/// A page of a node's stored aggregates: (service, aggregate, key prefix, after) → rows and
+/// the key to continue after.
+pub type RowSource =
+    std::sync::Arc<dyn Fn(&str, &str, &str, Option<&str>) -> Result<(Vec<Row>, Option<String>), String> + Send + Sync>;
 
 impl Actor for Gateway {
     type Msg = GatewayMsg;
@@ -119,9 +126,9 @@ impl Actor for Gateway {
                 let _ = reply.send(wire::encode(&answer).unwrap_or_default());
             }
             GatewayMsg::Call(bytes, reply) => {
-                let (endpoints, digest) = (me.endpoints.clone(), me.digest.clone());
+                let (endpoints, digest, rows) = (me.endpoints.clone(), me.digest.clone(), me.rows.clone());
                 tokio::spawn(async move {
-                    let answer = answer_call(&endpoints, &digest, &bytes).await;
+                    let answer = answer_call(&endpoints, &rows, &digest, &bytes).await;
                     let encoded = wire::encode(&answer)
                         .or_else(|e| wire::encode(&Frame::Answer(Err(Refusal::TooLarge(format!("the answer: {e}"))))));
                     let _ = reply.send(encoded.unwrap_or_default());
@@ -133,7 +140,7 @@ impl Actor for Gateway {
 }
 
 /// Carries out a command or a delivery a peer sent, and says how it went.
-async fn answer_call(endpoints: &Endpoints, ours: &str, bytes: &[u8]) -> Frame {
+async fn answer_call(endpoints: &Endpoints, rows: &RowSource, ours: &str, bytes: &[u8]) -> Frame {
     let frame = match wire::decode(bytes) {
         Ok(f) => f,
         Err(e) => {
@@ -184,6 +191,17 @@ async fn answer_call(endpoints: &Endpoints, ours: &str, bytes: &[u8]) -> Frame {
             let tail = out.iter().find_map(|r| r.as_ref().err()).map(DeliveryError::not_attempted);
             out.resize(n, Err(tail.unwrap_or_else(|| DeliveryError::Transient("no outcome".into()))));
             Frame::Delivered(out)
+        }
+        Frame::States { digest, .. } if digest != ours => Frame::Answer(Err(other(digest))),
+        Frame::States { service, aggregate, prefix, after, .. } => {
+            // Reading the store: off the runtime's threads.
+            let rows = rows.clone();
+            let page = tokio::task::spawn_blocking(move || rows(&service, &aggregate, &prefix, after.as_deref())).await;
+            match page {
+                Ok(Ok((rows, next))) => Frame::Rows { rows, next },
+                Ok(Err(e)) => Frame::Answer(Err(Refusal::Unavailable(e))),
+                Err(e) => Frame::Answer(Err(Refusal::Unavailable(e.to_string()))),
+            }
         }
         other => {
             tracing::warn!(frame = ?other, "a peer called with a frame that is not a command or a delivery");

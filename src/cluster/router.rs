@@ -79,11 +79,13 @@ impl Router {
     }
 
     /// The partition of `key`: the one an order or payment id carries in its `o{partition}-`
-    /// prefix (so a customer's orders live with the customer), else the key's hash.
+    /// prefix (so a customer's orders live with the customer) — also behind a notification
+    /// send's `n-` (an order's sends live with the order) — else the key's hash.
     pub fn partition_of(&self, key: &[u8]) -> u32 {
         let n = self.partitions();
         std::str::from_utf8(key)
             .ok()
+            .map(|k| k.strip_prefix("n-").unwrap_or(k))
             .and_then(crate::domain::partition_prefix)
             .filter(|p| *p < n)
             .unwrap_or_else(|| partition_of(key, n))
@@ -145,6 +147,9 @@ mod tests {
         let p = r.partition_of(customer.as_str().as_bytes());
         let order = crate::domain::OrderId::for_customer(p, &customer, 1);
         assert_eq!(r.partition_of(order.as_str().as_bytes()), p);
+        // An order's notification sends live with it.
+        let send = format!("{}{}", crate::domain::notification::send_prefix(&order), "k");
+        assert_eq!(r.partition_of(send.as_bytes()), p);
         // A prefix naming a partition that does not exist falls back to the hash.
         assert_eq!(r.partition_of(b"o999999-x-1"), partition_of(b"o999999-x-1", 256));
     }

@@ -19,7 +19,7 @@ use ractor_cluster::node::NodeServerSessionInformation;
 use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
 use tokio::task::JoinHandle;
 
-use super::gateway::{remote_gateway, Gateway, GatewayArgs, GatewayMsg, StatusSource};
+use super::gateway::{remote_gateway, Gateway, GatewayArgs, GatewayMsg, RowSource, StatusSource};
 use super::remote::{CallError, Endpoints};
 use super::wire::{self, Frame};
 use crate::domain::NodeId;
@@ -148,6 +148,16 @@ fn jittered(ms: u64) -> Duration {
     Duration::from_millis(ms / 2 + rand::Rng::gen_range(&mut rand::thread_rng(), 0..=ms / 2))
 }
 
+/// What a node offers its peers through its gateway.
+pub struct Offered {
+    /// Its own figures: (outbox depth, dead letters).
+    pub figures: Arc<dyn Fn() -> (u64, u64) + Send + Sync>,
+    /// Its services, for commands and deliveries (set once they run).
+    pub endpoints: Endpoints,
+    /// Pages of its stored aggregates, for reads of the whole store.
+    pub rows: RowSource,
+}
+
 impl Transport {
     /// Starts the node server on `listen` (that address only), the gateway, the dialling of
     /// every peer whose name sorts after ours, and the heartbeats.
@@ -157,9 +167,9 @@ impl Transport {
         cookie: &str,
         digest: String,
         peers: Vec<(NodeId, SocketAddr)>,
-        figures: std::sync::Arc<dyn Fn() -> (u64, u64) + Send + Sync>,
-        endpoints: Endpoints,
+        offered: Offered,
     ) -> Result<Transport, TransportError> {
+        let Offered { figures, endpoints, rows } = offered;
         let fail = |reason: String| TransportError::Start { addr: listen, reason };
         let server = NodeServer::new(
             listen.port(),
@@ -185,7 +195,7 @@ impl Transport {
             let peers = views(&seen).into_iter().map(|(n, v)| (n, v.reachable, v.digest)).collect();
             (figures(), peers)
         });
-        let args = GatewayArgs { node: me.to_string(), digest: digest.clone(), status, endpoints };
+        let args = GatewayArgs { node: me.to_string(), digest: digest.clone(), status, endpoints, rows };
         let (gateway, _) = Actor::spawn(None, Gateway, args).await.map_err(|e| fail(e.to_string()))?;
         let mut tasks = Vec::new();
         for (peer, addr) in peers.iter().filter(|(p, _)| p.as_str() > me.as_str()) {
@@ -250,6 +260,41 @@ impl Transport {
         metrics::histogram!("cluster_remote_call_seconds", "peer" => node.to_owned(), "kind" => kind)
             .record(started.elapsed().as_secs_f64());
         outcome
+    }
+
+    /// Every stored aggregate of `service/aggregate` whose key starts with `prefix` (`""`: all)
+    /// that `node` holds, page by page.
+    pub async fn collect(
+        &self,
+        node: &str,
+        service: &str,
+        aggregate: &str,
+        prefix: &str,
+    ) -> Result<Vec<crate::persistence::Row>, CallError> {
+        let limit = Duration::from_millis(crate::limits::CLUSTER_REMOTE_CALL_TIMEOUT_MS);
+        let mut out = Vec::new();
+        let mut after = None;
+        loop {
+            let frame = Frame::States {
+                digest: self.digest.clone(),
+                service: service.to_owned(),
+                aggregate: aggregate.to_owned(),
+                prefix: prefix.to_owned(),
+                after: after.take(),
+            };
+            match self.call(node, &frame, limit).await? {
+                Frame::Rows { rows, next } => {
+                    out.extend(rows);
+                    match next {
+                        Some(n) => after = Some(n),
+                        None => return Ok(out),
+                    }
+                }
+                other => {
+                    return Err(CallError::BadAnswer { node: node.to_owned(), why: format!("{other:?}") });
+                }
+            }
+        }
     }
 
     /// What this node knows of every peer, by name.

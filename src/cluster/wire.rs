@@ -9,7 +9,7 @@ use super::remote::Refusal;
 use crate::domain::MessageId;
 use crate::limits::CLUSTER_FRAME_BYTES_MAX;
 use crate::persistence::codec::{self, CodecError, Header, RecordKind};
-use crate::persistence::DeliveryError;
+use crate::persistence::{DeliveryError, Row};
 
 /// The schema of `Frame` (bumped with an upcaster when it changes).
 const FRAME_SCHEMA: u16 = 1;
@@ -63,6 +63,27 @@ pub enum Frame {
     },
     /// Each delivered envelope's outcome, in order, once the receiver's commits are durable.
     Delivered(Vec<Result<(), DeliveryError>>),
+    /// A page of the receiver's stored aggregates of one kind (answered with `Rows`): a read
+    /// of the whole cluster gathers every node's.
+    States {
+        /// The configuration digest the sender routes by.
+        digest: String,
+        /// The service.
+        service: String,
+        /// The aggregate.
+        aggregate: String,
+        /// Only keys starting with this (`""`: all).
+        prefix: String,
+        /// Continue after this key (`None`: from the first).
+        after: Option<String>,
+    },
+    /// A page of stored aggregates (key, schema, body), and the key to continue after.
+    Rows {
+        /// The aggregates.
+        rows: Vec<Row>,
+        /// Where the next page starts (`None`: this was the last).
+        next: Option<String>,
+    },
 }
 
 /// Encodes a frame (refused past `CLUSTER_FRAME_BYTES_MAX`).

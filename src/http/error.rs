@@ -186,7 +186,9 @@ impl From<ShopError> for ApiError {
             ShopError::Engine(x) => x.into(),
             ShopError::Callback(CallbackError::BadSignature) => ApiError::Unauthorized("bad signature".into()),
             ShopError::Callback(CallbackError::Malformed(m)) => ApiError::BadRequest(m),
-            partial @ ShopError::Partial { .. } => ApiError::Unavailable(partial.to_string()),
+            partial @ (ShopError::Partial { .. } | ShopError::NotAnswered(_)) => {
+                ApiError::Unavailable(partial.to_string())
+            }
             e @ (ShopError::Store(_) | ShopError::Record(_)) => ApiError::Unavailable(e.to_string()),
         }
     }

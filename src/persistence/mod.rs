@@ -23,5 +23,5 @@ pub use envelope::Envelope;
 pub use events::Topic;
 pub use records::{DeadLetter, InboxRecord, OutboxEntry};
 pub use relay::{DeliveryError, Relay, RelayConfig, Subscriber, Subscriptions};
-pub use states::{StateSource, Union};
+pub use states::{page, Collected, Row, StateSource, Union};
 pub use store::{blocking, Applied, Durability, ServiceTrees, Store, StoreError, StoreOptions, VersionCache, WriteSet};

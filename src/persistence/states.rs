@@ -40,3 +40,51 @@ impl StateSource for Union<'_> {
         Ok(out)
     }
 }
+
+/// One stored aggregate as a state source gives it: (key, schema, body).
+pub type Row = (String, u16, Vec<u8>);
+
+/// Rows gathered beforehand (from several nodes, say), by `(service, aggregate)`.
+#[derive(Debug, Default)]
+pub struct Collected(pub std::collections::HashMap<(String, String), Vec<Row>>);
+
+impl StateSource for Collected {
+    fn states(&self, service: &str, aggregate: &str) -> Result<Vec<Row>, String> {
+        Ok(self.0.get(&(service.to_owned(), aggregate.to_owned())).cloned().unwrap_or_default())
+    }
+}
+
+/// One page of `service/aggregate`'s stored aggregates whose key starts with `prefix`, after
+/// key `after`, at most `max_bytes` of them (at least one), and the key to continue after when
+/// there are more.
+pub fn page(
+    store: &Store,
+    service: &str,
+    aggregate: &str,
+    prefix: &str,
+    after: Option<&str>,
+    max_bytes: usize,
+) -> Result<(Vec<Row>, Option<String>), String> {
+    let trees = store.service(service, aggregate).map_err(|e| e.to_string())?;
+    let mut rows = Vec::new();
+    let mut size = 0;
+    // A later page continues after the last key it gave (which starts with the prefix).
+    let scan: Box<dyn Iterator<Item = _>> = match after {
+        Some(a) => Box::new(store.scan_aggregates_after(&trees, Some(a.as_bytes()))),
+        None => Box::new(store.scan_aggregates_prefix(&trees, prefix.as_bytes())),
+    };
+    for r in scan {
+        let (k, h, body) = r.map_err(|e| e.to_string())?;
+        if !k.starts_with(prefix.as_bytes()) {
+            break;
+        }
+        let cost = k.len() + body.len() + 16;
+        if !rows.is_empty() && size + cost > max_bytes {
+            let next = rows.last().map(|(k, _, _): &Row| k.clone());
+            return Ok((rows, next));
+        }
+        size += cost;
+        rows.push((String::from_utf8_lossy(&k).into_owned(), h.schema, body));
+    }
+    Ok((rows, None))
+}

@@ -141,7 +141,7 @@ async fn a_node_with_some_partitions_refuses_whole_store_reads_instead_of_answer
     assert!(!orders.is_whole());
     let partial = ShopError::Partial { owned, partitions: node.router().partitions() };
     assert_eq!(orders.whole(), Err(partial.clone()));
-    assert_eq!(shop.sends().unwrap().whole().map(|s| s.len()), Err(partial.clone()));
+    assert_eq!(shop.sends().await.map(|s| s.len()), Err(partial.clone()));
     // Over HTTP: 503 with API.md's error, so a client retries rather than trusts a short list.
     let (status, body) = bazaar::http::error::ApiError::from(partial.clone()).parts();
     assert_eq!((status.as_u16(), body.error.as_str()), (503, "UNAVAILABLE"), "{}", body.message);
@@ -154,6 +154,6 @@ async fn a_node_with_some_partitions_refuses_whole_store_reads_instead_of_answer
     let node = NodeBuilder::store(support::options(dir.path(), Durability::Flush)).start().await.unwrap();
     let shop = Shop::new(&node).unwrap();
     assert!(shop.scan::<OrderKind>().unwrap().is_whole());
-    assert_eq!(shop.sends().unwrap().whole().map(|s| s.len()), Ok(0));
+    assert_eq!(shop.sends().await.map(|s| s.len()), Ok(0));
     node.shutdown().await;
 }

@@ -147,11 +147,11 @@ async fn order_paid_goes_out_by_real_smtp_and_sms() {
     assert_eq!(json["to"], "+4915112345678");
     assert!(json["text"].as_str().unwrap().contains(&order.to_string()));
     eventually("both sends recorded", || async {
-        let s = shop.sends().unwrap().whole().unwrap();
+        let s = shop.sends().await.unwrap();
         s.len() == 2 && s.iter().all(|r| r.status == Some(SendStatus::Sent))
     })
     .await;
-    let mut sinks: Vec<_> = shop.sends().unwrap().whole().unwrap().into_iter().filter_map(|r| r.sink).collect();
+    let mut sinks: Vec<_> = shop.sends().await.unwrap().into_iter().filter_map(|r| r.sink).collect();
     sinks.sort();
     assert_eq!(sinks, vec!["sms", "smtp"]);
     settle_and_check(&node, &shop).await;
@@ -172,10 +172,10 @@ async fn a_failing_gateway_is_retried_then_recorded_failed_and_the_order_is_unaf
     .await;
     let order = paid_order(&shop, "retry@example.com", "+4915199999999").await;
     eventually("the text is recorded failed", || async {
-        shop.sends().unwrap().whole().unwrap().iter().any(|r| r.status == Some(SendStatus::Failed))
+        shop.sends().await.unwrap().iter().any(|r| r.status == Some(SendStatus::Failed))
     })
     .await;
-    let sends = shop.sends().unwrap().whole().unwrap();
+    let sends = shop.sends().await.unwrap();
     let sms = sends.iter().find(|r| r.status == Some(SendStatus::Failed)).unwrap();
     assert_eq!(sms.attempts, bazaar::limits::NOTIFICATION_SEND_ATTEMPTS_MAX);
     assert!(sms.last_error.as_deref().unwrap().contains("500"), "{:?}", sms.last_error);

@@ -395,3 +395,41 @@ async fn verify_and_dead_letters_work_on_the_data_directory_of_a_stopped_node() 
     assert!(!ok, "a damaged record fails verify: {text}");
     assert!(text.contains("PROBLEM") && text.contains("tools-3"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_in_pages_reads_every_aggregate_once_in_key_order() {
+    use bazaar::persistence::{page, StateSource};
+    let dir = tempfile::tempdir().unwrap();
+    let node = node_with_probe(dir.path(), Arc::new(Probe::default())).await;
+    let stock = node.service::<StockItemKind>().unwrap();
+    for i in 0..10 {
+        stock.command(&sku(&format!("paged-{i}")), mid(), receive(1)).await.unwrap().unwrap();
+    }
+    let all = node.store().states("stock", "item").unwrap();
+    assert_eq!(all.len(), 10);
+    // One byte of room still gives one row a page; the pages join up to the whole scan.
+    for room in [1, 200, 1 << 20] {
+        let mut got = Vec::new();
+        let mut after: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let (rows, next) = page(node.store(), "stock", "item", "", after.as_deref(), room).unwrap();
+            pages += 1;
+            got.extend(rows);
+            match next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(got, all, "room {room}");
+        assert!(room > 1000 || pages > 1, "room {room} took {pages} pages");
+    }
+    // Only the keys with the prefix, over as many pages as it takes.
+    let one = &all[3].0;
+    let (rows, next) = page(node.store(), "stock", "item", one, None, 1).unwrap();
+    assert_eq!((rows.len(), &rows[0].0), (1, one));
+    if let Some(after) = next {
+        assert!(page(node.store(), "stock", "item", one, Some(&after), 1).unwrap().0.is_empty());
+    }
+    node.shutdown().await;
+}

@@ -131,8 +131,8 @@ async fn the_happy_path_goes_to_completed() {
     eventually("stock shipped", || async { shop.stock_item(&sku("book-a")).await.unwrap().levels.shipped.get() == 2 })
         .await;
     // The customer was told twice (paid, shipped), through the log sink.
-    eventually("two notifications sent", || async { shop.sends().unwrap().whole().unwrap().len() == 2 }).await;
-    let sends = shop.sends().unwrap().whole().unwrap();
+    eventually("two notifications sent", || async { shop.sends().await.unwrap().len() == 2 }).await;
+    let sends = shop.sends().await.unwrap();
     assert!(sends.iter().all(|s| s.status == Some(bazaar::domain::notification::SendStatus::Sent)));
     assert!(sends.iter().all(|s| s.sink.as_deref() == Some("log")));
     // The timeline names every step in order.

@@ -88,34 +88,98 @@ impl Shop {
             .collect())
     }
 
-    /// The notification sends about an order this node stores (found by their id's prefix).
-    pub fn order_sends(&self, id: &OrderId) -> Result<ThisNode<Vec<SendRecord>>, ShopError> {
-        let trees = self.store.service(SendRecordKind::SERVICE, SendRecordKind::AGGREGATE)?;
+    /// The notification sends about an order (found by their id's prefix; they live on the
+    /// order's node: read there when that is another).
+    pub async fn order_sends(&self, id: &OrderId) -> Result<Vec<SendRecord>, ShopError> {
         let prefix = crate::domain::notification::send_prefix(id);
-        let mut out = Vec::new();
-        for row in self.store.scan_aggregates_prefix(&trees, prefix.as_bytes()) {
-            let (k, h, body) = row?;
-            let key = String::from_utf8_lossy(&k).into_owned();
-            out.push(SendRecordKind::decode_state(&key, h.schema, &body)?);
+        let rows = match (self.router.route(id.as_str().as_bytes()), &self.transport) {
+            (crate::cluster::Route::Remote { partition, node }, Some(t)) => t
+                .collect(node.as_str(), SendRecordKind::SERVICE, SendRecordKind::AGGREGATE, &prefix)
+                .await
+                .map_err(|e| EngineError::OwnerUnreachable { partition, node: node.to_string(), why: e.to_string() })?,
+            _ => {
+                let trees = self.store.service(SendRecordKind::SERVICE, SendRecordKind::AGGREGATE)?;
+                let mut rows = Vec::new();
+                for row in self.store.scan_aggregates_prefix(&trees, prefix.as_bytes()) {
+                    let (k, h, body) = row?;
+                    rows.push((String::from_utf8_lossy(&k).into_owned(), h.schema, body));
+                }
+                rows
+            }
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for (key, schema, body) in rows {
+            out.push(SendRecordKind::decode_state(&key, schema, &body)?);
         }
-        Ok(self.this_node(out))
+        Ok(out)
     }
 
-    /// Every notification send this node has recorded.
-    pub fn sends(&self) -> Result<ThisNode<Vec<SendRecord>>, ShopError> {
-        let rows =
-            crate::persistence::StateSource::states(&self.store, SendRecordKind::SERVICE, SendRecordKind::AGGREGATE)
-                .map_err(EngineError::Unavailable)?;
+    /// Every notification send of the store (every node's, in a cluster).
+    pub async fn sends(&self) -> Result<Vec<SendRecord>, ShopError> {
+        self.gather::<SendRecordKind>().await
+    }
+
+    /// Every stored `service/aggregate` row whose key starts with `prefix`: this node's and, in
+    /// a cluster, every other node's (asked page by page). A node that does not answer makes
+    /// it an error naming it, never a partial answer.
+    pub async fn gather_rows(
+        &self,
+        service: &str,
+        aggregate: &str,
+        prefix: &str,
+    ) -> Result<Vec<crate::persistence::Row>, ShopError> {
+        let mut rows = Vec::new();
+        let trees = self.store.service(service, aggregate)?;
+        for row in self.store.scan_aggregates_prefix(&trees, prefix.as_bytes()) {
+            let (k, h, body) = row?;
+            rows.push((String::from_utf8_lossy(&k).into_owned(), h.schema, body));
+        }
+        let Some(transport) = &self.transport else {
+            // No other node to ask: whole only where this node owns every partition.
+            return self.this_node(rows).whole();
+        };
+        let mut silent = Vec::new();
+        for (peer, _) in transport.peers() {
+            match transport.collect(&peer, service, aggregate, prefix).await {
+                Ok(r) => rows.extend(r),
+                Err(e) => silent.push(format!("{peer} ({e})")),
+            }
+        }
+        if silent.is_empty() {
+            Ok(rows)
+        } else {
+            Err(ShopError::NotAnswered(silent.join(", ")))
+        }
+    }
+
+    /// Every aggregate of kind `K` in the store (every node's, in a cluster).
+    pub async fn gather<K: EntityKind>(&self) -> Result<Vec<K::State>, ShopError> {
+        let rows = self.gather_rows(K::SERVICE, K::AGGREGATE, "").await?;
         let mut out = Vec::with_capacity(rows.len());
         for (k, schema, body) in rows {
-            let rec = SendRecordKind::decode_state(&k, schema, &body)?;
-            out.push(rec);
+            let key = K::parse_key(&k).map_err(EngineError::Unavailable)?;
+            out.push(K::decode_state(&key, schema, &body)?);
         }
-        Ok(self.this_node(out))
+        Ok(out)
     }
 
     /// The invariant checker's verdict now, on what this node stores.
     pub fn invariants(&self) -> ThisNode<Report> {
         self.this_node(invariants::check(&self.store, self.clock.now_ms(), INVARIANTS_GRACE_MS))
+    }
+
+    /// The invariant checker's verdict on the whole store: in a cluster every node's aggregates
+    /// gathered, then checked as one store; a node that does not answer makes it an error
+    /// naming it, never a partial verdict.
+    pub async fn cluster_invariants(&self) -> Result<Report, ShopError> {
+        if self.transport.is_none() {
+            return self.invariants().whole();
+        }
+        let mut all = crate::persistence::Collected::default();
+        for (service, aggregate) in invariants::sources() {
+            let rows = self.gather_rows(service, aggregate, "").await?;
+            all.0.insert((service.to_owned(), aggregate.to_owned()), rows);
+        }
+        Ok(invariants::check(&all, self.clock.now_ms(), INVARIANTS_GRACE_MS))
     }
 }

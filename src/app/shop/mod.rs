@@ -80,6 +80,10 @@ pub enum ShopError {
     /// A stored record this node holds does not decode (a scan).
     #[error(transparent)]
     Record(#[from] crate::persistence::CodecError),
+    /// A read of the whole cluster that some nodes did not answer: refused rather than answered
+    /// partially.
+    #[error("these nodes did not answer, so there is no whole answer: {0}")]
+    NotAnswered(String),
     /// The answer needs every partition and this node owns only some (a cluster read that is
     /// not fanned out): refused rather than answered partially.
     #[error("this read needs every partition and this node owns {owned} of {partitions}")]
@@ -161,6 +165,8 @@ pub struct Shop {
     store: Store,
     clock: Arc<dyn Clock>,
     router: Arc<crate::cluster::Router>,
+    /// The cluster transport (reads that gather from other nodes); none on a single node.
+    transport: Option<Arc<crate::cluster::transport::Transport>>,
 }
 
 fn need<K: EntityKind>(node: &Node) -> Result<Service<K>, EngineError> {
@@ -204,6 +210,7 @@ impl Shop {
             store: node.store().clone(),
             clock: o.clock.clone(),
             router: node.router().clone(),
+            transport: node.transport().cloned(),
         })
     }
 

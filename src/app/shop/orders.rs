@@ -264,7 +264,7 @@ impl Shop {
                 message_id: format!("shipment-{id}"),
             });
         }
-        for rec in self.order_sends(id)?.whole()? {
+        for rec in self.order_sends(id).await? {
             let (Some(text), Some(r)) = (rec.describe(), rec.request.as_ref()) else { continue };
             steps.push(TimelineStep {
                 at_ms: rec.sent_at_ms.unwrap_or(rec.created_at_ms),

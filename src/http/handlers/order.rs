@@ -64,9 +64,9 @@ pub async fn list_orders(app: &App, req: &Req, c: &Caller) -> Result<Out, ApiErr
         mine.truncate(crate::limits::ORDERS_LISTED_MAX);
         mine
     } else {
-        // Every order: a scan, refused rather than partial where this node holds only some.
+        // Every order: a scan of every node, refused rather than partial when one is silent.
         let mut all: Vec<CommerceOrder> =
-            app.shop.scan::<OrderKind>()?.whole()?.into_iter().flatten().filter(|o| keep(o)).collect();
+            app.shop.gather::<OrderKind>().await?.into_iter().flatten().filter(|o| keep(o)).collect();
         all.sort_by_key(|o| std::cmp::Reverse(o.created_at_ms));
         all.truncate(crate::limits::ORDERS_LISTED_MAX);
         app.shop.summaries(all).await?

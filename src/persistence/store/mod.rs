@@ -346,6 +346,24 @@ impl Store {
         })
     }
 
+    /// Every stored aggregate of a service's trees whose key sorts after `after` (all: `None`),
+    /// in key order (a page of a scan that continues where the last one stopped).
+    pub fn scan_aggregates_after(
+        &self,
+        trees: &ServiceTrees,
+        after: Option<&[u8]>,
+    ) -> impl Iterator<Item = Result<(Vec<u8>, codec::Header, Vec<u8>), StoreError>> {
+        use std::ops::Bound;
+        let tree_name = trees.name.to_string();
+        let from = after.map_or(Bound::Unbounded, |a| Bound::Excluded(a.to_vec()));
+        trees.state.range::<Vec<u8>, _>((from, Bound::Unbounded)).map(move |item| {
+            let (k, v) = item?;
+            let (h, body) = codec::open(RecordKind::Aggregate, &v)
+                .map_err(|e| corrupt(&format!("{tree_name} (key {:?})", String::from_utf8_lossy(&k)), e))?;
+            Ok((k.to_vec(), h, body.to_vec()))
+        })
+    }
+
     /// Every stored aggregate of a service's trees whose key starts with `prefix`.
     pub fn scan_aggregates_prefix(
         &self,
