@@ -8,7 +8,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::shop::{Shop, ShopError};
+use super::shop::Shop;
 use crate::domain::CustomerId;
 
 /// The note's file in a data directory.
@@ -30,13 +30,13 @@ pub fn remember(data_dir: &Path, id: &CustomerId) -> std::io::Result<()> {
 /// configuration. Where this node owns it, the account says itself again to every node's copy;
 /// where another node does, it is created there from this node's record (the owner's change
 /// then reaches every copy; an owner that has it already is done).
-pub async fn announce_noted(shop: &Shop, data_dir: &Path) -> Result<usize, ShopError> {
+pub async fn announce_noted(shop: &Shop, data_dir: &Path) -> usize {
     let text = match std::fs::read_to_string(note(data_dir)) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return 0,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the accounts created offline; they stay on this node's copy");
-            return Ok(0);
+            return 0;
         }
     };
     let mut left = Vec::new();
@@ -61,16 +61,14 @@ pub async fn announce_noted(shop: &Shop, data_dir: &Path) -> Result<usize, ShopE
     if let Err(e) = written {
         tracing::warn!(error = %e, "cannot rewrite the note of accounts created offline (they will be announced again)");
     }
-    Ok(left.len())
+    left.len()
 }
 
 /// Announces the noted accounts, again every `every` while some owner is unreachable.
 pub async fn announce_until_done(shop: Shop, data_dir: PathBuf, every: std::time::Duration) {
     loop {
-        match announce_noted(&shop, &data_dir).await {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "announcing the accounts created offline failed; will retry"),
+        if announce_noted(&shop, &data_dir).await == 0 {
+            return;
         }
         tokio::time::sleep(every).await;
     }

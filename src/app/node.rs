@@ -454,7 +454,7 @@ fn rows_of(store: Store) -> crate::cluster::gateway::RowSource {
 
 /// The name events for aggregate kind `K` are addressed to: `{service}/{aggregate}`.
 pub fn destination<K: EntityKind>() -> String {
-    format!("{}/{}", K::SERVICE, K::AGGREGATE)
+    crate::supervisors::endpoint_name::<K>()
 }
 
 async fn prune_loop(

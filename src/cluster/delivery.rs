@@ -114,10 +114,6 @@ pub async fn deliver_to(
     if let Some(e) = unencodable.filter(|_| !out.iter().any(Result::is_err)) {
         out.push(Err(e));
     }
-    let tail = out
-        .iter()
-        .find_map(|r| r.as_ref().err())
-        .map_or_else(|| DeliveryError::Transient("not sent".into()), DeliveryError::not_attempted);
-    out.resize(n, Err(tail));
+    DeliveryError::pad(&mut out, n);
     out
 }

@@ -188,8 +188,7 @@ async fn answer_call(endpoints: &Endpoints, rows: &RowSource, ours: &str, bytes:
             if let Some(why) = bad {
                 out.push(Err(DeliveryError::Permanent(format!("the envelope does not decode: {why}"))));
             }
-            let tail = out.iter().find_map(|r| r.as_ref().err()).map(DeliveryError::not_attempted);
-            out.resize(n, Err(tail.unwrap_or_else(|| DeliveryError::Transient("no outcome".into()))));
+            DeliveryError::pad(&mut out, n);
             Frame::Delivered(out)
         }
         Frame::States { digest, .. } if digest != ours => Frame::Answer(Err(other(digest))),
@@ -204,8 +203,8 @@ async fn answer_call(endpoints: &Endpoints, rows: &RowSource, ours: &str, bytes:
             }
         }
         other => {
-            tracing::warn!(frame = ?other, "a peer called with a frame that is not a command or a delivery");
-            Frame::Answer(Err(Refusal::BadFrame("not a command or a delivery".into())))
+            tracing::warn!(frame = ?other, "a peer called with a frame that is not a command, a delivery or a read");
+            Frame::Answer(Err(Refusal::BadFrame("not a command, a delivery or a read".into())))
         }
     }
 }

@@ -34,6 +34,8 @@ pub enum Route {
 pub struct Router {
     local: NodeId,
     owners: Vec<NodeId>,
+    /// This node owns every partition (the embedded single node).
+    owns_all: bool,
 }
 
 impl Router {
@@ -53,8 +55,9 @@ impl Router {
                     .cloned()
                     .unwrap_or_else(|| local.clone())
             })
-            .collect();
-        Router { local, owners }
+            .collect::<Vec<NodeId>>();
+        let owns_all = owners.iter().all(|n| *n == local);
+        Router { local, owners, owns_all }
     }
 
     /// A single node owning every partition.
@@ -100,6 +103,11 @@ impl Router {
         } else {
             Route::Remote { partition, node: node.clone() }
         }
+    }
+
+    /// Whether this node owns every partition.
+    pub fn owns_all(&self) -> bool {
+        self.owns_all
     }
 
     /// Partitions this node owns.

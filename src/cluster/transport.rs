@@ -253,6 +253,7 @@ impl Transport {
         let kind = match frame {
             Frame::Command { .. } => "command",
             Frame::Deliver { .. } => "deliver",
+            Frame::States { .. } => "read",
             _ => "other",
         };
         metrics::counter!("cluster_remote_calls_total", "peer" => node.to_owned(), "kind" => kind, "outcome" => label)

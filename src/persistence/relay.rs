@@ -62,6 +62,16 @@ impl DeliveryError {
         DeliveryError::Permanent(why.to_string())
     }
 
+    /// Fills `outcomes` up to `n`: the events after the first failure, not attempted, report
+    /// it as `not_attempted` does (with no failure, they report no outcome).
+    pub fn pad(outcomes: &mut Vec<Result<(), DeliveryError>>, n: usize) {
+        let tail = outcomes
+            .iter()
+            .find_map(|r| r.as_ref().err())
+            .map_or_else(|| DeliveryError::Transient("no outcome".into()), DeliveryError::not_attempted);
+        outcomes.resize(n, Err(tail));
+    }
+
     /// What an event behind this failure in its lane, not attempted, reports: it waits as the
     /// lane does (parked behind an unreachable node, retried behind anything else).
     pub fn not_attempted(&self) -> Self {

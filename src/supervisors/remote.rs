@@ -103,7 +103,7 @@ impl<K: EntityKind> Service<K> {
         Err(EngineError::Unavailable(last))
     }
 
-    /// Delivers events for entities `owner` owns to it (see `cluster::remote::deliver_to`).
+    /// Delivers events for entities `owner` owns to it (see `cluster::delivery::deliver_to`).
     pub(super) async fn deliver_remote(
         &self,
         owner: &NodeId,

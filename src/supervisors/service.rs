@@ -153,7 +153,7 @@ impl<K: EntityKind> Service<K> {
         }
     }
 
-    /// The transport and the name calls for this service go under.
+    /// The transport calls for keys owned elsewhere go over (none: a single node).
     pub(super) fn transport(&self) -> Option<&Arc<Transport>> {
         self.transport.as_ref()
     }
@@ -277,6 +277,9 @@ impl<K: EntityKind> Service<K> {
     /// (`deliver_remote`). Once one run fails, the runs after it are not sent, so none
     /// overtakes it; they report the same kind of failure (a lane waiting for a node parks).
     pub async fn deliver_lane(&self, envelopes: Vec<Envelope>) -> Vec<Result<(), DeliveryError>> {
+        if K::REPLICATED || self.router.owns_all() {
+            return self.deliver_here(envelopes).await;
+        }
         let n = envelopes.len();
         let mut out = Vec::with_capacity(n);
         let mut runs: Vec<(Option<NodeId>, Vec<Envelope>)> = Vec::new();
@@ -292,9 +295,8 @@ impl<K: EntityKind> Service<K> {
             }
         }
         for (owner, run) in runs {
-            if let Some(failed) = out.iter().find_map(|r: &Result<(), DeliveryError>| r.as_ref().err()) {
-                let e = failed.not_attempted();
-                out.resize(n, Err(e));
+            if out.iter().any(Result::is_err) {
+                DeliveryError::pad(&mut out, n);
                 break;
             }
             let results = match owner {

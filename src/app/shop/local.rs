@@ -5,6 +5,7 @@
 //! over nodes; the cluster turns these into fan-outs to every owner.
 
 use super::*;
+use crate::persistence::Row;
 
 /// What one node's scan found, and whether that is everything.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,12 +68,7 @@ impl Shop {
     pub fn scan<K: EntityKind>(&self) -> Result<ThisNode<Vec<K::State>>, ShopError> {
         let rows = crate::persistence::StateSource::states(&self.store, K::SERVICE, K::AGGREGATE)
             .map_err(EngineError::Unavailable)?;
-        let mut out = Vec::with_capacity(rows.len());
-        for (k, schema, body) in rows {
-            let key = K::parse_key(&k).map_err(EngineError::Unavailable)?;
-            out.push(K::decode_state(&key, schema, &body)?);
-        }
-        Ok(self.this_node(out))
+        Ok(self.this_node(decode_rows::<K>(rows)?))
     }
 
     /// Every revoked token not yet expired: (token id, expiry ms). The whole cluster's — every
@@ -92,26 +88,26 @@ impl Shop {
     /// order's node: read there when that is another).
     pub async fn order_sends(&self, id: &OrderId) -> Result<Vec<SendRecord>, ShopError> {
         let prefix = crate::domain::notification::send_prefix(id);
+        let (service, aggregate) = (SendRecordKind::SERVICE, SendRecordKind::AGGREGATE);
         let rows = match (self.router.route(id.as_str().as_bytes()), &self.transport) {
             (crate::cluster::Route::Remote { partition, node }, Some(t)) => t
-                .collect(node.as_str(), SendRecordKind::SERVICE, SendRecordKind::AGGREGATE, &prefix)
+                .collect(node.as_str(), service, aggregate, &prefix)
                 .await
                 .map_err(|e| EngineError::OwnerUnreachable { partition, node: node.to_string(), why: e.to_string() })?,
-            _ => {
-                let trees = self.store.service(SendRecordKind::SERVICE, SendRecordKind::AGGREGATE)?;
-                let mut rows = Vec::new();
-                for row in self.store.scan_aggregates_prefix(&trees, prefix.as_bytes()) {
-                    let (k, h, body) = row?;
-                    rows.push((String::from_utf8_lossy(&k).into_owned(), h.schema, body));
-                }
-                rows
-            }
+            _ => self.local_rows(service, aggregate, &prefix)?,
         };
-        let mut out = Vec::with_capacity(rows.len());
-        for (key, schema, body) in rows {
-            out.push(SendRecordKind::decode_state(&key, schema, &body)?);
+        decode_rows::<SendRecordKind>(rows)
+    }
+
+    /// This node's stored `service/aggregate` rows whose key starts with `prefix`.
+    fn local_rows(&self, service: &str, aggregate: &str, prefix: &str) -> Result<Vec<Row>, ShopError> {
+        let trees = self.store.service(service, aggregate)?;
+        let mut rows = Vec::new();
+        for row in self.store.scan_aggregates_prefix(&trees, prefix.as_bytes()) {
+            let (k, h, body) = row?;
+            rows.push((String::from_utf8_lossy(&k).into_owned(), h.schema, body));
         }
-        Ok(out)
+        Ok(rows)
     }
 
     /// Every notification send of the store (every node's, in a cluster).
@@ -122,18 +118,8 @@ impl Shop {
     /// Every stored `service/aggregate` row whose key starts with `prefix`: this node's and, in
     /// a cluster, every other node's (asked page by page). A node that does not answer makes
     /// it an error naming it, never a partial answer.
-    pub async fn gather_rows(
-        &self,
-        service: &str,
-        aggregate: &str,
-        prefix: &str,
-    ) -> Result<Vec<crate::persistence::Row>, ShopError> {
-        let mut rows = Vec::new();
-        let trees = self.store.service(service, aggregate)?;
-        for row in self.store.scan_aggregates_prefix(&trees, prefix.as_bytes()) {
-            let (k, h, body) = row?;
-            rows.push((String::from_utf8_lossy(&k).into_owned(), h.schema, body));
-        }
+    pub async fn gather_rows(&self, service: &str, aggregate: &str, prefix: &str) -> Result<Vec<Row>, ShopError> {
+        let mut rows = self.local_rows(service, aggregate, prefix)?;
         let Some(transport) = &self.transport else {
             // No other node to ask: whole only where this node owns every partition.
             return self.this_node(rows).whole();
@@ -154,13 +140,7 @@ impl Shop {
 
     /// Every aggregate of kind `K` in the store (every node's, in a cluster).
     pub async fn gather<K: EntityKind>(&self) -> Result<Vec<K::State>, ShopError> {
-        let rows = self.gather_rows(K::SERVICE, K::AGGREGATE, "").await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for (k, schema, body) in rows {
-            let key = K::parse_key(&k).map_err(EngineError::Unavailable)?;
-            out.push(K::decode_state(&key, schema, &body)?);
-        }
-        Ok(out)
+        decode_rows::<K>(self.gather_rows(K::SERVICE, K::AGGREGATE, "").await?)
     }
 
     /// The invariant checker's verdict now, on what this node stores.
@@ -182,4 +162,14 @@ impl Shop {
         }
         Ok(invariants::check(&all, self.clock.now_ms(), INVARIANTS_GRACE_MS))
     }
+}
+
+/// Stored rows of kind `K`, decoded.
+fn decode_rows<K: EntityKind>(rows: Vec<Row>) -> Result<Vec<K::State>, ShopError> {
+    let mut out = Vec::with_capacity(rows.len());
+    for (k, schema, body) in rows {
+        let key = K::parse_key(&k).map_err(EngineError::Unavailable)?;
+        out.push(K::decode_state(&key, schema, &body)?);
+    }
+    Ok(out)
 }

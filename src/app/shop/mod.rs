@@ -374,8 +374,7 @@ impl Shop {
     /// has one (every node keeps a copy of every account: a change reaches it a moment later),
     /// else the owner (an account created a moment ago).
     pub async fn user(&self, id: &CustomerId) -> Result<crate::domain::auth::User, ShopError> {
-        let here = matches!(self.router.route(id.as_str().as_bytes()), crate::cluster::Route::Local { .. });
-        if !here {
+        if !self.owns(id.as_str()) {
             if let Some(u) = self.user_copies.command(id, fresh_message_id(), CopyQuery::Get).await? {
                 if u.exists() {
                     return Ok(u);
@@ -385,11 +384,16 @@ impl Shop {
         Ok(self.users.command(id, fresh_message_id(), UserCommand::Get).await??)
     }
 
+    /// Whether this node owns `key`'s partition.
+    fn owns(&self, key: &str) -> bool {
+        matches!(self.router.route(key.as_bytes()), crate::cluster::Route::Local { .. })
+    }
+
     /// Says an account this node's store holds (one created offline) to the cluster: the
     /// account announces itself to every node's copy where this node owns it; the owner
     /// creates it from this record where another node does (already there: done).
     pub async fn announce_user(&self, id: &CustomerId) -> Result<(), ShopError> {
-        if matches!(self.router.route(id.as_str().as_bytes()), crate::cluster::Route::Local { .. }) {
+        if self.owns(id.as_str()) {
             self.users.command(id, fresh_message_id(), UserCommand::Announce).await??;
             return Ok(());
         }

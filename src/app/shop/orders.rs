@@ -285,10 +285,11 @@ impl Shop {
     /// Waits up to `wait` while the order's booking completes.
     pub async fn redirect(&self, order: &OrderId, wait: Duration) -> Result<Payment, ShopError> {
         let deadline = tokio::time::Instant::now() + wait;
+        let links = PaymentLinks::for_order(&*self.payment_system, order);
         loop {
             // Watch the account before asking, so a booking that lands in between still wakes us.
             let mut changes = self.payments.subscribe(order).await?;
-            let cmd = PaymentCommand::Open { links: PaymentLinks::for_order(&*self.payment_system, order) };
+            let cmd = PaymentCommand::Open { links: links.clone() };
             match self.payments.command(order, fresh_message_id(), cmd).await? {
                 Ok(PaymentReply::Payment(p)) => return Ok(p),
                 Ok(PaymentReply::Account(_)) => {

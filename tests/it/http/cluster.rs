@@ -154,6 +154,22 @@ impl Cluster {
         }
     }
 
+    /// Waits until every node's outbox is empty, asserting none holds a dead letter.
+    async fn drained(&self, token: &str) {
+        for (i, srv) in self.nodes.iter().enumerate() {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let v = srv.get("/cluster", Some(token)).await;
+                assert_eq!(v.body["deadLetters"], 0, "{}: {}", NAMES[i], v.text);
+                if v.body["outboxDepth"] == 0 {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{}'s outbox does not drain: {}", NAMES[i], v.text);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
     /// Waits until node `i` sees every other node as reachable.
     async fn sees_all(&self, i: usize, token: &str) {
         for peer in (0..3).filter(|p| *p != i) {
@@ -569,18 +585,7 @@ async fn a_node_killed_mid_saga_comes_back_and_every_saga_ends() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    for (i, srv) in n.iter().enumerate() {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let v = srv.get("/cluster", Some(&staff.op)).await;
-            assert_eq!(v.body["deadLetters"], 0, "{}: {}", NAMES[i], v.text);
-            if v.body["outboxDepth"] == 0 {
-                break;
-            }
-            assert!(Instant::now() < deadline, "{}'s outbox does not drain: {}", NAMES[i], v.text);
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    c.drained(&staff.op).await;
     // Every node checks the whole cluster's invariants, and they hold.
     for (i, srv) in n.iter().enumerate() {
         let inv = srv.get("/invariants", Some(&staff.op)).await;
@@ -738,18 +743,7 @@ async fn a_cut_link_parks_lanes_and_they_drain_when_it_heals() {
         n[0].pay(t, id, "full").await;
         settles(&n[2], t, id, &["PAID", "SHIPPING_PENDING"]).await;
     }
-    for (i, srv) in n.iter().enumerate() {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let v = srv.get("/cluster", Some(&staff.op)).await;
-            assert_eq!(v.body["deadLetters"], 0, "{}: {}", NAMES[i], v.text);
-            if v.body["outboxDepth"] == 0 {
-                break;
-            }
-            assert!(Instant::now() < deadline, "{}'s outbox does not drain: {}", NAMES[i], v.text);
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+    c.drained(&staff.op).await;
     let m = n[0].get("/metrics", None).await.text;
     assert!(m.lines().any(|l| l == "relay_parked_lanes 0"), "no lane parked once healed");
 }
