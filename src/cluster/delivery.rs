@@ -90,17 +90,19 @@ pub async fn deliver_to(
                 r
             }
             Ok(Frame::Answer(Err(r @ (Refusal::OtherConfiguration { .. } | Refusal::NoService(_))))) => {
-                vec![Err(DeliveryError::Unreachable(format!("node {owner}: {r}"))); len]
+                vec![Err(DeliveryError::Unreachable { node: owner.to_owned(), why: r.to_string() }); len]
             }
             Ok(other) => {
                 vec![Err(DeliveryError::Transient(format!("node {owner} answered a delivery with {other:?}"))); len]
             }
-            Err(e @ CallError::Down { .. }) => vec![Err(DeliveryError::Unreachable(e.to_string())); len],
+            Err(e @ CallError::Down { .. }) => {
+                vec![Err(DeliveryError::Unreachable { node: owner.to_owned(), why: e.to_string() }); len]
+            }
             Err(e @ CallError::Timeout { .. }) => {
                 // A node that went silent meanwhile is not the events' fault: park.
                 let silent = transport.peer(owner).is_none_or(|p| !p.reachable);
                 let err = if silent {
-                    DeliveryError::Unreachable(e.to_string())
+                    DeliveryError::Unreachable { node: owner.to_owned(), why: e.to_string() }
                 } else {
                     DeliveryError::Transient(e.to_string())
                 };

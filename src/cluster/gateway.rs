@@ -161,10 +161,7 @@ async fn answer_call(endpoints: &Endpoints, rows: &RowSource, ours: &str, bytes:
             }
             Some(ep) => Frame::Answer(ep.command(key, id, body).await),
         },
-        Frame::Deliver { digest, envelopes, .. } if digest != ours => {
-            let why = other(digest).to_string();
-            Frame::Delivered(vec![Err(DeliveryError::Unreachable(why)); envelopes.len()])
-        }
+        Frame::Deliver { digest, .. } if digest != ours => Frame::Answer(Err(other(digest))),
         Frame::Deliver { to, envelopes, .. } => {
             let n = envelopes.len();
             let Some(ep) = endpoints.get().and_then(|e| e.get(&to)) else {

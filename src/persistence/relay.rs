@@ -52,8 +52,13 @@ pub enum DeliveryError {
     /// The subscriber's node cannot be reached (down, cut off, or running another
     /// configuration): the lane parks — retried every `RELAY_PARK_MS`, no attempt counted,
     /// never dead-lettered — until the node is back.
-    #[error("{0}")]
-    Unreachable(String),
+    #[error("node {node}: {why}")]
+    Unreachable {
+        /// The node waited for (the parked-lanes gauge is per node).
+        node: String,
+        /// Why it cannot be reached.
+        why: String,
+    },
 }
 
 impl DeliveryError {
@@ -76,7 +81,9 @@ impl DeliveryError {
     /// lane does (parked behind an unreachable node, retried behind anything else).
     pub fn not_attempted(&self) -> Self {
         match self {
-            DeliveryError::Unreachable(why) => DeliveryError::Unreachable(format!("not attempted: {why}")),
+            DeliveryError::Unreachable { node, why } => {
+                DeliveryError::Unreachable { node: node.clone(), why: format!("not attempted: {why}") }
+            }
             DeliveryError::Transient(why) | DeliveryError::Permanent(why) => {
                 DeliveryError::Transient(format!("not attempted: an earlier event of its lane failed ({why})"))
             }
@@ -253,7 +260,7 @@ impl Relay {
             items: HashMap::new(),
             lanes: HashMap::new(),
             retries: BinaryHeap::new(),
-            parked: std::collections::HashSet::new(),
+            parked: HashMap::new(),
             acked: Vec::new(),
         };
         let task = tokio::spawn(worker.run(stop_rx));
@@ -294,8 +301,9 @@ struct Worker {
     lanes: HashMap<Lane, LaneState>,
     /// Lanes paused after a failure, by when to try again.
     retries: BinaryHeap<Reverse<(Instant, Lane)>>,
-    /// Lanes whose subscriber's node cannot be reached (`DeliveryError::Unreachable`).
-    parked: std::collections::HashSet<Lane>,
+    /// Lanes whose subscriber's node cannot be reached (`DeliveryError::Unreachable`), and
+    /// that node.
+    parked: HashMap<Lane, String>,
     acked: Vec<u64>,
 }
 
@@ -460,15 +468,15 @@ impl Worker {
     ) {
         let mut done: Vec<u64> = Vec::new();
         let mut delay_ms: Option<u64> = None;
-        let mut unreachable = false;
+        let mut unreachable: Option<String> = None;
         for (seq, result) in seqs.into_iter().zip(results) {
             match result {
-                Err(DeliveryError::Unreachable(reason)) => {
+                Err(DeliveryError::Unreachable { node, why }) => {
                     // Not the entry's fault: wait for the node, count nothing, bury nothing.
-                    if !unreachable && !self.parked.contains(&lane) {
-                        tracing::info!(destination = %lane.0, key = %lane.1, %reason, "lane parked until its node is back");
+                    if unreachable.is_none() && !self.parked.contains_key(&lane) {
+                        tracing::info!(destination = %lane.0, key = %lane.1, %node, reason = %why, "lane parked until its node is back");
                     }
-                    unreachable = true;
+                    unreachable.get_or_insert(node);
                     delay_ms = Some(delay_ms.map_or(self.config.park_ms, |m| m.max(self.config.park_ms)));
                 }
                 Ok(()) => {
@@ -491,9 +499,16 @@ impl Worker {
         for seq in &done {
             self.items.remove(seq);
         }
-        let changed = if unreachable { self.parked.insert(lane.clone()) } else { self.parked.remove(&lane) };
-        if changed {
-            metrics::gauge!("relay_parked_lanes").set(self.parked.len() as f64);
+        let before = match unreachable {
+            Some(node) => self.parked.insert(lane.clone(), node),
+            None => self.parked.remove(&lane),
+        };
+        let after = self.parked.get(&lane).cloned();
+        if before != after {
+            for peer in [before, after].into_iter().flatten() {
+                let n = self.parked.values().filter(|p| **p == peer).count();
+                metrics::gauge!("relay_parked_lanes", "peer" => peer).set(n as f64);
+            }
         }
         let Some(state) = self.lanes.get_mut(&lane) else {
             return;

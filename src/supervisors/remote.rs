@@ -112,8 +112,8 @@ impl<K: EntityKind> Service<K> {
         match self.transport() {
             Some(t) => crate::cluster::delivery::deliver_to(t, owner.as_str(), &endpoint_name::<K>(), envelopes).await,
             None => {
-                let why = format!("no cluster transport to reach node {owner}");
-                vec![Err(DeliveryError::Unreachable(why)); envelopes.len()]
+                let why = "no cluster transport".to_owned();
+                vec![Err(DeliveryError::Unreachable { node: owner.to_string(), why }); envelopes.len()]
             }
         }
     }

@@ -229,7 +229,7 @@ impl Subscriber for ProbeSub {
                 0 => Ok(()),
                 1 => Err(DeliveryError::Transient("probe says not now".into())),
                 2 => Err(DeliveryError::Permanent("probe says never".into())),
-                4 => Err(DeliveryError::Unreachable("probe's node is away".into())),
+                4 => Err(DeliveryError::Unreachable { node: "node-9".into(), why: "the probe's node is away".into() }),
                 _ => std::future::pending().await,
             }
         })

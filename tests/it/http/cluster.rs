@@ -720,7 +720,7 @@ async fn a_cut_link_parks_lanes_and_they_drain_when_it_heals() {
         let m = n[0].get("/metrics", None).await.text;
         let parked = m
             .lines()
-            .find(|l| l.starts_with("relay_parked_lanes "))
+            .find(|l| l.starts_with("relay_parked_lanes{peer=\"node-2\"} "))
             .and_then(|l| l.split(' ').nth(1)?.parse::<f64>().ok());
         if parked.is_some_and(|p| p >= 1.0) {
             break;
@@ -745,7 +745,7 @@ async fn a_cut_link_parks_lanes_and_they_drain_when_it_heals() {
     }
     c.drained(&staff.op).await;
     let m = n[0].get("/metrics", None).await.text;
-    assert!(m.lines().any(|l| l == "relay_parked_lanes 0"), "no lane parked once healed");
+    assert!(m.lines().any(|l| l == "relay_parked_lanes{peer=\"node-2\"} 0"), "no lane parked once healed: {m}");
 }
 
 /// A peer holding the cookie (so past the handshake) that sends garbage: a frame that does not
