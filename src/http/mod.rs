@@ -18,6 +18,7 @@ pub mod request;
 pub mod routes;
 pub mod sandbox;
 pub mod server;
+pub mod storefront;
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -125,6 +126,20 @@ pub enum Out {
     Text(StatusCode, String, &'static str),
     /// No body.
     Empty(StatusCode),
+    /// A storefront file (`storefront`): its bytes (none for a 304), content type and ETag,
+    /// and whether its URL names its version (then it is cached for good).
+    Static {
+        /// 200, or 304 when the client's copy is current.
+        status: StatusCode,
+        /// The bytes.
+        body: &'static [u8],
+        /// Its content type.
+        ctype: &'static str,
+        /// Its ETag (quoted).
+        etag: String,
+        /// Cached for good (an asset under its version) or revalidated each time (the page).
+        immutable: bool,
+    },
 }
 
 impl Out {
@@ -137,7 +152,9 @@ impl Out {
 
     fn status(&self) -> StatusCode {
         match self {
-            Out::Json(s, _) | Out::Html(s, _) | Out::Text(s, _, _) | Out::Empty(s) => *s,
+            Out::Json(s, _) | Out::Html(s, _) | Out::Text(s, _, _) | Out::Empty(s) | Out::Static { status: s, .. } => {
+                *s
+            }
         }
     }
 }
@@ -154,11 +171,14 @@ fn error_out(e: &ApiError) -> Out {
 }
 
 fn render(out: Out, request_id: &str, retry_after: Option<u64>) -> Response<Vec<u8>> {
+    if let Out::Static { status, body, ctype, etag, immutable } = out {
+        return render_static(status, body, ctype, &etag, immutable, request_id);
+    }
     let (status, ctype, body) = match out {
         Out::Json(s, b) => (s, Some("application/json"), b),
         Out::Html(s, h) => (s, Some("text/html; charset=utf-8"), h.into_bytes()),
         Out::Text(s, t, c) => (s, Some(c), t.into_bytes()),
-        Out::Empty(s) => (s, None, Vec::new()),
+        Out::Empty(s) | Out::Static { status: s, .. } => (s, None, Vec::new()),
     };
     let mut b = Response::builder()
         .status(status)
@@ -183,6 +203,37 @@ fn render(out: Out, request_id: &str, retry_after: Option<u64>) -> Response<Vec<
         b = b.header("retry-after", s.to_string());
     }
     b.body(body).unwrap_or_else(|_| Response::new(Vec::new()))
+}
+
+/// The storefront's policy: scripts, styles, images and API calls from this origin only
+/// (images also from `https:` and `data:`, for product photos), nothing inline, no plugins, no
+/// framing, forms only to this origin.
+const STOREFRONT_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; \
+    connect-src 'self'; manifest-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+fn render_static(
+    status: StatusCode,
+    body: &'static [u8],
+    ctype: &'static str,
+    etag: &str,
+    immutable: bool,
+    request_id: &str,
+) -> Response<Vec<u8>> {
+    let cache = if immutable { "public, max-age=31536000, immutable" } else { "no-cache" };
+    let mut b = Response::builder()
+        .status(status)
+        .header("x-request-id", request_id)
+        .header("x-content-type-options", "nosniff")
+        .header("etag", etag)
+        .header("cache-control", cache)
+        .header("referrer-policy", "no-referrer");
+    if status != StatusCode::NOT_MODIFIED {
+        b = b.header("content-type", ctype);
+    }
+    if ctype.starts_with("text/html") {
+        b = b.header("content-security-policy", STOREFRONT_CSP).header("x-frame-options", "DENY");
+    }
+    b.body(body.to_vec()).unwrap_or_else(|_| Response::new(Vec::new()))
 }
 
 /// Reads a body up to the limit; `None` when it is larger.

@@ -5,8 +5,8 @@
 //! its idempotency header come from here, its description, parameters and bodies from the
 //! handler's `#[utoipa::path]` annotation (whose method and path the tests hold to this table).
 //!
-//! A new resource adds its handlers under `handlers/` and its lines here; the storefront's pages
-//! and assets will be routes of this table too (served by a `storefront` module beside
+//! A new resource adds its handlers under `handlers/` and its lines here; the storefront's page
+//! and assets are routes of this table too (served by the `storefront` module beside
 //! `sandbox`).
 
 use futures::future::BoxFuture;
@@ -17,7 +17,7 @@ use super::error::ApiError;
 use super::handlers::{auth, catalogue, customer, ops, order, payment, promo, shipping, stock};
 use super::idempotency::idempotent;
 use super::request::{caller, segments, shown};
-use super::{sandbox, App, Out, Req};
+use super::{sandbox, storefront, App, Out, Req};
 use crate::domain::auth::Role;
 
 /// Who may call a route.
@@ -150,6 +150,8 @@ pub static ROUTES: &[Route] = &[
     route!(GET "/notifications", Access::Bearer(CUSTOMER_OR_OPERATOR), bearer ops::notifications, ops::__path_notifications),
     route!(GET "/invariants", Access::Bearer(OPERATOR), bearer ops::invariants, ops::__path_invariants),
     route!(GET "/openapi.json", Access::Public, open ops::openapi, ops::__path_openapi),
+    route!(GET "/", Access::Public, open storefront::index, storefront::__path_index),
+    route!(GET "/assets/{version}/{file}", Access::Public, open storefront::asset, storefront::__path_asset),
 ];
 
 /// The route template a path matches.

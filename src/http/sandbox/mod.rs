@@ -79,11 +79,13 @@ pub async fn page(app: &App, req: &Req) -> Result<Out, ApiError> {
     Ok(Out::Html(StatusCode::OK, html))
 }
 
-/// Whether a form post came from another site (a browser says so in `Sec-Fetch-Site`, or in an
-/// `Origin` that is not this host).
+/// Whether a form post came from another site. A browser says where a request comes from in
+/// `Sec-Fetch-Site` (only `same-origin` is taken); one that does not send it is judged by an
+/// `Origin` that is not this host. (The page's `no-referrer` policy makes a browser send
+/// `Origin: null` on its own form post, so `Sec-Fetch-Site` is the browser's answer.)
 fn cross_site(req: &Req) -> bool {
-    if req.header("sec-fetch-site").is_some_and(|s| s.eq_ignore_ascii_case("cross-site")) {
-        return true;
+    if let Some(site) = req.header("sec-fetch-site") {
+        return !site.eq_ignore_ascii_case("same-origin");
     }
     match (req.header("origin"), req.header("host")) {
         (Some(origin), Some(host)) => {
@@ -138,5 +140,6 @@ pub async fn act(app: &App, req: &Req) -> Result<Out, ApiError> {
         Ok(s) => format!("The sandbox told the store ({s}). You can close this page."),
         Err(e) => format!("The sandbox could not reach the store: {e}"),
     };
-    Ok(Out::Html(StatusCode::OK, render(DONE, &[("id", p.id.as_str()), ("message", &message)])))
+    let order = p.id.order().map(|o| o.to_string()).unwrap_or_default();
+    Ok(Out::Html(StatusCode::OK, render(DONE, &[("id", p.id.as_str()), ("message", &message), ("order", &order)])))
 }

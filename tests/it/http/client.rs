@@ -141,7 +141,7 @@ impl Srv {
         Answer { status, body, headers, text }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 

@@ -262,3 +262,36 @@ async fn staff_users_are_created_by_an_admin_and_disabled_users_cannot_log_in() 
     s.get("/checkToken", Some(&pat)).await.assert_error(401, "unauthorized");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_storefront_is_served_with_a_strict_policy_and_cached_by_version() {
+    let s = Srv::start().await;
+    let page = s.get("/", None).await;
+    assert_eq!(page.status, 200);
+    let h = |a: &Answer, name: &str| a.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+    assert!(h(&page, "content-type").starts_with("text/html"));
+    let csp = h(&page, "content-security-policy");
+    assert!(csp.contains("script-src 'self'") && csp.contains("style-src 'self'") && !csp.contains("unsafe"), "{csp}");
+    assert_eq!(h(&page, "x-content-type-options"), "nosniff");
+    assert_eq!(h(&page, "referrer-policy"), "no-referrer");
+    assert_eq!(h(&page, "cache-control"), "no-cache");
+    // No inline script or style in the page itself.
+    assert!(!page.text.contains("<script>") && !page.text.contains("<style") && !page.text.contains(" style="));
+    // Revalidating the page: 304 with its ETag, no body.
+    let etag = h(&page, "etag");
+    let again = s.send(s.http.get(s.url("/")).header("if-none-match", &etag)).await;
+    assert_eq!(again.status, 304);
+    assert!(again.text.is_empty());
+    // Its assets under the version it names: cached for good; another version is 404.
+    let start = page.text.find("src=\"/assets/").unwrap() + 5;
+    let link: String = page.text[start..].chars().take_while(|c| *c != '"').collect();
+    assert!(link.ends_with("/app.js"), "{link}");
+    let js = s.get(&link, None).await;
+    assert_eq!(js.status, 200);
+    assert!(h(&js, "content-type").starts_with("text/javascript"));
+    assert_eq!(h(&js, "cache-control"), "public, max-age=31536000, immutable");
+    let version = link.split('/').nth(2).unwrap();
+    s.get(&link.replace(version, "000000000000"), None).await.assert_error(404, "not_found");
+    s.get(&link.replace("app.js", "nothing.js"), None).await.assert_error(404, "not_found");
+    s.get(&link.replace("app.js", "..%2Fsecrets"), None).await.assert_error(404, "not_found");
+}

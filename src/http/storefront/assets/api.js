@@ -1,0 +1,146 @@
+// The storefront's only way to the store: the public JSON API (API.md), exactly as an outside
+// client calls it. The session token lives in localStorage and goes in the Authorization
+// header, never in a URL.
+
+const SESSION = "bazaar.session";
+const CART = "bazaar.cart";
+
+/** An answer other than 2xx: its status and the API's `{error, message}`. */
+export class ApiError extends Error {
+  constructor(status, body) {
+    super(body?.message || `The store answered ${status}.`);
+    this.status = status;
+    this.code = body?.error || "";
+    this.body = body || {};
+  }
+}
+
+/** The store could not be reached at all (it is down, or the network is). */
+export class Offline extends Error {
+  constructor() {
+    super("The store cannot be reached right now. We keep trying; your cart is kept.");
+  }
+}
+
+const listeners = new Set();
+let offline = false;
+
+/** Calls `f(isOffline)` whenever reachability changes. */
+export function onReachability(f) {
+  listeners.add(f);
+}
+
+function reachable(up) {
+  if (offline === !up) return;
+  offline = !up;
+  for (const f of listeners) f(offline);
+  if (offline) probe();
+}
+
+async function probe() {
+  while (offline) {
+    await new Promise((r) => setTimeout(r, 1500));
+    try {
+      const r = await fetch("/health", { cache: "no-store" });
+      if (r.ok) reachable(true);
+    } catch {
+      // still down
+    }
+  }
+}
+
+/** The session (token, customerId, role, expiredTime) or null. */
+export function session() {
+  try {
+    const s = JSON.parse(localStorage.getItem(SESSION) || "null");
+    if (s && new Date(s.expiredTime) > new Date()) return s;
+  } catch {
+    // a damaged entry is no session
+  }
+  return null;
+}
+
+function saveSession(s) {
+  if (s) localStorage.setItem(SESSION, JSON.stringify(s));
+  else localStorage.removeItem(SESSION);
+}
+
+/**
+ * One API call. `body` goes as JSON; `auth` adds the session's bearer token. Resolves to the
+ * parsed body (null for 204); rejects with ApiError or Offline.
+ */
+export async function api(method, path, { body, auth = false, headers = {} } = {}) {
+  const h = { Accept: "application/json", ...headers };
+  if (body !== undefined) h["Content-Type"] = "application/json";
+  if (auth) {
+    const s = session();
+    if (s) h.Authorization = `Bearer ${s.token}`;
+  }
+  let r;
+  try {
+    r = await fetch(path, { method, headers: h, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch {
+    reachable(false);
+    throw new Offline();
+  }
+  reachable(true);
+  const text = await r.text();
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = null;
+  }
+  if (!r.ok) {
+    if (r.status === 401 && auth) saveSession(null);
+    throw new ApiError(r.status, data);
+  }
+  return data;
+}
+
+/** Logs in with email and password (HTTP Basic to GET /token) and keeps the session. */
+export async function login(email, password) {
+  const basic = btoa(String.fromCharCode(...new TextEncoder().encode(`${email}:${password}`)));
+  const s = await api("GET", "/token", { headers: { Authorization: `Basic ${basic}` } });
+  saveSession({ ...s, email });
+  return s;
+}
+
+/** Logs out: the token is revoked on the store, then forgotten here. */
+export async function logout() {
+  try {
+    await api("POST", "/user/logout", { auth: true });
+  } finally {
+    saveSession(null);
+  }
+}
+
+/** The cart: [{id, name, price, quantity}], kept across reloads. */
+export function cart() {
+  try {
+    const c = JSON.parse(localStorage.getItem(CART) || "[]");
+    return Array.isArray(c) ? c.filter((l) => l && l.id && l.quantity > 0) : [];
+  } catch {
+    return [];
+  }
+}
+
+/** Replaces the cart. */
+export function saveCart(lines) {
+  localStorage.setItem(CART, JSON.stringify(lines));
+  window.dispatchEvent(new Event("cartchange"));
+}
+
+/** Adds `quantity` of a product to the cart. */
+export function addToCart(p, quantity) {
+  const lines = cart();
+  const line = lines.find((l) => l.id === p.id);
+  if (line) line.quantity += quantity;
+  else lines.push({ id: p.id, name: p.name, price: p.price, quantity });
+  saveCart(lines);
+}
+
+/** A key that makes a repeated submission (a double click) answer the first one. */
+export function idempotencyKey() {
+  return crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random().toString(16).slice(2)}`;
+}
