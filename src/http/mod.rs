@@ -139,6 +139,8 @@ pub enum Out {
         etag: String,
         /// Cached for good (an asset under its version) or revalidated each time (the page).
         immutable: bool,
+        /// The body is gzipped (`Content-Encoding: gzip`).
+        gzip: bool,
     },
 }
 
@@ -171,8 +173,8 @@ fn error_out(e: &ApiError) -> Out {
 }
 
 fn render(out: Out, request_id: &str, retry_after: Option<u64>) -> Response<Vec<u8>> {
-    if let Out::Static { status, body, ctype, etag, immutable } = out {
-        return render_static(status, body, ctype, &etag, immutable, request_id);
+    if let Out::Static { status, body, ctype, etag, immutable, gzip } = out {
+        return render_static(status, body, ctype, (&etag, immutable, gzip), request_id);
     }
     let (status, ctype, body) = match out {
         Out::Json(s, b) => (s, Some("application/json"), b),
@@ -211,12 +213,12 @@ fn render(out: Out, request_id: &str, retry_after: Option<u64>) -> Response<Vec<
 const STOREFRONT_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; \
     connect-src 'self'; manifest-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
+/// A storefront file's answer; `(etag, immutable, gzip)` as `Out::Static` says.
 fn render_static(
     status: StatusCode,
     body: &'static [u8],
     ctype: &'static str,
-    etag: &str,
-    immutable: bool,
+    (etag, immutable, gzip): (&str, bool, bool),
     request_id: &str,
 ) -> Response<Vec<u8>> {
     let cache = if immutable { "public, max-age=31536000, immutable" } else { "no-cache" };
@@ -226,9 +228,13 @@ fn render_static(
         .header("x-content-type-options", "nosniff")
         .header("etag", etag)
         .header("cache-control", cache)
+        .header("vary", "accept-encoding")
         .header("referrer-policy", "no-referrer");
     if status != StatusCode::NOT_MODIFIED {
         b = b.header("content-type", ctype);
+        if gzip {
+            b = b.header("content-encoding", "gzip");
+        }
     }
     if ctype.starts_with("text/html") {
         b = b.header("content-security-policy", STOREFRONT_CSP).header("x-frame-options", "DENY");

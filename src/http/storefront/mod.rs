@@ -60,17 +60,37 @@ fn built() -> &'static (String, String) {
     })
 }
 
-/// A file answered in full, or 304 when the client's `If-None-Match` names it.
-fn answer(req: &Req, body: &'static [u8], ctype: &'static str, immutable: bool) -> Out {
-    let etag = format!("\"{}\"", hash(body));
+/// The gzip of each file (and of the page, last), made once.
+fn gzipped() -> &'static [Vec<u8>] {
+    static GZ: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
+    GZ.get_or_init(|| ASSETS.iter().map(|(_, b, _)| *b).chain([built().1.as_bytes()]).map(gzip).collect())
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    // Writing to a Vec cannot fail; should it, the file goes out uncompressed.
+    match e.write_all(bytes).and_then(|()| e.finish()) {
+        Ok(z) => z,
+        Err(_) => Vec::new(),
+    }
+}
+
+/// A file answered in full (gzipped when the client takes gzip), or 304 when the client's
+/// `If-None-Match` names it. The ETag is the uncompressed file's, with `-gz` for the gzip.
+fn answer(req: &Req, body: &'static [u8], gz: &'static [u8], ctype: &'static str, immutable: bool) -> Out {
+    let takes_gzip = !gz.is_empty()
+        && req.header("accept-encoding").is_some_and(|v| {
+            v.split(',').any(|e| e.split(';').next().is_some_and(|n| n.trim().eq_ignore_ascii_case("gzip")))
+        });
+    let (body, etag) =
+        if takes_gzip { (gz, format!("\"{}-gz\"", hash(body))) } else { (body, format!("\"{}\"", hash(body))) };
+    let gzip = takes_gzip;
     let current = req
         .header("if-none-match")
         .is_some_and(|v| v.split(',').any(|t| t.trim().trim_start_matches("W/") == etag || t.trim() == "*"));
-    if current {
-        Out::Static { status: StatusCode::NOT_MODIFIED, body: &[], ctype, etag, immutable }
-    } else {
-        Out::Static { status: StatusCode::OK, body, ctype, etag, immutable }
-    }
+    let (status, body) = if current { (StatusCode::NOT_MODIFIED, &[][..]) } else { (StatusCode::OK, body) };
+    Out::Static { status, body, ctype, etag, immutable, gzip }
 }
 
 /// The storefront.
@@ -78,7 +98,8 @@ fn answer(req: &Req, body: &'static [u8], ctype: &'static str, immutable: bool) 
     description = "The web storefront: one page that shops, logs in and runs the staff screens through this API.",
     responses((status = 200, content_type = "text/html", body = String), (status = 304, description = "The client's copy is current (If-None-Match).")))]
 pub async fn index(_app: &App, req: &Req) -> Result<Out, ApiError> {
-    Ok(answer(req, built().1.as_bytes(), "text/html; charset=utf-8", false))
+    let gz = gzipped().last().map_or(&[][..], Vec::as_slice);
+    Ok(answer(req, built().1.as_bytes(), gz, "text/html; charset=utf-8", false))
 }
 
 /// A file of the storefront, at the version the page names.
@@ -93,11 +114,12 @@ pub async fn asset(_app: &App, req: &Req) -> Result<Out, ApiError> {
     if version != built().0 {
         return Err(ApiError::NotFound("no such storefront version (reload the page)".into()));
     }
-    let (_, body, ctype) = ASSETS
+    let i = ASSETS
         .iter()
-        .find(|(name, _, _)| *name == file)
+        .position(|(name, _, _)| *name == file)
         .ok_or_else(|| ApiError::NotFound("no such storefront file".into()))?;
-    Ok(answer(req, body, ctype, true))
+    let (_, body, ctype) = ASSETS[i];
+    Ok(answer(req, body, gzipped().get(i).map_or(&[][..], Vec::as_slice), ctype, true))
 }
 
 #[cfg(test)]

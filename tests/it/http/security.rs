@@ -290,6 +290,15 @@ async fn the_storefront_is_served_with_a_strict_policy_and_cached_by_version() {
     assert_eq!(js.status, 200);
     assert!(h(&js, "content-type").starts_with("text/javascript"));
     assert_eq!(h(&js, "cache-control"), "public, max-age=31536000, immutable");
+    // Gzipped for a client that takes it: the same bytes once inflated, under its own ETag.
+    let r = s.http.get(s.url(&link)).header("accept-encoding", "br, gzip;q=0.8").send().await.unwrap();
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    assert_ne!(r.headers()["etag"].to_str().unwrap(), h(&js, "etag"));
+    let gz = r.bytes().await.unwrap();
+    let mut plain = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut plain).unwrap();
+    assert_eq!(plain, js.text);
+    assert!(gz.len() < js.text.len());
     let version = link.split('/').nth(2).unwrap();
     s.get(&link.replace(version, "000000000000"), None).await.assert_error(404, "not_found");
     s.get(&link.replace("app.js", "nothing.js"), None).await.assert_error(404, "not_found");
