@@ -70,10 +70,7 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     use std::io::Write;
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     // Writing to a Vec cannot fail; should it, the file goes out uncompressed.
-    match e.write_all(bytes).and_then(|()| e.finish()) {
-        Ok(z) => z,
-        Err(_) => Vec::new(),
-    }
+    e.write_all(bytes).and_then(|()| e.finish()).unwrap_or_default()
 }
 
 /// A file answered in full (gzipped when the client takes gzip), or 304 when the client's
