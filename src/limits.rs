@@ -254,6 +254,15 @@ pub const HTTP_HEADER_BYTES_MAX: usize = 16 * 1024;
 /// `PAY_REDIRECT_WAIT_MS`).
 pub const HTTP_REQUEST_TIMEOUT_MS: u64 = 30_000;
 
+/// Longest an event stream (`GET /order/{id}/events`) stays open, ms; the client reconnects.
+/// Short enough that a stream left open by a client that vanished without closing its
+/// connection ends soon.
+pub const SSE_STREAM_MS: u64 = 60_000;
+
+/// A comment is sent on an idle event stream this often, ms (so proxies keep it open and a
+/// client sees it alive).
+pub const SSE_KEEP_ALIVE_MS: u64 = 15_000;
+
 /// How long `/pay/redirectUrl` waits for an order's booking before answering 409, ms.
 pub const PAY_REDIRECT_WAIT_MS: u64 = 3_000;
 

@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod dto;
 pub mod error;
+pub mod events;
 pub mod handlers;
 pub mod idempotency;
 pub mod json;
@@ -71,6 +72,9 @@ pub struct App {
     pub trusted_proxies: Vec<IpAddr>,
     /// The OpenAPI document served at `/openapi.json` (built once from the route table).
     pub openapi: Vec<u8>,
+    /// Becomes true when the front stops (open event streams end, so stopping never waits on
+    /// them).
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Stripes of `IdempotencyLocks`.
@@ -126,6 +130,8 @@ pub enum Out {
     Text(StatusCode, String, &'static str),
     /// No body.
     Empty(StatusCode),
+    /// A stream of server-sent events (`text/event-stream`), with keep-alive comments.
+    Events(events::Feed),
     /// A storefront file (`storefront`): its bytes (none for a 304), content type and ETag,
     /// and whether its URL names its version (then it is cached for good).
     Static {
@@ -157,6 +163,7 @@ impl Out {
             Out::Json(s, _) | Out::Html(s, _) | Out::Text(s, _, _) | Out::Empty(s) | Out::Static { status: s, .. } => {
                 *s
             }
+            Out::Events(_) => StatusCode::OK,
         }
     }
 }
@@ -181,6 +188,7 @@ fn render(out: Out, request_id: &str, retry_after: Option<u64>) -> Response<Vec<
         Out::Html(s, h) => (s, Some("text/html; charset=utf-8"), h.into_bytes()),
         Out::Text(s, t, c) => (s, Some(c), t.into_bytes()),
         Out::Empty(s) | Out::Static { status: s, .. } => (s, None, Vec::new()),
+        Out::Events(_) => (StatusCode::OK, None, Vec::new()),
     };
     let mut b = Response::builder()
         .status(status)
@@ -294,7 +302,7 @@ async fn handle<S, B>(
     query: Option<String>,
     headers: HeaderMap,
     body: S,
-) -> Result<Response<Vec<u8>>, Infallible>
+) -> Result<warp::reply::Response, Infallible>
 where
     S: futures::Stream<Item = Result<B, warp::Error>> + Unpin + Send,
     B: warp::Buf + Send,
@@ -369,11 +377,14 @@ where
             "answered"
         )
     });
+    if let Out::Events(feed) = out {
+        return Ok(events::reply(feed, &request_id));
+    }
     let mut response = render(out, &request_id, retry);
     if let Some(a) = allow.and_then(|a| warp::http::HeaderValue::from_str(&a).ok()) {
         response.headers_mut().insert("allow", a);
     }
-    Ok(response)
+    Ok(warp::Reply::into_response(response))
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves; then stops accepting and finishes the

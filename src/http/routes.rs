@@ -134,6 +134,7 @@ pub static ROUTES: &[Route] = &[
     route!(GET "/orders", Access::Bearer(CUSTOMER_OR_OPERATOR), bearer order::list_orders, order::__path_list_orders),
     route!(POST "/order/{id}/cancel", Access::Bearer(CUSTOMER_OR_OPERATOR), bearer order::cancel_order, order::__path_cancel_order),
     route!(GET "/order/{id}/timeline", Access::Bearer(ANY), bearer order::timeline, order::__path_timeline),
+    route!(GET "/order/{id}/events", Access::Bearer(ANY), bearer order::events, order::__path_events),
     route!(GET "/pay/redirectUrl", Access::Bearer(ANY), bearer payment::redirect_url, payment::__path_redirect_url),
     route!(GET "/payments/{orderId}", Access::Bearer(ANY), bearer payment::payments, payment::__path_payments),
     route!(POST "/pay/callback", Access::Signed, open payment::callback, payment::__path_callback),

@@ -148,6 +148,8 @@ pub async fn start(opts: AppOptions) -> Result<Running, AppError> {
     let addr = listener.local_addr().map_err(|source| AppError::Listen { addr: opts.http, source })?;
     let metrics_text = metrics::renderer(&node);
     let o = node.options();
+    let (stop, mut stop_rx) = watch::channel(false);
+    let stopping = stop.subscribe();
     let app = Arc::new(App {
         shop: shop.clone(),
         view,
@@ -171,8 +173,8 @@ pub async fn start(opts: AppOptions) -> Result<Running, AppError> {
         hashes: crate::app::passwords::HashPool::for_this_machine(),
         trusted_proxies: opts.front.trusted_proxies.clone(),
         openapi: http::openapi::document_json(),
+        stopping,
     });
-    let (stop, mut stop_rx) = watch::channel(false);
     let server = tokio::spawn(http::serve(listener, app.clone(), async move {
         let _ = stop_rx.changed().await;
     }));

@@ -146,26 +146,35 @@ test("checkout with a promo code, pay in full, and the order reaches PAID withou
   const id = decodeURIComponent(p.url().split("#/order/")[1]);
   // A second tab watches the order; it must move to PAID by itself.
   const watcher = await page(ctx);
+  const asked = [];
+  watcher.on("request", (r) => asked.push(new URL(r.url()).pathname));
   await watcher.goto(`${store.base}/#/order/${encodeURIComponent(id)}`);
   await statusIs(watcher, "ready to pay");
+  await watcher.getByText("Live: this page follows your order as it changes.").waitFor();
   await watcher.evaluate(() => (window.notReloaded = true));
   await checked(watcher, "order-booked-desktop");
   await pay(p, "Pay in full");
   await statusIs(p, /^Paid/);
   await statusIs(watcher, /^Paid/);
   assert.equal(await watcher.evaluate(() => window.notReloaded), true, "the watching tab was not reloaded");
+  // It was pushed: the tab asked for the order's event stream, and never polled the order.
+  assert.ok(asked.some((u) => u.endsWith("/events")), `no event stream was opened: ${asked}`);
+  assert.ok(!asked.some((u) => /^\/order\/[^/]+$/.test(u)), `the order was polled: ${asked}`);
   await watcher.getByText("Total").waitFor();
   await checked(watcher, "order-paid-desktop");
   await ctx.close();
 });
 
-test("pay part, then the rest; a failed payment is explained", async () => {
+test("pay part, then the rest; a failed payment is explained (event streams blocked: the page polls)", async () => {
   const ctx = await context(chrome, true);
+  // A proxy that drops event streams: the order page must fall back to asking.
+  await ctx.route("**/order/*/events", (r) => r.abort());
   const p = await page(ctx);
   await signUp(p);
   await order(p, "Frankenstein");
   await pay(p, "Pay part");
   await statusIs(p, "Partly paid");
+  await p.getByText("Updating every few seconds.").waitFor();
   await checked(p, "order-partly-paid-phone");
   await pay(p, "Pay in full");
   await statusIs(p, /^Paid/);

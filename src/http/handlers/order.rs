@@ -36,6 +36,45 @@ pub async fn get_order(app: &App, req: &Req, c: &Caller) -> Result<Out, ApiError
     Out::json(StatusCode::OK, &OrderOut::from(&o))
 }
 
+/// The order as it moves, pushed (owner, OPERATOR): server-sent events, one `order` event
+/// (data: the order, as `GET /order/{id}` answers it; id: its version) at once and another at
+/// each change, until the order is completed or cancelled or `SSE_STREAM_MS` passed (then the
+/// client reconnects). The storefront's order page follows the saga with it.
+#[utoipa::path(get, path = "/order/{id}/events", tag = "order", security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, description = "`event: order` with the order as data, at once and at each change.", content_type = "text/event-stream", body = String),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn events(app: &App, req: &Req, c: &Caller) -> Result<Out, ApiError> {
+    let id = order_id(req, 1)?;
+    let first = readable_order(app, c, &id, &[Role::Operator]).await?;
+    let (tx, feed) = super::super::events::feed();
+    let shop = app.shop.clone();
+    let mut stopping = app.stopping.clone();
+    tokio::spawn(async move {
+        let until = tokio::time::Instant::now() + std::time::Duration::from_millis(crate::limits::SSE_STREAM_MS);
+        let mut o = first;
+        loop {
+            let Ok(data) = serde_json::to_string(&OrderOut::from(&o)) else { return };
+            let event = warp::sse::Event::default().event("order").id(o.version.to_string()).data(data);
+            if tx.send(event).await.is_err() || matches!(o.status, OrderStatus::Completed | OrderStatus::Cancelled) {
+                return;
+            }
+            let version = o.version;
+            let wait = until.saturating_duration_since(tokio::time::Instant::now());
+            let next = tokio::select! {
+                r = shop.wait_order(&id, wait, |n| n.version > version) => r,
+                _ = stopping.wait_for(|s| *s) => return,
+                () = tx.closed() => return,
+            };
+            match next {
+                Ok(n) if n.version > version => o = n,
+                // Time is up, or the order cannot be read now: the client reconnects.
+                _ => return,
+            }
+        }
+    });
+    Ok(Out::Events(feed))
+}
+
 /// `GET /orders` query.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]

@@ -457,3 +457,69 @@ async fn a_sign_up_whose_registration_fails_leaves_no_user_behind() {
     assert_eq!(s.login(("whole@example.com", "long-enough-pass")).await.status, StatusCode::OK);
     s.stop().await;
 }
+
+/// Reads server-sent events from `r` until `until` says stop; returns each event's (name, data).
+async fn read_events(r: &mut reqwest::Response, until: impl Fn(&[(String, Value)]) -> bool) -> Vec<(String, Value)> {
+    let mut text = String::new();
+    let mut events: Vec<(String, Value)> = Vec::new();
+    while !until(&events) {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(20), r.chunk())
+            .await
+            .expect("an event within 20 s")
+            .unwrap();
+        let Some(chunk) = chunk else { break };
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+        while let Some(end) = text.find("\n\n") {
+            let block: String = text.drain(..end + 2).collect();
+            let field = |name: &str| {
+                block.lines().find_map(|l| l.strip_prefix(&format!("{name}:")).map(|v| v.trim_start().to_owned()))
+            };
+            if let (Some(event), Some(data)) = (field("event"), field("data")) {
+                events.push((event, serde_json::from_str(&data).unwrap()));
+            }
+        }
+    }
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_pushes_each_change_to_its_event_stream_until_it_ends() {
+    let s = Srv::start().await;
+    let t = s.customer("sse@example.com").await;
+    let o = s.order(&t, &[("book-moby-dick", 1)], None).await;
+    let id = o["id"].as_str().unwrap().to_owned();
+    s.wait_status(&t, &id, "BOOKED").await;
+    // Another customer may not watch it; an unknown order is 404.
+    let other = s.customer("nosy@example.com").await;
+    s.get(&format!("/order/{id}/events"), Some(&other)).await.assert_error(403, "forbidden");
+    s.get("/order/o1-00000000-1/events", Some(&t)).await.assert_error(404, "not_found");
+    // A client without an overall timeout: the stream stays open.
+    let http = reqwest::Client::new();
+    let mut r = http.get(s.url(&format!("/order/{id}/events"))).bearer_auth(&t).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    // At once: the order as it stands.
+    let first = read_events(&mut r, |e| !e.is_empty()).await;
+    assert_eq!(first[0].0, "order");
+    assert_eq!(first[0].1["status"], "BOOKED");
+    // Paying moves it on; each change arrives on the open stream, without asking again.
+    s.pay(&t, &id, "full").await;
+    let moved = read_events(&mut r, |e| e.iter().any(|(_, o)| o["status"] == "PAID")).await;
+    let versions: Vec<u64> = moved.iter().map(|(_, o)| o["version"].as_u64().unwrap()).collect();
+    assert!(versions.windows(2).all(|w| w[0] < w[1]), "versions only grow: {versions:?}");
+    assert!(versions[0] > first[0].1["version"].as_u64().unwrap());
+    // A cancelled order's stream says so and ends.
+    let t2 = s.customer("sse2@example.com").await;
+    let o2 = s.order(&t2, &[("book-jane-eyre", 1)], None).await;
+    let id2 = o2["id"].as_str().unwrap().to_owned();
+    let mut r2 = http.get(s.url(&format!("/order/{id2}/events"))).bearer_auth(&t2).send().await.unwrap();
+    read_events(&mut r2, |e| !e.is_empty()).await;
+    s.post_empty(&format!("/order/{id2}/cancel"), Some(&t2)).await;
+    let last = read_events(&mut r2, |_| false).await;
+    assert_eq!(last.last().unwrap().1["status"], "CANCELLED", "{last:?}");
+    // A stream still open when the front stops ends with it: stopping does not wait on it.
+    let mut open = http.get(s.url(&format!("/order/{id}/events"))).bearer_auth(&t).send().await.unwrap();
+    read_events(&mut open, |e| !e.is_empty()).await;
+    tokio::time::timeout(std::time::Duration::from_secs(20), s.stop()).await.expect("the front stopped");
+    assert!(read_events(&mut open, |_| false).await.is_empty(), "the stream ended");
+}

@@ -98,6 +98,57 @@ export async function api(method, path, { body, auth = false, headers = {} } = {
   return data;
 }
 
+/**
+ * Follows a server-sent event stream of the API (`GET /order/{id}/events`), with the session's
+ * token in the header (EventSource could only put it in the URL). Awaits `onEvent(name, data)`
+ * for each event in turn; resolves when the server ends the stream, rejects with ApiError or
+ * Offline when it cannot open or breaks. `signal` aborts it.
+ */
+export async function follow(path, onEvent, signal) {
+  const h = { Accept: "text/event-stream" };
+  const s = session();
+  if (s) h.Authorization = `Bearer ${s.token}`;
+  let r;
+  try {
+    r = await fetch(path, { headers: h, signal, cache: "no-store" });
+  } catch {
+    // No stream (a proxy may refuse them): the caller falls back to asking, and its plain
+    // calls tell whether the store itself is reachable.
+    if (signal?.aborted) return;
+    throw new Offline();
+  }
+  if (!r.ok || !r.body) throw new ApiError(r.status, await r.json().catch(() => null));
+  const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = "";
+  for (;;) {
+    let chunk;
+    try {
+      chunk = await reader.read();
+    } catch {
+      if (signal?.aborted) return;
+      throw new Offline();
+    }
+    if (chunk.done) return;
+    buf += chunk.value;
+    let end;
+    while ((end = buf.indexOf("\n\n")) >= 0) {
+      const block = buf.slice(0, end);
+      buf = buf.slice(end + 2);
+      let name = "message";
+      const data = [];
+      for (const line of block.split("\n")) {
+        const colon = line.indexOf(":");
+        if (colon <= 0) continue; // a comment (keep-alive) or nothing
+        const field = line.slice(0, colon);
+        const value = line.slice(colon + 1).replace(/^ /, "");
+        if (field === "event") name = value;
+        else if (field === "data") data.push(value);
+      }
+      if (data.length) await onEvent(name, JSON.parse(data.join("\n")));
+    }
+  }
+}
+
 /** Logs in with email and password (HTTP Basic to GET /token) and keeps the session. */
 export async function login(email, password) {
   const basic = btoa(String.fromCharCode(...new TextEncoder().encode(`${email}:${password}`)));

@@ -1,7 +1,7 @@
 // The shopper's pages: catalogue (search, filters), product, cart and checkout, the order
 // as it moves, logging in and signing up.
 
-import { api, ApiError, Offline, session, login, cart, saveCart, addToCart, idempotencyKey } from "./api.js";
+import { api, follow, ApiError, Offline, session, login, cart, saveCart, addToCart, idempotencyKey } from "./api.js";
 import { h, fill, screen, money, statusLine, alertBox, orderWords, reasonWords, paymentWords, ORDER_STEPS, when, field, values } from "./ui.js";
 
 /** What went wrong, in words a shopper can act on. */
@@ -274,40 +274,68 @@ export async function cartPage() {
 
 const LIVE = new Set(["NEW", "BOOKING_PENDING", "BOOKED", "PAY_PENDING", "PAID_PARTIAL", "PAID", "SHIPPING_PENDING"]);
 let watching = 0;
+let following = null;
 
-/** An order as it moves through the saga, refreshed without a reload while it is live. */
+/**
+ * An order as it moves through the saga, without a reload: pushed by the server
+ * (`/order/{id}/events`), each change followed by its timeline and payments; when the stream
+ * cannot be had, polled instead every couple of seconds.
+ */
 export async function orderPage(id) {
   const show = screen();
   const me = ++watching;
   const status = h("p", { class: "order-status", role: "status", "aria-live": "polite" }, "Loading your order…");
+  const mode = h("p", { class: "muted live" });
   const body = h("div", {});
-  show(h("h1", {}, "Your order"), status, body);
+  show(h("h1", {}, "Your order"), status, mode, body);
+  const stop = new AbortController();
+  following?.abort();
+  following = stop;
+  const here = () => me === watching && location.hash.startsWith("#/order/");
+  window.addEventListener("hashchange", () => stop.abort(), { once: true });
+  const path = `/order/${encodeURIComponent(id)}`;
   let last = "";
-  let delay = 700;
-  while (me === watching && location.hash.startsWith("#/order/")) {
+  let current = null;
+
+  async function refresh(o) {
+    const [timeline, payments] = await Promise.all([api("GET", `${path}/timeline`, { auth: true }), api("GET", `/payments/${encodeURIComponent(id)}`, { auth: true })]);
+    await titles(o.itemsList.map((l) => l.id));
+    if (!here()) return;
+    current = o;
+    const fingerprint = JSON.stringify([o.version, o.status, timeline.length, payments]);
+    if (fingerprint === last) return;
+    last = fingerprint;
+    renderOrder(o, timeline, payments, status, body);
+  }
+
+  let failures = 0;
+  while (here()) {
     try {
-      const [o, timeline, payments] = await Promise.all([
-        api("GET", `/order/${encodeURIComponent(id)}`, { auth: true }),
-        api("GET", `/order/${encodeURIComponent(id)}/timeline`, { auth: true }),
-        api("GET", `/payments/${encodeURIComponent(id)}`, { auth: true }),
-      ]);
-      if (me !== watching) return;
-      const fingerprint = JSON.stringify([o.version, o.status, timeline.length, payments]);
-      if (fingerprint !== last) {
-        last = fingerprint;
-        await titles(o.itemsList.map((l) => l.id));
-        if (me !== watching) return;
-        renderOrder(o, timeline, payments, status, body);
-      }
-      if (!LIVE.has(o.status)) return;
-      delay = 700;
+      // Pushed: every change of the order arrives on the stream.
+      fill(mode, "Live: this page follows your order as it changes.");
+      await follow(`${path}/events`, (name, o) => (name === "order" ? refresh(o) : null), stop.signal);
+      failures = 0;
+      if (current && !LIVE.has(current.status)) return;
+      await new Promise((r) => setTimeout(r, 300)); // the server ended it: open another
     } catch (e) {
-      if (me !== watching) return;
-      status.textContent = problem(e);
-      if (e instanceof ApiError && e.status !== 503) return;
-      delay = Math.min(delay * 2, 5000);
+      if (!here()) return;
+      if (e instanceof ApiError && [401, 403, 404].includes(e.status)) {
+        fill(status, problem(e));
+        return;
+      }
+      // No stream: look every couple of seconds instead.
+      failures += 1;
+      fill(mode, "Updating every few seconds.");
+      try {
+        await refresh(await api("GET", path, { auth: true }));
+        if (current && !LIVE.has(current.status)) return;
+      } catch (err) {
+        if (!here()) return;
+        fill(status, problem(err));
+        if (err instanceof ApiError && [401, 403, 404].includes(err.status)) return;
+      }
+      await new Promise((r) => setTimeout(r, Math.min(2000 * failures, 6000)));
     }
-    await new Promise((r) => setTimeout(r, delay));
   }
 }
 
