@@ -13,5 +13,5 @@ fi
 bin=target/debug/bazaar
 [ -x "$bin" ] || cargo build --locked
 cd tests/browser
-npm ci --no-audit --no-fund --silent
+npm ci --no-audit --no-fund --loglevel=error
 BAZAAR_BIN="$PWD/../../$bin" CHROMIUM="$(command -v chromium)" npm test

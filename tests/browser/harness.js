@@ -15,7 +15,8 @@ const require = createRequire(import.meta.url);
 const axeSource = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
 export const shots = process.env.BAZAAR_BROWSER_ARTIFACTS || join(root, "target/browser");
 
-function freePort() {
+/** A free TCP port on loopback. */
+export function freePort() {
   return new Promise((ok, fail) => {
     const s = createServer();
     s.once("error", fail);
