@@ -41,5 +41,7 @@ pub fn reply(feed: Feed, request_id: &str) -> warp::reply::Response {
     }
     h.insert("x-content-type-options", warp::http::HeaderValue::from_static("nosniff"));
     h.insert("cache-control", warp::http::HeaderValue::from_static("no-store"));
+    // A buffering proxy (nginx) would hold the events back until the stream ends.
+    h.insert("x-accel-buffering", warp::http::HeaderValue::from_static("no"));
     r
 }

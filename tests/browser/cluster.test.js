@@ -6,10 +6,10 @@
 import { before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, writeFileSync, rmSync, openSync } from "node:fs";
+import { mkdtempSync, writeFileSync, rmSync, openSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { browser, context, page, axe, shot, freePort, Store, clicked as test } from "./harness.js";
+import { browser, context, page, axe, shot, freePorts, Store, clicked as test } from "./harness.js";
 
 const JWT = "a-cluster-wide-jwt-secret-of-32-bytes!!";
 const PAYMENT = "a-cluster-wide-payment-secret";
@@ -27,14 +27,16 @@ async function up(base) {
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`${base} did not come up`);
+  const logs = nodes.map((n) => `--- ${n.name}:\n${readFileSync(join(dir, `${n.name}.log`), "utf8").slice(-3000)}`);
+  throw new Error(`${base} did not come up\n${logs.join("\n")}`);
 }
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), "bazaar-cluster-browser-"));
   let file = 'cookie = "browser-test-cookie"\npartitions = 64\n';
+  const ports = await freePorts(6);
   for (let i = 1; i <= 3; i++) {
-    const [cluster, http] = [await freePort(), await freePort()];
+    const [cluster, http] = [ports[2 * i - 2], ports[2 * i - 1]];
     file += `[[node]]\nname = "node-${i}"\ncluster_addr = "127.0.0.1:${cluster}"\nhttp_addr = "127.0.0.1:${http}"\ndata_dir = "d${i}"\n`;
     nodes.push({ name: `node-${i}`, base: `http://127.0.0.1:${http}` });
   }
@@ -116,7 +118,8 @@ test("the storefront works the same from any node of a cluster", async () => {
     .reduce((n, l) => n + Number(l.split(" ").pop()), 0);
   assert.ok(remote > 0, `node-3 made no remote call:\n${metrics.split("\n").filter((l) => l.startsWith("cluster_remote")).join("\n")}`);
   // The same shopper on node-1 sees the same account.
-  const other = await page(await context(chrome));
+  const otherCtx = await context(chrome);
+  const other = await page(otherCtx);
   await other.goto(`${nodes[0].base}/#/login`);
   await other.getByLabel("Email").fill(email);
   await other.getByLabel("Password").fill("captain-wentworth");
@@ -127,7 +130,8 @@ test("the storefront works the same from any node of a cluster", async () => {
   await other.waitForURL(new RegExp(`#/order/${encodeURIComponent(id)}`));
   await other.getByRole("status").filter({ hasText: /^Paid/ }).first().waitFor();
   // The operator's view through node-2: every node reachable, the order listed.
-  const ops = await page(await context(chrome));
+  const opsCtx = await context(chrome);
+  const ops = await page(opsCtx);
   await ops.goto(`${nodes[1].base}/#/login`);
   await ops.getByLabel("Email").fill("ops@cluster.test");
   await ops.getByLabel("Password").fill("cluster-ops-pass");
@@ -140,5 +144,5 @@ test("the storefront works the same from any node of a cluster", async () => {
   await ops.getByText("Every invariant holds.").waitFor();
   assert.deepEqual(await axe(ops), []);
   await shot(ops, "cluster-operations-node-2");
-  await ctx.close();
+  await Promise.all([ctx.close(), otherCtx.close(), opsCtx.close()]);
 });

@@ -15,6 +15,20 @@ const require = createRequire(import.meta.url);
 const axeSource = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
 export const shots = process.env.BAZAAR_BROWSER_ARTIFACTS || join(root, "target/browser");
 
+/** `n` distinct free TCP ports on loopback (held open together, so none is handed out twice). */
+export async function freePorts(n) {
+  const servers = await Promise.all(
+    Array.from({ length: n }, () => new Promise((ok, fail) => {
+      const s = createServer();
+      s.once("error", fail);
+      s.listen(0, "127.0.0.1", () => ok(s));
+    })),
+  );
+  const ports = servers.map((s) => s.address().port);
+  await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+  return ports;
+}
+
 /** A free TCP port on loopback. */
 export function freePort() {
   return new Promise((ok, fail) => {

@@ -55,7 +55,12 @@ pub async fn events(app: &App, req: &Req, c: &Caller) -> Result<Out, ApiError> {
         loop {
             let Ok(data) = serde_json::to_string(&OrderOut::from(&o)) else { return };
             let event = warp::sse::Event::default().event("order").id(o.version.to_string()).data(data);
-            if tx.send(event).await.is_err() || matches!(o.status, OrderStatus::Completed | OrderStatus::Cancelled) {
+            // A client that stops reading cannot hold the front up when it stops.
+            let sent = tokio::select! {
+                r = tx.send(event) => r.is_ok(),
+                _ = stopping.wait_for(|s| *s) => false,
+            };
+            if !sent || matches!(o.status, OrderStatus::Completed | OrderStatus::Cancelled) {
                 return;
             }
             let version = o.version;

@@ -73,13 +73,23 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     e.write_all(bytes).and_then(|()| e.finish()).unwrap_or_default()
 }
 
+/// Whether one `Accept-Encoding` entry takes gzip (`gzip`, `gzip;q=0.5`; not `gzip;q=0`).
+fn accepts_gzip(entry: &str) -> bool {
+    let mut parts = entry.split(';').map(str::trim);
+    let named = parts.next().is_some_and(|n| n.eq_ignore_ascii_case("gzip"));
+    let refused = parts.any(|p| {
+        p.strip_prefix("q=")
+            .or_else(|| p.strip_prefix("Q="))
+            .and_then(|q| q.parse::<f32>().ok())
+            .is_some_and(|q| q <= 0.0)
+    });
+    named && !refused
+}
+
 /// A file answered in full (gzipped when the client takes gzip), or 304 when the client's
 /// `If-None-Match` names it. The ETag is the uncompressed file's, with `-gz` for the gzip.
 fn answer(req: &Req, body: &'static [u8], gz: &'static [u8], ctype: &'static str, immutable: bool) -> Out {
-    let takes_gzip = !gz.is_empty()
-        && req.header("accept-encoding").is_some_and(|v| {
-            v.split(',').any(|e| e.split(';').next().is_some_and(|n| n.trim().eq_ignore_ascii_case("gzip")))
-        });
+    let takes_gzip = !gz.is_empty() && req.header("accept-encoding").is_some_and(|v| v.split(',').any(accepts_gzip));
     let (body, etag) =
         if takes_gzip { (gz, format!("\"{}-gz\"", hash(body))) } else { (body, format!("\"{}\"", hash(body))) };
     let gzip = takes_gzip;
@@ -122,6 +132,16 @@ pub async fn asset(_app: &App, req: &Req) -> Result<Out, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gzip_is_taken_unless_refused() {
+        assert!(accepts_gzip("gzip"));
+        assert!(accepts_gzip(" GZIP;q=0.5"));
+        assert!(!accepts_gzip("gzip;q=0"));
+        assert!(!accepts_gzip("gzip; q=0.0"));
+        assert!(!accepts_gzip("br"));
+        assert!(!accepts_gzip("x-gzip"));
+    }
 
     #[test]
     fn the_page_names_the_version_of_its_assets_and_every_asset_it_links_exists() {

@@ -134,11 +134,7 @@ async fn malformed_oversized_non_json_and_wrongly_typed_bodies_are_refused_and_c
         "/assets/000000000000/app.js",
     ] {
         let public = ["/sandbox", "/product", "/stock", "/assets"];
-        let token = if public.iter().any(|p| path.starts_with(p)) {
-            None
-        } else {
-            Some(me.as_str())
-        };
+        let token = if public.iter().any(|p| path.starts_with(p)) { None } else { Some(me.as_str()) };
         let r = s.get(path, token).await;
         r.assert_error(404, "not_found");
     }

@@ -98,54 +98,79 @@ export async function api(method, path, { body, auth = false, headers = {} } = {
   return data;
 }
 
+/** An event stream silent this long (two keep-alives missed) is given up and opened again. */
+const STREAM_SILENCE_MS = 35_000;
+
 /**
  * Follows a server-sent event stream of the API (`GET /order/{id}/events`), with the session's
  * token in the header (EventSource could only put it in the URL). Awaits `onEvent(name, data)`
- * for each event in turn; resolves when the server ends the stream, rejects with ApiError or
- * Offline when it cannot open or breaks. `signal` aborts it.
+ * for each event in turn; resolves with the number of events when the stream ends (the
+ * server ended it, it fell silent, or `signal` aborted it), rejects with ApiError or Offline
+ * when it cannot open or breaks. The connection is closed however it ends.
  */
 export async function follow(path, onEvent, signal) {
   const h = { Accept: "text/event-stream" };
   const s = session();
   if (s) h.Authorization = `Bearer ${s.token}`;
+  // This attempt's own abort: the caller's signal, or silence past two keep-alives.
+  const mine = new AbortController();
+  const abort = () => mine.abort();
+  signal?.addEventListener("abort", abort, { once: true });
+  let quiet = setTimeout(abort, STREAM_SILENCE_MS);
   let r;
   try {
-    r = await fetch(path, { headers: h, signal, cache: "no-store" });
+    r = await fetch(path, { headers: h, signal: mine.signal, cache: "no-store" });
   } catch {
+    clearTimeout(quiet);
+    signal?.removeEventListener("abort", abort);
     // No stream (a proxy may refuse them): the caller falls back to asking, and its plain
     // calls tell whether the store itself is reachable.
-    if (signal?.aborted) return;
+    if (signal?.aborted) return 0;
     throw new Offline();
   }
-  if (!r.ok || !r.body) throw new ApiError(r.status, await r.json().catch(() => null));
-  const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
-  let buf = "";
-  for (;;) {
-    let chunk;
-    try {
-      chunk = await reader.read();
-    } catch {
-      if (signal?.aborted) return;
-      throw new Offline();
-    }
-    if (chunk.done) return;
-    buf += chunk.value;
-    let end;
-    while ((end = buf.indexOf("\n\n")) >= 0) {
-      const block = buf.slice(0, end);
-      buf = buf.slice(end + 2);
-      let name = "message";
-      const data = [];
-      for (const line of block.split("\n")) {
-        const colon = line.indexOf(":");
-        if (colon <= 0) continue; // a comment (keep-alive) or nothing
-        const field = line.slice(0, colon);
-        const value = line.slice(colon + 1).replace(/^ /, "");
-        if (field === "event") name = value;
-        else if (field === "data") data.push(value);
+  let events = 0;
+  const reader = r.ok && r.body ? r.body.pipeThrough(new TextDecoderStream()).getReader() : null;
+  try {
+    if (!reader) throw new ApiError(r.status, await r.json().catch(() => null));
+    let buf = "";
+    for (;;) {
+      let chunk;
+      try {
+        chunk = await reader.read();
+      } catch {
+        if (signal?.aborted) return events;
+        throw new Offline();
       }
-      if (data.length) await onEvent(name, JSON.parse(data.join("\n")));
+      if (chunk.done) return events;
+      clearTimeout(quiet);
+      quiet = setTimeout(abort, STREAM_SILENCE_MS);
+      buf += chunk.value;
+      let end;
+      while ((end = buf.indexOf("\n\n")) >= 0) {
+        const block = buf.slice(0, end);
+        buf = buf.slice(end + 2);
+        let name = "message";
+        const data = [];
+        for (const line of block.split("\n")) {
+          const colon = line.indexOf(":");
+          if (colon <= 0) continue; // a comment (keep-alive) or nothing
+          const field = line.slice(0, colon);
+          const value = line.slice(colon + 1).replace(/^ /, "");
+          if (field === "event") name = value;
+          else if (field === "data") data.push(value);
+        }
+        if (data.length) {
+          events += 1;
+          await onEvent(name, JSON.parse(data.join("\n")));
+        }
+      }
     }
+  } finally {
+    // Whatever ended it (the server, an error in onEvent, the caller), the connection goes.
+    clearTimeout(quiet);
+    signal?.removeEventListener("abort", abort);
+    mine.abort();
+    reader?.cancel().catch(() => {});
   }
 }
 
@@ -191,7 +216,34 @@ export function addToCart(p, quantity) {
   saveCart(lines);
 }
 
-/** A key that makes a repeated submission (a double click) answer the first one. */
+/** A fresh Idempotency-Key. */
 export function idempotencyKey() {
   return crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random().toString(16).slice(2)}`;
+}
+
+const CHECKOUT = "bazaar.checkout";
+
+/**
+ * The Idempotency-Key of placing exactly `body`: the same while the body is the same and no
+ * answer was had (a double click, a retry after the store was unreachable or busy — the first
+ * attempt may have gone through), a new one for another cart or code.
+ */
+export function checkoutKey(body) {
+  const b = JSON.stringify(body);
+  let k = null;
+  try {
+    k = JSON.parse(sessionStorage.getItem(CHECKOUT) || "null");
+  } catch {
+    k = null;
+  }
+  if (!k || k.body !== b) {
+    k = { body: b, key: idempotencyKey() };
+    sessionStorage.setItem(CHECKOUT, JSON.stringify(k));
+  }
+  return k.key;
+}
+
+/** The placement got its answer (the store keeps it under the key): the next one is new. */
+export function checkoutDone() {
+  sessionStorage.removeItem(CHECKOUT);
 }

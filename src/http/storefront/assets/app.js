@@ -23,7 +23,12 @@ async function route() {
   const hash = location.hash.slice(1) || "/";
   const [path, query = ""] = hash.split("?");
   const params = new URLSearchParams(query);
-  const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
+  let parts;
+  try {
+    parts = path.split("/").filter(Boolean).map(decodeURIComponent);
+  } catch {
+    parts = ["?"]; // a malformed address: the catalogue
+  }
   switch (parts[0]) {
     case undefined:
       return catalogue(params);
@@ -70,5 +75,9 @@ onReachability((down) => {
 window.addEventListener("hashchange", route);
 window.addEventListener("cartchange", nav);
 window.addEventListener("sessionchange", nav);
-window.addEventListener("storage", nav);
+window.addEventListener("storage", (e) => {
+  nav();
+  // The cart changed in another tab: the cart page shows the cart as it is.
+  if (e.key === "bazaar.cart" && location.hash.startsWith("#/cart")) route();
+});
 route();

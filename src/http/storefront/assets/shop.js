@@ -1,7 +1,7 @@
 // The shopper's pages: catalogue (search, filters), product, cart and checkout, the order
 // as it moves, logging in and signing up.
 
-import { api, follow, ApiError, Offline, session, login, cart, saveCart, addToCart, idempotencyKey } from "./api.js";
+import { api, follow, ApiError, Offline, session, login, cart, saveCart, addToCart, checkoutKey, checkoutDone } from "./api.js";
 import { h, fill, screen, money, statusLine, alertBox, orderWords, reasonWords, paymentWords, ORDER_STEPS, when, field, values } from "./ui.js";
 
 /** What went wrong, in words a shopper can act on. */
@@ -157,7 +157,6 @@ export async function cartPage() {
   const priced = h("div", { class: "priced", "aria-live": "polite" });
   const message = h("div", { class: "message" });
   const code = h("input", { id: "promo-code", name: "promoCode", autocomplete: "off", value: sessionStorage.getItem("bazaar.promo") || "" });
-  let key = idempotencyKey();
   let seq = 0;
 
   async function price() {
@@ -166,7 +165,6 @@ export async function cartPage() {
     const token = code.value.trim();
     if (token) body.promoCode = token;
     sessionStorage.setItem("bazaar.promo", token);
-    key = idempotencyKey(); // another cart or code is another order
     fill(priced, h("p", { class: "loading" }, "Pricing…"));
     try {
       const p = await api("POST", "/calcPrice", { body });
@@ -243,13 +241,17 @@ export async function cartPage() {
           const token = code.value.trim();
           if (token) body.promoCode = token;
           try {
-            const o = await api("POST", "/order/add", { body, auth: true, headers: { "Idempotency-Key": key } });
+            const o = await api("POST", "/order/add", { body, auth: true, headers: { "Idempotency-Key": checkoutKey(body) } });
+            checkoutDone();
             saveCart([]);
             sessionStorage.removeItem("bazaar.promo");
             location.hash = `#/order/${encodeURIComponent(o.id)}`;
           } catch (err) {
             place.disabled = false;
             place.textContent = "Place order";
+            // A refusal is an answer the store keeps under the key; the next try is a new
+            // placement. No answer (unreachable, busy, 5xx): the same key, it may have been placed.
+            if (err instanceof ApiError && err.status >= 400 && err.status < 500 && err.status !== 429) checkoutDone();
             if (err instanceof ApiError && err.code === "unpaid_order_exists") {
               const id = err.body.orderId;
               fill(message, alertBox("You already have an order that is not paid yet. Pay or cancel it first, then place this one.", h("p", {}, h("a", { href: `#/order/${encodeURIComponent(id)}` }, "Go to your unpaid order"))));
@@ -269,6 +271,13 @@ export async function cartPage() {
     ),
   );
   code.addEventListener("change", price);
+  // Enter in the code field prices with it; it does not place the order.
+  code.addEventListener("keydown", (e) => {
+    if (e.key === "Enter") {
+      e.preventDefault();
+      price();
+    }
+  });
   price();
 }
 
@@ -310,24 +319,37 @@ export async function orderPage(id) {
 
   let failures = 0;
   while (here()) {
+    const opened = Date.now();
+    let got = 0;
     try {
       // Pushed: every change of the order arrives on the stream.
-      fill(mode, "Live: this page follows your order as it changes.");
-      await follow(`${path}/events`, (name, o) => (name === "order" ? refresh(o) : null), stop.signal);
-      failures = 0;
+      got = await follow(
+        `${path}/events`,
+        async (name, o) => {
+          if (name !== "order") return;
+          fill(mode, "Live: this page follows your order as it changes.");
+          await refresh(o);
+        },
+        stop.signal,
+      );
       if (current && !LIVE.has(current.status)) return;
-      await new Promise((r) => setTimeout(r, 300)); // the server ended it: open another
+      // The server ended it after its time: open another at once. One that ended at once or
+      // said nothing counts as a failure, so a broken stream cannot make this spin.
+      if (got > 0 && Date.now() - opened > 5000) failures = 0;
+      else throw new Offline();
     } catch (e) {
       if (!here()) return;
       if (e instanceof ApiError && [401, 403, 404].includes(e.status)) {
         fill(status, problem(e));
         return;
       }
-      // No stream: look every couple of seconds instead.
+      // No stream: look every couple of seconds instead (the order first; its timeline and
+      // payments only when it changed).
       failures += 1;
       fill(mode, "Updating every few seconds.");
       try {
-        await refresh(await api("GET", path, { auth: true }));
+        const o = await api("GET", path, { auth: true });
+        if (!current || o.version !== current.version) await refresh(o);
         if (current && !LIVE.has(current.status)) return;
       } catch (err) {
         if (!here()) return;
@@ -351,6 +373,7 @@ async function titles(ids) {
 }
 
 function renderOrder(o, timeline, payments, status, body) {
+  const timelineOpen = body.querySelector("details")?.open || false;
   fill(status, h("strong", {}, orderWords(o.status)), o.status === "CANCELLED" && o.cancelReason ? ` — ${reasonWords(o.cancelReason)}.` : "");
   const at = ORDER_STEPS.indexOf(o.status === "PAID_PARTIAL" ? "PAY_PENDING" : o.status);
   const paid = payments.reduce((n, p) => n + p.paidAmount - p.refundedAmount, 0);
@@ -420,7 +443,7 @@ function renderOrder(o, timeline, payments, status, body) {
         }, "Cancel this order")
       : null,
     note,
-    h("details", { class: "timeline" }, h("summary", {}, "What happened, step by step"),
+    h("details", { class: "timeline", open: timelineOpen }, h("summary", {}, "What happened, step by step"),
       h("ol", {}, timeline.map((t) => h("li", {}, h("time", { datetime: t.at }, when(t.at)), ` — ${t.service}: ${t.event}`)))),
   );
 }
