@@ -4,6 +4,8 @@ import { api, logout, session } from "./api.js";
 import { h, screen, money, alertBox, orderWords, reasonWords, paymentWords, when } from "./ui.js";
 import { problem } from "./shop.js";
 
+const books = (n) => (n === 1 ? "1 book" : `${n} books`);
+
 /** The account page. */
 export async function accountPage() {
   const show = screen();
@@ -36,7 +38,7 @@ export async function accountPage() {
               { class: "card" },
               h("h3", {}, h("a", { href: `#/order/${encodeURIComponent(o.id)}` }, `Order of ${when(o.createdAt)}`)),
               h("p", {}, h("strong", {}, orderWords(o.status)), o.status === "CANCELLED" && o.cancelReason ? ` — ${reasonWords(o.cancelReason)}` : ""),
-              h("p", {}, `${o.itemsList.reduce((n, l) => n + l.quantity, 0)} books · total ${money(o.fixedPrice)} · paid ${money(paid)}`),
+              h("p", {}, `${books(o.itemsList.reduce((n, l) => n + l.quantity, 0))} · total ${money(o.fixedPrice)} · paid ${money(paid)}`),
               o.payments.length ? h("p", {}, `Payments: ${o.payments.map((p) => `${money(p.amount)} ${paymentWords(p.status)}`).join(", ")}`) : null,
               o.shipping ? h("p", {}, `Shipping: ${o.shipping.status.toLowerCase().replaceAll("_", " ")}`) : null,
             );

@@ -327,7 +327,7 @@ export async function orderPage(id) {
         `${path}/events`,
         async (name, o) => {
           if (name !== "order") return;
-          fill(mode, "Live: this page follows your order as it changes.");
+          fill(mode, LIVE.has(o.status) ? "Live: this page follows your order as it changes." : "");
           await refresh(o);
         },
         stop.signal,
