@@ -263,6 +263,10 @@ pub const SSE_STREAM_MS: u64 = 60_000;
 /// client sees it alive).
 pub const SSE_KEEP_ALIVE_MS: u64 = 15_000;
 
+/// How long a stopping front waits for open connections before it cuts them, ms (longer
+/// than any request may take).
+pub const SHUTDOWN_GRACE_MS: u64 = HTTP_REQUEST_TIMEOUT_MS + 5_000;
+
 /// How long `/pay/redirectUrl` waits for an order's booking before answering 409, ms.
 pub const PAY_REDIRECT_WAIT_MS: u64 = 3_000;
 

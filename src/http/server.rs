@@ -91,9 +91,19 @@ impl Running {
     }
 
     /// Stops accepting, finishes requests in flight, stops the node and flushes.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         let _ = self.stop.send(true);
-        let _ = self.server.await;
+        // In-flight requests finish (each is bounded by HTTP_REQUEST_TIMEOUT_MS, event streams
+        // end on the signal); a connection that still holds on past the grace is cut, so a
+        // stop always ends.
+        let grace = std::time::Duration::from_millis(crate::limits::SHUTDOWN_GRACE_MS);
+        if tokio::time::timeout(grace, &mut self.server).await.is_err() {
+            tracing::warn!(
+                grace_ms = crate::limits::SHUTDOWN_GRACE_MS,
+                "connections still open after the grace; closing them"
+            );
+            self.server.abort();
+        }
         let Running { shop, node, app, .. } = self;
         drop(shop);
         drop(app);

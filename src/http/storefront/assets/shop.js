@@ -374,6 +374,12 @@ async function titles(ids) {
 
 function renderOrder(o, timeline, payments, status, body) {
   const timelineOpen = body.querySelector("details")?.open || false;
+  // Keyboard focus stays on the control it was on (Pay, Cancel) when the order moves.
+  const focused = body.contains(document.activeElement) ? document.activeElement.textContent : null;
+  queueMicrotask(() => {
+    const again = focused && [...body.querySelectorAll("button, summary, a")].find((e) => e.textContent === focused);
+    if (again) again.focus();
+  });
   fill(status, h("strong", {}, orderWords(o.status)), o.status === "CANCELLED" && o.cancelReason ? ` — ${reasonWords(o.cancelReason)}.` : "");
   const at = ORDER_STEPS.indexOf(o.status === "PAID_PARTIAL" ? "PAY_PENDING" : o.status);
   const paid = payments.reduce((n, p) => n + p.paidAmount - p.refundedAmount, 0);
