@@ -9,7 +9,7 @@ import { spawn, execFileSync } from "node:child_process";
 import { mkdtempSync, writeFileSync, rmSync, openSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { browser, context, page, axe, shot, freePorts, Store, clicked as test } from "./harness.js";
+import { browser, context, page, axe, shot, freePorts, Store, signUpAt, logInAt, clicked as test } from "./harness.js";
 
 const JWT = "a-cluster-wide-jwt-secret-of-32-bytes!!";
 const PAYMENT = "a-cluster-wide-payment-secret";
@@ -88,13 +88,7 @@ test("the storefront works the same from any node of a cluster", async () => {
   const p = await page(ctx);
   const email = `cluster-shopper-${Date.now()}@example.com`;
   // Sign up, shop and pay through node-3.
-  await p.goto(`${nodes[2].base}/#/signup`);
-  await p.getByLabel("First name").fill("Anne");
-  await p.getByLabel("Last name").fill("Elliot");
-  await p.getByLabel("Email").fill(email);
-  await p.getByLabel("Password (at least 8 characters)").fill("captain-wentworth");
-  await p.getByRole("button", { name: "Create account" }).click();
-  await p.getByRole("heading", { name: "Your account" }).waitFor();
+  await signUpAt(p, nodes[2].base, { email, password: "captain-wentworth", name: "Anne", lastName: "Elliot" });
   await p.goto(`${nodes[2].base}/#/`);
   await p.getByRole("status").filter({ hasText: "3 books" }).waitFor();
   for (const book of ["Persuasion", "Emma", "Sanditon"]) await p.getByRole("button", { name: `Add ${book} to cart` }).click();
@@ -120,11 +114,7 @@ test("the storefront works the same from any node of a cluster", async () => {
   // The same shopper on node-1 sees the same account.
   const otherCtx = await context(chrome);
   const other = await page(otherCtx);
-  await other.goto(`${nodes[0].base}/#/login`);
-  await other.getByLabel("Email").fill(email);
-  await other.getByLabel("Password").fill("captain-wentworth");
-  await other.getByRole("button", { name: "Log in" }).click();
-  await other.waitForURL(/#\/account/);
+  await logInAt(other, nodes[0].base, email, "captain-wentworth");
   await other.getByRole("heading", { name: "Your orders" }).waitFor();
   await other.getByRole("link", { name: /^Order of / }).click();
   await other.waitForURL(new RegExp(`#/order/${encodeURIComponent(id)}`));
@@ -132,11 +122,7 @@ test("the storefront works the same from any node of a cluster", async () => {
   // The operator's view through node-2: every node reachable, the order listed.
   const opsCtx = await context(chrome);
   const ops = await page(opsCtx);
-  await ops.goto(`${nodes[1].base}/#/login`);
-  await ops.getByLabel("Email").fill("ops@cluster.test");
-  await ops.getByLabel("Password").fill("cluster-ops-pass");
-  await ops.getByRole("button", { name: "Log in" }).click();
-  await ops.waitForURL(/#\/staff/);
+  await logInAt(ops, nodes[1].base, "ops@cluster.test", "cluster-ops-pass");
   await ops.goto(`${nodes[1].base}/#/staff/operations`);
   const cluster = ops.getByRole("region", { name: "Cluster" });
   for (const n of ["node-1", "node-2", "node-3"]) await cluster.getByRole("row", { name: new RegExp(`${n} yes`) }).waitFor({ timeout: 20_000 });

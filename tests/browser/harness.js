@@ -104,6 +104,36 @@ export async function page(ctx) {
   return p;
 }
 
+/**
+ * Signs up through the sign-up page of the store at `base` and waits for the account page.
+ * `onForm(p)` runs once the page is there, before the form is filled.
+ */
+export async function signUpAt(p, base, { email, password, name, lastName }, onForm = async () => {}) {
+  await p.goto(`${base}/#/signup`);
+  await p.getByRole("heading", { name: "Create an account" }).waitFor();
+  await onForm(p);
+  await p.getByLabel("First name").fill(name);
+  await p.getByLabel("Last name").fill(lastName);
+  await p.getByLabel("Email").fill(email);
+  await p.getByLabel("Password (at least 8 characters)").fill(password);
+  await p.getByRole("button", { name: "Create account" }).click();
+  await p.getByRole("heading", { name: "Your account" }).waitFor();
+}
+
+/**
+ * Logs in through the login page of the store at `base` and waits to land on the account or
+ * the staff screens. `onForm(p)` runs once the page is there.
+ */
+export async function logInAt(p, base, email, password, onForm = async () => {}) {
+  await p.goto(`${base}/#/login`);
+  await p.getByRole("heading", { name: "Log in" }).waitFor();
+  await onForm(p);
+  await p.getByLabel("Email").fill(email);
+  await p.getByLabel("Password").fill(password);
+  await p.getByRole("button", { name: "Log in" }).click();
+  await p.waitForURL(/#\/(account|staff)/);
+}
+
 /** Serious and critical accessibility violations axe-core finds on the page now. */
 export async function axe(p) {
   await p.evaluate(axeSource);

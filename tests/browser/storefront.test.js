@@ -4,7 +4,7 @@
 
 import { before, after } from "node:test";
 import assert from "node:assert/strict";
-import { Store, browser, context, page, axe, shot, clicked as test } from "./harness.js";
+import { Store, browser, context, page, axe, shot, signUpAt, logInAt, clicked as test } from "./harness.js";
 
 let store;
 let chrome;
@@ -33,35 +33,31 @@ let customers = 0;
 /** Signs a new customer up through the sign-up page; returns their email. */
 async function signUp(p) {
   const email = `shopper${++customers}-${Date.now()}@example.com`;
-  await p.goto(`${store.base}/#/signup`);
-  await p.getByRole("heading", { name: "Create an account" }).waitFor();
-  if (customers === 1) await checked(p, "signup");
-  await p.getByLabel("First name").fill("Ada");
-  await p.getByLabel("Last name").fill("Reader");
-  await p.getByLabel("Email").fill(email);
-  await p.getByLabel("Password (at least 8 characters)").fill("correct horse");
-  await p.getByRole("button", { name: "Create account" }).click();
-  await p.getByRole("heading", { name: "Your account" }).waitFor();
+  const first = customers === 1;
+  await signUpAt(p, store.base, { email, password: "correct horse", name: "Ada", lastName: "Reader" }, async () => {
+    if (first) await checked(p, "signup");
+  });
   return email;
 }
 
 let logins = 0;
 async function logIn(p, email, password) {
-  await p.goto(`${store.base}/#/login`);
-  await p.getByRole("heading", { name: "Log in" }).waitFor();
-  if (++logins === 1) await checked(p, "login");
-  await p.getByLabel("Email").fill(email);
-  await p.getByLabel("Password").fill(password);
-  await p.getByRole("button", { name: "Log in" }).click();
-  await p.waitForURL(/#\/(account|staff)/);
+  await logInAt(p, store.base, email, password, async () => {
+    if (++logins === 1) await checked(p, "login");
+  });
+}
+
+/** Puts `book` in the cart from the catalogue (the cart was empty) and opens the cart. */
+async function toCart(p, book) {
+  await p.goto(`${store.base}/#/`);
+  await p.getByRole("button", { name: `Add ${book} to cart` }).click();
+  await p.getByRole("link", { name: "Cart (1)" }).click();
+  await p.getByRole("heading", { name: "Your cart" }).waitFor();
 }
 
 /** Puts `book` in the cart from the catalogue and places the order; returns its id. */
 async function order(p, book, promo) {
-  await p.goto(`${store.base}/#/`);
-  await p.getByRole("button", { name: `Add ${book} to cart` }).click();
-  await p.getByRole("link", { name: /^Cart \(/ }).click();
-  await p.getByRole("heading", { name: "Your cart" }).waitFor();
+  await toCart(p, book);
   if (promo) {
     await p.getByLabel("Promo code").fill(promo);
     await p.getByRole("button", { name: "Apply" }).click();
@@ -195,9 +191,7 @@ test("a double click places one order; a second unpaid order is refused with a l
   const ctx = await context(chrome);
   const p = await page(ctx);
   await signUp(p);
-  await p.goto(`${store.base}/#/`);
-  await p.getByRole("button", { name: "Add Middlemarch to cart" }).click();
-  await p.getByRole("link", { name: "Cart (1)" }).click();
+  await toCart(p, "Middlemarch");
   await p.getByText("To pay").waitFor();
   const placements = [];
   p.on("request", (r) => {
@@ -212,9 +206,7 @@ test("a double click places one order; a second unpaid order is refused with a l
   await p.getByRole("heading", { name: "Your orders" }).waitFor();
   assert.equal(await p.getByRole("list").filter({ has: p.getByRole("heading", { level: 3 }) }).getByRole("listitem").count(), 1);
   // Another order while the first is unpaid.
-  await p.goto(`${store.base}/#/`);
-  await p.getByRole("button", { name: "Add The Odyssey to cart" }).click();
-  await p.getByRole("link", { name: "Cart (1)" }).click();
+  await toCart(p, "The Odyssey");
   await p.getByText("To pay").waitFor();
   await p.getByRole("button", { name: "Place order" }).click();
   await p.getByRole("alert").filter({ hasText: "You already have an order that is not paid yet" }).waitFor();
@@ -230,9 +222,7 @@ test("an order for more than is free is cancelled and explained as out of stock"
   const ctx = await context(chrome);
   const p = await page(ctx);
   await signUp(p);
-  await p.goto(`${store.base}/#/`);
-  await p.getByRole("button", { name: "Add Crime and Punishment to cart" }).click();
-  await p.getByRole("link", { name: "Cart (1)" }).click();
+  await toCart(p, "Crime and Punishment");
   await p.getByLabel("Quantity of Crime and Punishment").fill("9");
   await p.getByLabel("Quantity of Crime and Punishment").press("Tab");
   await p.getByText("€121.50").first().waitFor();

@@ -44,9 +44,33 @@ fn hash(bytes: &[u8]) -> String {
     format!("{:016x}", xxhash_rust::xxh3::xxh3_64(bytes))
 }
 
-/// The version of the embedded files (a hash over all of them) and the page naming it.
-fn built() -> &'static (String, String) {
-    static BUILT: OnceLock<(String, String)> = OnceLock::new();
+/// A file ready to serve: its bytes and their gzip (empty when it could not be made), the
+/// ETag of each, its content type. Made once, at first use.
+struct Ready {
+    body: Vec<u8>,
+    gz: Vec<u8>,
+    etag: String,
+    gz_etag: String,
+    ctype: &'static str,
+}
+
+impl Ready {
+    fn new(body: Vec<u8>, ctype: &'static str) -> Ready {
+        let h = hash(&body);
+        Ready { gz: gzip(&body), etag: format!("\"{h}\""), gz_etag: format!("\"{h}-gz\""), body, ctype }
+    }
+}
+
+/// The storefront as served: the version of the embedded files (a hash over all of them), the
+/// page naming it, and each asset by name.
+struct Built {
+    version: String,
+    page: Ready,
+    assets: Vec<(&'static str, Ready)>,
+}
+
+fn built() -> &'static Built {
+    static BUILT: OnceLock<Built> = OnceLock::new();
     BUILT.get_or_init(|| {
         let mut all = Vec::new();
         for (name, bytes, _) in ASSETS {
@@ -55,15 +79,10 @@ fn built() -> &'static (String, String) {
             all.extend_from_slice(bytes);
         }
         let version = hash(&all)[..12].to_owned();
-        let page = INDEX.replace("{{v}}", &version);
-        (version, page)
+        let page = Ready::new(INDEX.replace("{{v}}", &version).into_bytes(), "text/html; charset=utf-8");
+        let assets = ASSETS.iter().map(|(name, bytes, ctype)| (*name, Ready::new(bytes.to_vec(), ctype))).collect();
+        Built { version, page, assets }
     })
-}
-
-/// The gzip of each file (and of the page, last), made once.
-fn gzipped() -> &'static [Vec<u8>] {
-    static GZ: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
-    GZ.get_or_init(|| ASSETS.iter().map(|(_, b, _)| *b).chain([built().1.as_bytes()]).map(gzip).collect())
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -88,16 +107,14 @@ fn accepts_gzip(entry: &str) -> bool {
 
 /// A file answered in full (gzipped when the client takes gzip), or 304 when the client's
 /// `If-None-Match` names it. The ETag is the uncompressed file's, with `-gz` for the gzip.
-fn answer(req: &Req, body: &'static [u8], gz: &'static [u8], ctype: &'static str, immutable: bool) -> Out {
-    let takes_gzip = !gz.is_empty() && req.header("accept-encoding").is_some_and(|v| v.split(',').any(accepts_gzip));
-    let (body, etag) =
-        if takes_gzip { (gz, format!("\"{}-gz\"", hash(body))) } else { (body, format!("\"{}\"", hash(body))) };
-    let gzip = takes_gzip;
+fn answer(req: &Req, file: &'static Ready, immutable: bool) -> Out {
+    let gzip = !file.gz.is_empty() && req.header("accept-encoding").is_some_and(|v| v.split(',').any(accepts_gzip));
+    let (body, etag) = if gzip { (&file.gz, &file.gz_etag) } else { (&file.body, &file.etag) };
     let current = req
         .header("if-none-match")
         .is_some_and(|v| v.split(',').any(|t| t.trim().trim_start_matches("W/") == etag || t.trim() == "*"));
-    let (status, body) = if current { (StatusCode::NOT_MODIFIED, &[][..]) } else { (StatusCode::OK, body) };
-    Out::Static { status, body, ctype, etag, immutable, gzip }
+    let (status, body) = if current { (StatusCode::NOT_MODIFIED, &[][..]) } else { (StatusCode::OK, &body[..]) };
+    Out::Static { status, body, ctype: file.ctype, etag: etag.clone(), immutable, gzip }
 }
 
 /// The storefront.
@@ -105,8 +122,7 @@ fn answer(req: &Req, body: &'static [u8], gz: &'static [u8], ctype: &'static str
     description = "The web storefront: one page that shops, logs in and runs the staff screens through this API.",
     responses((status = 200, content_type = "text/html", body = String), (status = 304, description = "The client's copy is current (If-None-Match).")))]
 pub async fn index(_app: &App, req: &Req) -> Result<Out, ApiError> {
-    let gz = gzipped().last().map_or(&[][..], Vec::as_slice);
-    Ok(answer(req, built().1.as_bytes(), gz, "text/html; charset=utf-8", false))
+    Ok(answer(req, &built().page, false))
 }
 
 /// A file of the storefront, at the version the page names.
@@ -118,15 +134,16 @@ pub async fn index(_app: &App, req: &Req) -> Result<Out, ApiError> {
         (status = 404, body = ErrorBody)))]
 pub async fn asset(_app: &App, req: &Req) -> Result<Out, ApiError> {
     let (version, file) = (param(req, 1), param(req, 2));
-    if version != built().0 {
+    let b = built();
+    if version != b.version {
         return Err(ApiError::NotFound("no such storefront version (reload the page)".into()));
     }
-    let i = ASSETS
+    let (_, ready) = b
+        .assets
         .iter()
-        .position(|(name, _, _)| *name == file)
+        .find(|(name, _)| *name == file)
         .ok_or_else(|| ApiError::NotFound("no such storefront file".into()))?;
-    let (_, body, ctype) = ASSETS[i];
-    Ok(answer(req, body, gzipped().get(i).map_or(&[][..], Vec::as_slice), ctype, true))
+    Ok(answer(req, ready, true))
 }
 
 #[cfg(test)]
@@ -145,9 +162,10 @@ mod tests {
 
     #[test]
     fn the_page_names_the_version_of_its_assets_and_every_asset_it_links_exists() {
-        let (version, page) = built();
+        let b = built();
+        let page = std::str::from_utf8(&b.page.body).unwrap();
         assert!(!page.contains("{{v}}"));
-        for link in page.split(&format!("/assets/{version}/")).skip(1) {
+        for link in page.split(&format!("/assets/{}/", b.version)).skip(1) {
             let name: String = link.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '.').collect();
             assert!(ASSETS.iter().any(|(n, _, _)| *n == name), "{name} is linked but not embedded");
         }

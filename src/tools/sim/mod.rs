@@ -641,7 +641,7 @@ impl Sim {
         }
     }
 
-    /// Whether any running node's relay has events pending.
+    /// Whether any node's relay (running or not) has events pending.
     fn pending(&self) -> bool {
         self.nodes.iter().any(|n| !n.lanes.is_empty())
     }

@@ -2,7 +2,7 @@
 // as it moves, logging in and signing up.
 
 import { api, follow, ApiError, Offline, session, login, cart, saveCart, addToCart, checkoutKey, checkoutDone } from "./api.js";
-import { h, fill, screen, money, statusLine, alertBox, orderWords, reasonWords, paymentWords, ORDER_STEPS, when, field, values } from "./ui.js";
+import { h, fill, screen, money, statusLine, alertBox, orderWords, reasonWords, paymentWords, ORDER_STEPS, when, field, submitting } from "./ui.js";
 
 /** What went wrong, in words a shopper can act on. */
 export function problem(e) {
@@ -465,21 +465,15 @@ export function loginPage(params) {
       "form",
       {
         class: "stack",
-        onsubmit: async (e) => {
-          e.preventDefault();
-          const v = values(e.target);
-          const button = e.target.querySelector("button");
-          button.disabled = true;
-          fill(message, h("p", { role: "status" }, "Logging in…"));
-          try {
+        onsubmit: submitting(
+          async (v) => {
+            fill(message, h("p", { role: "status" }, "Logging in…"));
             const s = await login(v.email, v.password);
             window.dispatchEvent(new Event("sessionchange"));
             location.hash = next.startsWith("#/") ? next : s.role === "CUSTOMER" ? "#/account" : "#/staff";
-          } catch (err) {
-            button.disabled = false;
-            fill(message, alertBox(err instanceof ApiError && err.status === 401 ? "That email and password do not match an account." : err instanceof ApiError && err.status === 429 ? "Too many attempts. Please wait a little and try again." : problem(err)));
-          }
-        },
+          },
+          (err) => fill(message, alertBox(err instanceof ApiError && err.status === 401 ? "That email and password do not match an account." : err instanceof ApiError && err.status === 429 ? "Too many attempts. Please wait a little and try again." : problem(err))),
+        ),
       },
       field("Email", { name: "email", type: "email", required: true, autocomplete: "username" }),
       field("Password", { name: "password", type: "password", required: true, autocomplete: "current-password" }),
@@ -501,21 +495,15 @@ export function signupPage(params) {
       "form",
       {
         class: "stack",
-        onsubmit: async (e) => {
-          e.preventDefault();
-          const v = values(e.target);
-          const button = e.target.querySelector("button");
-          button.disabled = true;
-          try {
+        onsubmit: submitting(
+          async (v) => {
             await api("POST", "/customer", { body: { email: v.email, password: v.password, name: v.name, lastName: v.lastName, communications: [{ type: "EMAIL", address: v.email }] } });
             await login(v.email, v.password);
             window.dispatchEvent(new Event("sessionchange"));
             location.hash = next.startsWith("#/") ? next : "#/account";
-          } catch (err) {
-            button.disabled = false;
-            fill(message, alertBox(err instanceof ApiError && err.status === 409 ? "An account with this email exists already. Log in instead." : problem(err)));
-          }
-        },
+          },
+          (err) => fill(message, alertBox(err instanceof ApiError && err.status === 409 ? "An account with this email exists already. Log in instead." : problem(err))),
+        ),
       },
       field("First name", { name: "name", required: true, autocomplete: "given-name" }),
       field("Last name", { name: "lastName", required: true, autocomplete: "family-name" }),

@@ -2,7 +2,7 @@
 // shows a role its own screens.
 
 import { api, session } from "./api.js";
-import { h, fill, screen, money, statusLine, alertBox, orderWords, when, field, values } from "./ui.js";
+import { h, fill, screen, money, statusLine, alertBox, orderWords, when, field, submitting } from "./ui.js";
 import { problem } from "./shop.js";
 
 /** The screens, by role (ADMIN sees every one). */
@@ -39,7 +39,7 @@ export async function staffPage(path) {
   await wanted.render();
 }
 
-/** A form that sends `build(values)` and shows what came back. */
+/** A form that sends `send(values)` and shows what came back. */
 function action(label, fields, send, done) {
   const out = statusLine();
   return h(
@@ -47,21 +47,14 @@ function action(label, fields, send, done) {
     {
       class: "stack",
       "aria-label": label,
-      onsubmit: async (e) => {
-        e.preventDefault();
-        const button = e.target.querySelector("button[type=submit]");
-        button.disabled = true;
-        fill(out, "Saving…");
-        try {
-          const r = await send(values(e.target));
-          fill(out, done(r));
-          e.target.reset();
-        } catch (err) {
-          fill(out, alertBox(problem(err)));
-        } finally {
-          button.disabled = false;
-        }
-      },
+      onsubmit: submitting(
+        async (v, form) => {
+          fill(out, "Saving…");
+          fill(out, done(await send(v)));
+          form.reset();
+        },
+        (err) => fill(out, alertBox(problem(err))),
+      ),
     },
     fields,
     h("button", { type: "submit", class: "primary" }, label),
@@ -162,7 +155,7 @@ async function shippingScreen() {
   };
   show(
     h("h1", {}, "Shipments"),
-    h("form", { class: "stack", onsubmit: (e) => { e.preventDefault(); open(values(e.target).id.trim()); } },
+    h("form", { class: "stack", onsubmit: submitting((v) => open(v.id.trim()), () => {}) },
       field("Order id", { name: "id", required: true, autocomplete: "off" }),
       h("button", { type: "submit", class: "primary" }, "Open shipment")),
     found,

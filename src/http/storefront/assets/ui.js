@@ -141,6 +141,25 @@ export function field(label, attrs) {
   return h("div", { class: "field" }, h("label", { for: id }, label), h("input", { ...attrs, id }));
 }
 
+/**
+ * A form's submit handler: the page does not reload, the form's submit button is disabled
+ * while `run(values, form)` works, and `failed(error)` says what went wrong if it throws.
+ */
+export function submitting(run, failed) {
+  return async (e) => {
+    e.preventDefault();
+    const button = e.target.querySelector("button[type=submit]");
+    button.disabled = true;
+    try {
+      await run(values(e.target), e.target);
+    } catch (err) {
+      failed(err);
+    } finally {
+      button.disabled = false;
+    }
+  };
+}
+
 /** A form's values as an object. */
 export function values(form) {
   return Object.fromEntries(new FormData(form).entries());
